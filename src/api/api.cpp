@@ -1,0 +1,14 @@
+#include "api/api.h"
+
+namespace era::api {
+
+void register_health(http::Router& router, Services&) {
+  router.add("GET", "/healthz", [](http::Ctx& c) { c.ok({{"status", "ok"}, {"version", ERA_VERSION}}); });
+}
+
+void register_all(http::Router& router, Services& services) {
+  register_health(router, services);
+  register_kv(router, services);
+}
+
+}  // namespace era::api

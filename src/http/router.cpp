@@ -1,0 +1,254 @@
+#include "http/router.h"
+
+#include <atomic>
+#include <random>
+
+#include "util/encoding.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace era::http {
+namespace {
+
+std::string new_request_id() {
+  static const std::string prefix = [] {
+    std::random_device rd;
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", rd());
+    return std::string(buf);
+  }();
+  static std::atomic<uint64_t> counter{0};
+  return prefix + "-" + std::to_string(++counter);
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 1;  // skip the leading '/'
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    out.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+void mark_close(httplib::Response& res) { res.set_header("Connection", "close"); }
+
+}  // namespace
+
+std::optional<std::string> Ctx::query(const std::string& name) const {
+  if (!req.has_param(name)) return std::nullopt;
+  return req.get_param_value(name);
+}
+
+std::string Ctx::body(size_t limit) {
+  std::string out;
+  stream_body(limit, [&](const char* d, size_t n) {
+    out.append(d, n);
+    return true;
+  });
+  return out;
+}
+
+json Ctx::json_body(size_t limit) {
+  std::string text = body(limit);
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded())
+    throw ApiError(400, "invalid_json", "the request body is not valid JSON");
+  if (!j.is_object()) throw ApiError(400, "invalid_json", "the request body must be a JSON object");
+  return j;
+}
+
+uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink) {
+  auto too_large = [&] {
+    mark_close(res);  // the rest of the body is not read: the connection cannot be reused
+    return ApiError(413, "payload_too_large",
+                    "request body too large: the limit for this request is " + std::to_string(limit) + " bytes");
+  };
+  if (req.has_header("Content-Length")) {
+    const std::string cl = req.get_header_value("Content-Length");
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(cl.c_str(), &end, 10);
+    if (cl.empty() || *end) throw ApiError(400, "bad_request", "invalid Content-Length header");
+    if (n > limit) throw too_large();
+  }
+  if (!reader_) {
+    if (req.body.size() > limit) throw too_large();
+    if (!req.body.empty() && !sink(req.body.data(), req.body.size())) mark_close(res);
+    return req.body.size();
+  }
+  uint64_t total = 0;
+  bool over = false, aborted = false;
+  bool complete = (*reader_)([&](const char* d, size_t n) {
+    total += n;
+    if (total > limit) {
+      over = true;
+      return false;
+    }
+    if (!sink(d, n)) {
+      aborted = true;
+      return false;
+    }
+    return true;
+  });
+  if (over) throw too_large();
+  if (aborted) {
+    mark_close(res);
+    return total;
+  }
+  if (!complete) {
+    mark_close(res);
+    throw ApiError(400, "incomplete_body", "the request body ended before its declared length");
+  }
+  return total;
+}
+
+void Ctx::send_json(int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+std::string write_error(httplib::Response& res, std::exception_ptr e) {
+  int status = 500;
+  std::string code = "internal_error", message = "internal error";
+  try {
+    std::rethrow_exception(e);
+  } catch (const ApiError& err) {
+    status = err.status();
+    code = err.code();
+    message = err.what();
+    if (!err.header.first.empty()) res.set_header(err.header.first, err.header.second);
+  } catch (const std::exception& err) {
+    log::error(std::string("unhandled exception: ") + err.what());
+  } catch (...) {
+    log::error("unhandled non-standard exception");
+  }
+  json body = {{"success", false}, {"error", message}, {"code", code}};
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  return code;
+}
+
+void Router::add(const std::string& method, const std::string& pattern, Handler handler) {
+  Route r{method, pattern, {}, std::move(handler)};
+  for (auto seg : split_path(pattern)) {
+    if (seg.size() > 5 && seg.front() == '{' && seg.substr(seg.size() - 4) == "...}")
+      r.segments.push_back({Segment::rest, std::string(seg.substr(1, seg.size() - 5))});
+    else if (seg.size() > 2 && seg.front() == '{' && seg.back() == '}')
+      r.segments.push_back({Segment::param, std::string(seg.substr(1, seg.size() - 2))});
+    else
+      r.segments.push_back({Segment::literal, std::string(seg)});
+  }
+  routes_.push_back(std::move(r));
+}
+
+bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,
+                   std::string_view raw_path) {
+  out.clear();
+  for (size_t i = 0; i < r.segments.size(); ++i) {
+    const Segment& s = r.segments[i];
+    if (s.kind == Segment::rest) {
+      if (i >= raw.size()) return false;
+      // Everything from this segment to the end of the path, slashes included.
+      size_t offset = static_cast<size_t>(raw[i].data() - raw_path.data());
+      std::string_view rest = raw_path.substr(offset);
+      if (rest.empty()) return false;
+      auto decoded = enc::percent_decode(rest);
+      if (!decoded) throw ApiError(400, "bad_path", "malformed percent-encoding in the path");
+      out.push_back(std::move(*decoded));
+      return true;
+    }
+    if (i >= raw.size()) return false;
+    if (s.kind == Segment::literal) {
+      if (raw[i] != s.text) return false;
+    } else {
+      if (raw[i].empty()) return false;
+      auto decoded = enc::percent_decode(raw[i]);
+      if (!decoded) throw ApiError(400, "bad_path", "malformed percent-encoding in the path");
+      out.push_back(std::move(*decoded));
+    }
+  }
+  return raw.size() == r.segments.size();
+}
+
+void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
+  const auto start = std::chrono::steady_clock::now();
+  Ctx ctx(req, res, reader);
+  ctx.request_id = new_request_id();
+  res.set_header("X-Request-Id", ctx.request_id);
+  std::string outcome;
+  try {
+    std::string_view target(req.target);
+    std::string_view raw_path = target.substr(0, target.find('?'));
+    if (raw_path.empty() || raw_path.front() != '/') throw ApiError(400, "bad_path", "the path must start with '/'");
+    auto raw = split_path(raw_path);
+    std::vector<std::string> params;
+    auto find = [&](const std::string& method) -> const Route* {
+      for (const auto& r : routes_)
+        if (r.method == method && match(r, raw, params, raw_path)) return &r;
+      return nullptr;
+    };
+    const Route* found = find(req.method);
+    if (!found && req.method == "HEAD") found = find("GET");
+    if (!found) {
+      for (const auto& r : routes_)
+        if (match(r, raw, params, raw_path))
+          throw ApiError(405, "method_not_allowed", "method " + req.method + " is not allowed on this path");
+      throw ApiError(404, "not_found", "no such endpoint: " + req.method + " " + std::string(raw_path));
+    }
+    ctx.params = std::move(params);
+    ctx.route = found->pattern;
+    for (const auto& m : middleware_) m(ctx);
+    found->handler(ctx);
+    if (res.status < 0) res.status = 200;
+  } catch (...) {
+    outcome = write_error(res, std::current_exception());
+  }
+  if (ctx.route.empty()) ctx.route = "-";
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (log::level() <= log::Level::info) {
+    char dur[32];
+    std::snprintf(dur, sizeof dur, "%.3fms", ms);
+    log::info("req=" + ctx.request_id + " " + req.method + " " + ctx.route + " " + std::to_string(res.status) +
+              " " + dur + (outcome.empty() ? "" : " code=" + outcome));
+  }
+}
+
+void Router::install(httplib::Server& server) {
+  auto plain = [this](const httplib::Request& req, httplib::Response& res) { dispatch(req, res, nullptr); };
+  auto with_reader = [this](const httplib::Request& req, httplib::Response& res,
+                            const httplib::ContentReader& reader) { dispatch(req, res, &reader); };
+  // Routes without a body reader get their (small) body buffered by the library; refuse a large one
+  // before it is read.
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS")
+      return httplib::Server::HandlerResponse::Unhandled;
+    if (std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) <= 65536)
+      return httplib::Server::HandlerResponse::Unhandled;
+    mark_close(res);
+    write_error(res, std::make_exception_ptr(ApiError(413, "payload_too_large", "a " + req.method +
+                                                      " request may not carry a body over 65536 bytes")));
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  server.Get(".*", plain);
+  server.Options(".*", plain);
+  server.Put(".*", with_reader);
+  server.Post(".*", with_reader);
+  server.Patch(".*", with_reader);
+  server.Delete(".*", with_reader);
+  // Requests that reach no handler (e.g. an unknown method) still get the JSON envelope.
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    json body = {{"success", false}, {"error", res.status == 413 ? "request body too large" : "bad request"},
+                 {"code", res.status == 413 ? "payload_too_large" : "bad_request"}};
+    if (res.status == 404 || res.status == 405) {
+      body["error"] = "no such endpoint";
+      body["code"] = "not_found";
+    }
+    res.set_content(body.dump(), "application/json");
+  });
+}
+
+}  // namespace era::http

@@ -1,0 +1,94 @@
+// Router: our own dispatch on top of cpp-httplib, so that every request — whatever its route or
+// outcome — goes through one place for the request id, body limits, the JSON error envelope and
+// the access log line.
+//
+// Patterns are matched on the raw (still percent-encoded) path, segment by segment, and each
+// parameter is decoded on its own: "/api/storage/kv/{ns}/{key...}" gives ns from one segment and
+// key from the rest of the path. Decoding before splitting would let "a%2Fb" in a namespace
+// position turn into two segments.
+#pragma once
+
+#include <httplib.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace era::http {
+
+using json = nlohmann::json;
+
+// Everything a handler sees of one request.
+class Ctx {
+ public:
+  Ctx(const httplib::Request& request, httplib::Response& response, const httplib::ContentReader* reader)
+      : req(request), res(response), reader_(reader) {}
+
+  const httplib::Request& req;
+  httplib::Response& res;
+  std::vector<std::string> params;  // decoded path parameters, in pattern order
+  std::string request_id;
+  std::string route;  // the pattern that matched, for logs
+
+  const std::string& param(size_t i) const { return params.at(i); }
+  // A query parameter, or nullopt if absent.
+  std::optional<std::string> query(const std::string& name) const;
+
+  // The whole request body, refused with 413 past `limit` bytes (before reading it, when the
+  // Content-Length says so).
+  std::string body(size_t limit);
+  // The body parsed as a JSON object; 400 if it is not one.
+  json json_body(size_t limit);
+  // Streams the body to `sink` in chunks; 413 past `limit` bytes. Returns the byte count.
+  // `sink` returning false aborts the read (the handler should then throw).
+  uint64_t stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink);
+  bool has_body_reader() const { return reader_ != nullptr; }
+
+  void send_json(int status, const json& body);
+  void ok(const json& body) { send_json(200, body); }
+
+ private:
+  const httplib::ContentReader* reader_;
+};
+
+using Handler = std::function<void(Ctx&)>;
+
+// Runs before every matched route's handler (authentication lives here); may throw ApiError.
+using Middleware = std::function<void(Ctx&)>;
+
+class Router {
+ public:
+  void add(const std::string& method, const std::string& pattern, Handler handler);
+  void use(Middleware m) { middleware_.push_back(std::move(m)); }
+
+  // Installs the router into the server: every method and path goes through dispatch().
+  void install(httplib::Server& server);
+
+ private:
+  struct Segment {
+    enum Kind { literal, param, rest } kind;
+    std::string text;
+  };
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<Segment> segments;
+    Handler handler;
+  };
+  static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,
+                    std::string_view raw_path);
+  void dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader);
+
+  std::vector<Route> routes_;
+  std::vector<Middleware> middleware_;
+};
+
+// Turns the current exception into the JSON error envelope on `res`; returns the stable code.
+std::string write_error(httplib::Response& res, std::exception_ptr e);
+
+}  // namespace era::http

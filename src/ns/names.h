@@ -1,0 +1,32 @@
+// Namespace and key rules shared by every surface, and the mapping of (namespace, key) onto the one
+// shared KV namespace / R2 bucket. Violations throw ApiError 400 with a message that states the rule.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace era::ns {
+
+constexpr size_t kMaxNamespaceLength = 64;
+constexpr size_t kMaxKvKeyBytes = 512;          // Cloudflare KV's key limit
+constexpr size_t kMaxKvValueBytes = 25u << 20;  // 25 MiB, Cloudflare KV's value limit
+constexpr size_t kMaxKvMetadataBytes = 1024;    // serialized JSON, Cloudflare KV's metadata limit
+
+// A namespace is 1 to 64 of [A-Za-z0-9_-]; so ':' and '/' can never be part of one.
+bool is_valid_namespace(std::string_view ns);
+void check_namespace(std::string_view ns);
+
+// True if `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(std::string_view s);
+
+// A KV key: 1..512 bytes of UTF-8, not "." or "..", no NUL.
+void check_kv_key(std::string_view key);
+
+// The internal name of a KV key in the shared namespace: "ns:key".
+std::string kv_name(std::string_view ns, std::string_view key);
+
+// The smallest byte string greater than every string that starts with `prefix`, or "" if none exists
+// (prefix made only of 0xFF bytes).
+std::string prefix_upper_bound(std::string_view prefix);
+
+}  // namespace era::ns

@@ -1,0 +1,23 @@
+// Backend: the set of stores one configuration serves from. `local` (SQLite + files under the data
+// dir) and, later, `cloudflare` (REST + S3) implement it; the API layer sees only these interfaces.
+#pragma once
+
+#include <memory>
+
+#include "config/config.h"
+#include "store/kv_store.h"
+
+namespace era {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual KvStore& kv() = 0;
+  // Stops background work and closes the stores; called once, after the server stopped serving.
+  virtual void close() = 0;
+};
+
+// Opens the backend the configuration names. Throws std::runtime_error on failure to open.
+std::unique_ptr<Backend> open_backend(const Config& config);
+
+}  // namespace era

@@ -1,0 +1,55 @@
+#include "store/local/local_backend.h"
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+
+#include "util/clock.h"
+#include "util/log.h"
+
+namespace era {
+
+LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw std::runtime_error("cannot create data dir " + dir_ + ": " + ec.message());
+  const std::string meta = dir_ + "/meta.sqlite3";
+  meta_writer_ = std::make_unique<sqlite::Writer>(meta);
+  meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
+  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now);
+  sweeper_ = std::thread([this] { sweeper(); });
+}
+
+LocalBackend::~LocalBackend() { close(); }
+
+void LocalBackend::close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    closing_ = true;
+  }
+  cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (meta_writer_) meta_writer_->stop();
+}
+
+void LocalBackend::sweeper() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return closing_; })) {
+    lock.unlock();
+    try {
+      int64_t n = kv_->sweep_expired();
+      if (n) log::debug("swept " + std::to_string(n) + " expired KV entries");
+    } catch (const std::exception& e) {
+      log::warn(std::string("expiry sweep failed: ") + e.what());
+    }
+    lock.lock();
+  }
+}
+
+std::unique_ptr<Backend> open_backend(const Config& config) {
+  if (config.backend == "local") return std::make_unique<LocalBackend>(config);
+  throw std::runtime_error("unknown backend '" + config.backend + "'");
+}
+
+}  // namespace era

@@ -1,0 +1,39 @@
+// The local backend: everything under one data directory.
+//   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
+//                 written by one group-committing writer thread
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "store/backend.h"
+#include "store/local/local_kv.h"
+#include "store/local/sqlite.h"
+
+namespace era {
+
+class LocalBackend : public Backend {
+ public:
+  explicit LocalBackend(const Config& config);
+  ~LocalBackend() override;
+
+  KvStore& kv() override { return *kv_; }
+  void close() override;
+
+ private:
+  void sweeper();
+
+  std::string dir_;
+  std::unique_ptr<sqlite::Writer> meta_writer_;
+  std::unique_ptr<sqlite::ReaderPool> meta_readers_;
+  std::unique_ptr<LocalKv> kv_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closing_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace era

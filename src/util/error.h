@@ -1,0 +1,32 @@
+// The one error type that crosses layers. Stores and namespace rules throw it with the status
+// and stable code the client should see; the server turns it into the JSON envelope
+// {"success": false, "error": message, "code": code}.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace era {
+
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, std::string code, const std::string& message)
+      : std::runtime_error(message), status_(status), code_(std::move(code)) {}
+
+  int status() const { return status_; }
+  const std::string& code() const { return code_; }
+
+  // Extra response headers (e.g. Retry-After on 429); name/value pairs.
+  std::pair<std::string, std::string> header;
+
+ private:
+  int status_;
+  std::string code_;
+};
+
+inline ApiError bad_request(const std::string& code, const std::string& msg) { return {400, code, msg}; }
+inline ApiError not_found(const std::string& code, const std::string& msg) { return {404, code, msg}; }
+inline ApiError too_large(const std::string& code, const std::string& msg) { return {413, code, msg}; }
+
+}  // namespace era
