@@ -1,5 +1,5 @@
 // The local backend: everything under one data directory.
-//   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
+//   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 #pragma once
 
@@ -11,6 +11,7 @@
 
 #include "store/backend.h"
 #include "store/local/local_kv.h"
+#include "store/local/local_sessions.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -21,6 +22,7 @@ class LocalBackend : public Backend {
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
+  SessionStore& sessions() override { return *sessions_; }
   void close() override;
 
  private:
@@ -30,6 +32,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
+  std::unique_ptr<LocalSessions> sessions_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
