@@ -451,6 +451,48 @@ class StartUpPolicy(unittest.TestCase):
                 p.stop()
 
 
+class TokenCommand(unittest.TestCase):
+    def run_token(self, d, *args, env=None):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+        full_env.update(env or {})
+        return subprocess.run([BIN, "token", "--data-dir", d, *args], capture_output=True, env=full_env)
+
+    def test_json_output_and_refusals(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = self.run_token(d, "--session", "s-1", "--namespaces", "b,a", "--permissions", "read", "--ttl", "60",
+                                 "--json")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            claims = json.loads(out.stdout)
+            self.assertEqual((claims["session_id"], claims["namespaces"], claims["permissions"]),
+                             ("s-1", ["a", "b"], "read"))
+            self.assertAlmostEqual(claims["expires_at"], time.time() + 60, delta=5)
+            # The secret it generated is the one serve then uses: the token works there, read-only.
+            p = Proxy(d, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
+            try:
+                self.assertEqual(p.call("GET", "/api/storage/kv/a", claims["token"])[0], 200)
+                self.assertEqual(p.call("PUT", "/api/storage/kv/a/k", claims["token"], {"value": "v"})[0], 403)
+                self.assertEqual(p.call("GET", "/api/storage/kv/c", claims["token"])[0], 403)
+            finally:
+                p.stop()
+            # ERA_TOKEN_SECRET wins over the data dir, for serve and token alike.
+            env = {"ERA_TOKEN_SECRET": "s" * 40}
+            tok = self.run_token(d, "--session", "s-2", "--namespaces", "*", env=env).stdout.decode().strip()
+            p = Proxy(d, ["--auth", "token"], dict(env, ERA_ADMIN_TOKEN=ADMIN))
+            try:
+                self.assertEqual(p.call("GET", "/api/storage/kv/anything", tok)[0], 200)
+                self.assertEqual(p.call("GET", "/api/storage/kv/a", claims["token"])[0], 401)
+            finally:
+                p.stop()
+            for args in (["--session", "bad/id", "--namespaces", "a"], ["--session", "s", "--namespaces", "a,,b"],
+                         ["--session", "s", "--namespaces", "a", "--permissions", "write"],
+                         ["--session", "s", "--namespaces", "a", "--ttl", "0"],
+                         ["--session", "s", "--namespaces", "a", "--ttl", str(10 ** 9)], ["--namespaces", "a"]):
+                with self.subTest(args=args):
+                    out = self.run_token(d, *args)
+                    self.assertNotEqual(out.returncode, 0)
+                    self.assertEqual(out.stdout, b"")
+
+
 class RateLimits(unittest.TestCase):
     def test_request_and_byte_buckets(self):
         with tempfile.TemporaryDirectory() as d:
