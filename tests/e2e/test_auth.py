@@ -48,6 +48,14 @@ class Proxy:
         self.proc.stdout.close()
         self.stderr.close()
 
+    def raw(self, method, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request(method, path)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, data, dict(resp.getheaders())
+
     def call(self, method, path, token=None, body=None, headers=None, raw_auth=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         h = dict(headers or {})
@@ -269,15 +277,15 @@ class AuthMatrix(unittest.TestCase):
         for name, rel in (("era_storage.py", "sdk/python/era_storage.py"), ("era_storage.js", "sdk/js/era_storage.js")):
             with self.subTest(name=name):
                 path = os.path.join(SOURCE, rel)
-                status, body, headers = self.proxy.call("GET", "/api/sdk/" + name)
+                status, raw, headers = self.proxy.raw("GET", "/api/sdk/" + name)
                 if not os.path.exists(path):
                     self.assertEqual(status, 404)
                     continue
                 with open(path, "rb") as f:
                     expected = f.read()
                 self.assertEqual(status, 200)
-                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.assertEqual(raw, expected)
+                self.assertIn("python" if name.endswith(".py") else "javascript", headers["Content-Type"])
         self.assertEqual(self.proxy.call("GET", "/api/sdk/..%2Fmeta.sqlite3")[0], 404)
 
     def test_tokens_never_logged(self):
