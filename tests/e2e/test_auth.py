@@ -6,76 +6,43 @@ each with its expected status and code, and — for every refusal — a check th
 Routes of surfaces this build does not have yet (D1, R2, resources) are skipped, named in the skip.
 """
 import base64
-import http.client
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
 import unittest
 
-BIN = os.environ.get("ERA_PROXY_BIN", "build/era-storage-proxy")
-SOURCE = os.environ.get("ERA_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+import harness
+
+BIN = harness.BIN
+SOURCE = harness.ROOT
 ADMIN = "e2e-admin-credential-0123456789"
 
 
-class Proxy:
-    """The proxy on a free loopback port with its own data dir."""
+class Proxy(harness.Proxy):
+    """The harness's proxy (free port, backend from ERA_TEST_BACKEND) on a given data dir, started."""
 
     def __init__(self, data_dir, args=(), env=None):
-        self.data_dir = data_dir
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
-        full_env.update(env or {})
-        self.stderr = open(os.path.join(data_dir, "proxy.log"), "ab")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--port", "0", "--data-dir", data_dir, "--log-level", "info", *args],
-            stdout=subprocess.PIPE, stderr=self.stderr, env=full_env)
-        line = self.proc.stdout.readline().decode()
-        if "listening on" not in line:
-            self.proc.wait(10)
-            raise RuntimeError("proxy did not start: " + self.log())
-        self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
-
-    def log(self):
-        with open(os.path.join(self.data_dir, "proxy.log"), "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
-        self.proc.stdout.close()
-        self.stderr.close()
+        super().__init__(args, env, data_dir)
+        self.start()
 
     def raw(self, method, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request(method, path)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        return resp.status, data, dict(resp.getheaders())
+        status, headers, data = self.request(method, path)
+        return status, data, headers
 
-    def call(self, method, path, token=None, body=None, headers=None, raw_auth=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def api(self, method, path, token=None, body=None, headers=None, raw_auth=None):
+        """(status, parsed JSON, headers), as `token` (or with a raw Authorization header)."""
         h = dict(headers or {})
         if raw_auth is not None:
             h["Authorization"] = raw_auth
         elif token is not None:
             h["Authorization"] = "Bearer " + token
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
             h.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=h)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        try:
-            parsed = json.loads(payload) if payload else None
-        except ValueError:
-            parsed = payload
-        return resp.status, parsed, dict(resp.getheaders())
+        status, resp_headers, data = self.request(method, path, body, h)
+        return status, (json.loads(data) if data else None), resp_headers
 
 
 def mint(data_dir, session, namespaces, permissions="read_write", ttl=3600, env=None):
@@ -130,16 +97,16 @@ class AuthMatrix(unittest.TestCase):
         cls.proxy = Proxy(cls.tmp.name, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
         p = cls.proxy
         cls.surfaces = {"kv"}
-        if p.call("POST", "/api/storage/d1/x/query", ADMIN, {"sql": "SELECT 1"})[1].get("code") != "not_found":
+        if p.api("POST", "/api/storage/d1/x/query", ADMIN, {"sql": "SELECT 1"})[1].get("code") != "not_found":
             cls.surfaces.add("d1")
-        if p.call("GET", "/api/storage/r2/x", ADMIN)[1].get("code") != "not_found":
+        if p.api("GET", "/api/storage/r2/x", ADMIN)[1].get("code") != "not_found":
             cls.surfaces.add("r2")
-        if p.call("GET", "/api/resources/stats", ADMIN)[1].get("code") != "not_found":
+        if p.api("GET", "/api/resources/stats", ADMIN)[1].get("code") != "not_found":
             cls.surfaces.add("resources")
         cls.seed()
 
         def session(namespaces, permissions, ttl=3600):
-            status, body, _ = p.call("POST", "/api/sessions", ADMIN,
+            status, body, _ = p.api("POST", "/api/sessions", ADMIN,
                                      {"namespaces": namespaces, "permissions": permissions,
                                       "ttl_seconds": ttl, "language": "python"})
             assert status == 201, body
@@ -149,7 +116,7 @@ class AuthMatrix(unittest.TestCase):
         cls.ro = session([MINE], "read")["token"]
         revoked = session([MINE], "read_write")
         cls.revoked = revoked["token"]
-        assert p.call("DELETE", "/api/sessions/" + revoked["session_id"], ADMIN)[0] == 200
+        assert p.api("DELETE", "/api/sessions/" + revoked["session_id"], ADMIN)[0] == 200
         cls.expired = session([MINE], "read_write", ttl=1)["token"]
         with tempfile.TemporaryDirectory() as other:
             cls.wrong_secret = mint(other, "cli-rw", MINE, "read_write")  # same claims, another secret
@@ -159,13 +126,13 @@ class AuthMatrix(unittest.TestCase):
     def seed(cls):
         p = cls.proxy
         for ns in (MINE, THEIRS):
-            assert p.call("PUT", f"/api/storage/kv/{ns}/k", ADMIN, {"value": "orig"})[0] == 200
+            assert p.api("PUT", f"/api/storage/kv/{ns}/k", ADMIN, {"value": "orig"})[0] == 200
             if "d1" in cls.surfaces:
-                p.call("POST", f"/api/storage/d1/{ns}/exec", ADMIN, {"sql": "DROP TABLE IF EXISTS t"})
-                assert p.call("POST", f"/api/storage/d1/{ns}/exec", ADMIN,
+                p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN, {"sql": "DROP TABLE IF EXISTS t"})
+                assert p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN,
                               {"sql": "CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')"})[0] == 200
             if "r2" in cls.surfaces:
-                assert p.call("PUT", f"/api/storage/r2/{ns}/obj", ADMIN,
+                assert p.api("PUT", f"/api/storage/r2/{ns}/obj", ADMIN,
                               {"content": base64.b64encode(b"orig").decode()})[0] == 200
 
     @classmethod
@@ -177,12 +144,12 @@ class AuthMatrix(unittest.TestCase):
         """Everything the matrix could change, read as the admin."""
         p, out = self.proxy, {}
         for ns in (MINE, THEIRS):
-            out["kv", ns] = p.call("GET", f"/api/storage/kv/{ns}/k", ADMIN)[1]
+            out["kv", ns] = p.api("GET", f"/api/storage/kv/{ns}/k", ADMIN)[1]
             if "d1" in self.surfaces:
-                out["d1", ns] = p.call("POST", f"/api/storage/d1/{ns}/query", ADMIN,
+                out["d1", ns] = p.api("POST", f"/api/storage/d1/{ns}/query", ADMIN,
                                        {"sql": "SELECT v FROM t ORDER BY v"})[1].get("results")
             if "r2" in self.surfaces:
-                out["r2", ns] = p.call("GET", f"/api/storage/r2/{ns}/obj", ADMIN)[1].get("content")
+                out["r2", ns] = p.api("GET", f"/api/storage/r2/{ns}/obj", ADMIN)[1].get("content")
         return out
 
     def routes(self):
@@ -198,7 +165,7 @@ class AuthMatrix(unittest.TestCase):
             if writes_only and not writes:
                 continue
             with self.subTest(route=f"{method} {path}", body=body):
-                got, resp, headers = self.proxy.call(method, path.format(ns=ns), token, body, raw_auth=raw_auth)
+                got, resp, headers = self.proxy.api(method, path.format(ns=ns), token, body, raw_auth=raw_auth)
                 self.assertEqual(got, status, resp)
                 self.assertIn(resp["code"], codes)
                 self.assertIs(resp["success"], False)
@@ -239,7 +206,7 @@ class AuthMatrix(unittest.TestCase):
             if writes:
                 continue
             with self.subTest(route=f"{method} {path}"):
-                status, resp, _ = self.proxy.call(method, path.format(ns=MINE), self.ro, body)
+                status, resp, _ = self.proxy.api(method, path.format(ns=MINE), self.ro, body)
                 self.assertEqual(status, 200, resp)
 
     def test_read_write_and_admin_succeed(self):
@@ -248,7 +215,7 @@ class AuthMatrix(unittest.TestCase):
             for token, ns in ((self.rw, MINE), (ADMIN, THEIRS)):
                 for surface, method, path, body, writes in self.routes():
                     with self.subTest(token="admin" if token == ADMIN else "rw", route=f"{method} {path}"):
-                        status, resp, _ = self.proxy.call(method, path.format(ns=ns), token, body)
+                        status, resp, _ = self.proxy.api(method, path.format(ns=ns), token, body)
                         self.assertEqual(status, 200, resp)
                     self.seed()
         finally:
@@ -257,13 +224,13 @@ class AuthMatrix(unittest.TestCase):
     def test_scope_filter_on_resources(self):
         if "resources" not in self.surfaces:
             self.skipTest("this build has no /api/resources")
-        status, body, _ = self.proxy.call("GET", "/api/resources/list", self.rw)
+        status, body, _ = self.proxy.api("GET", "/api/resources/list", self.rw)
         self.assertEqual(status, 200, body)
         self.assertTrue(body["resources"])
         self.assertEqual({r["namespace"] for r in body["resources"]}, {MINE})
-        status, body, _ = self.proxy.call("GET", "/api/resources/stats", self.rw)
+        status, body, _ = self.proxy.api("GET", "/api/resources/stats", self.rw)
         self.assertEqual(set(body["by_namespace"]), {MINE})
-        status, body, _ = self.proxy.call("GET", "/api/resources/stats", ADMIN)
+        status, body, _ = self.proxy.api("GET", "/api/resources/stats", ADMIN)
         self.assertLessEqual({MINE, THEIRS}, set(body["by_namespace"]))
 
     def test_surfaces_present(self):
@@ -273,7 +240,7 @@ class AuthMatrix(unittest.TestCase):
             self.skipTest("not in this build yet: " + ", ".join(sorted(missing)))
 
     def test_healthz_and_sdk_are_open(self):
-        self.assertEqual(self.proxy.call("GET", "/healthz")[0], 200)
+        self.assertEqual(self.proxy.api("GET", "/healthz")[0], 200)
         for name, rel in (("era_storage.py", "sdk/python/era_storage.py"), ("era_storage.js", "sdk/js/era_storage.js")):
             with self.subTest(name=name):
                 path = os.path.join(SOURCE, rel)
@@ -286,7 +253,7 @@ class AuthMatrix(unittest.TestCase):
                 self.assertEqual(status, 200)
                 self.assertEqual(raw, expected)
                 self.assertIn("python" if name.endswith(".py") else "javascript", headers["Content-Type"])
-        self.assertEqual(self.proxy.call("GET", "/api/sdk/..%2Fmeta.sqlite3")[0], 404)
+        self.assertEqual(self.proxy.api("GET", "/api/sdk/..%2Fmeta.sqlite3")[0], 404)
 
     def test_tokens_never_logged(self):
         log = self.proxy.log()
@@ -308,7 +275,7 @@ class Sessions(unittest.TestCase):
         cls.tmp.cleanup()
 
     def create(self, body, token=ADMIN):
-        return self.proxy.call("POST", "/api/sessions", token, body)
+        return self.proxy.api("POST", "/api/sessions", token, body)
 
     def test_create_returns_token_and_env(self):
         status, s, _ = self.create({"language": "node", "namespaces": ["a", "b"], "permissions": "read",
@@ -322,13 +289,13 @@ class Sessions(unittest.TestCase):
         self.assertEqual(s["env"]["ERA_STORAGE_TOKEN"], s["token"])
         self.assertEqual(s["env"]["ERA_STORAGE_URL"], f"http://127.0.0.1:{self.proxy.port}")
         # The token works, and the session is visible to the admin and to itself, never with its token.
-        self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", s["token"])[0], 200)
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", s["token"])[0], 200)
         for token in (ADMIN, s["token"]):
-            status, got, _ = self.proxy.call("GET", "/api/sessions/" + s["session_id"], token)
+            status, got, _ = self.proxy.api("GET", "/api/sessions/" + s["session_id"], token)
             self.assertEqual(status, 200, got)
             self.assertEqual(got["namespaces"], ["a", "b"])
             self.assertNotIn("token", got)
-        status, listing, _ = self.proxy.call("GET", "/api/sessions", ADMIN)
+        status, listing, _ = self.proxy.api("GET", "/api/sessions", ADMIN)
         self.assertIn(s["session_id"], [x["session_id"] for x in listing["sessions"]])
 
     def test_defaults_follow_the_guide(self):
@@ -339,7 +306,7 @@ class Sessions(unittest.TestCase):
         self.assertEqual(s["permissions"], "read_write")
 
     def test_bad_requests_change_nothing(self):
-        before = self.proxy.call("GET", "/api/sessions?limit=1000", ADMIN)[1]
+        before = self.proxy.api("GET", "/api/sessions?limit=1000", ADMIN)[1]
         cases = [
             ({"language": "ruby"}, "invalid_language"),
             ({"language": 3}, "invalid_language"),
@@ -359,16 +326,16 @@ class Sessions(unittest.TestCase):
                 status, resp, _ = self.create(body)
                 self.assertEqual(status, 400, resp)
                 self.assertEqual(resp["code"], code)
-        status, resp, _ = self.proxy.call("POST", "/api/sessions", ADMIN, b"{not json")
+        status, resp, _ = self.proxy.api("POST", "/api/sessions", ADMIN, b"{not json")
         self.assertEqual(status, 400)
-        self.assertEqual(self.proxy.call("GET", "/api/sessions?limit=1000", ADMIN)[1], before)
+        self.assertEqual(self.proxy.api("GET", "/api/sessions?limit=1000", ADMIN)[1], before)
 
     def test_session_ids_are_not_reused(self):
         self.assertEqual(self.create({"session_id": "fixed-1"})[0], 201)
         self.assertEqual(self.create({"session_id": "fixed-1"})[0], 409)
-        self.assertEqual(self.proxy.call("DELETE", "/api/sessions/fixed-1", ADMIN)[0], 200)
+        self.assertEqual(self.proxy.api("DELETE", "/api/sessions/fixed-1", ADMIN)[0], 200)
         self.assertEqual(self.create({"session_id": "fixed-1"})[0], 409)
-        self.assertEqual(self.proxy.call("GET", "/api/sessions/fixed-1", ADMIN)[0], 404)
+        self.assertEqual(self.proxy.api("GET", "/api/sessions/fixed-1", ADMIN)[0], 404)
 
     def test_who_may_manage_sessions(self):
         status, s, _ = self.create({"namespaces": ["a"]})
@@ -376,32 +343,32 @@ class Sessions(unittest.TestCase):
         token = s["token"]
         self.assertEqual(self.create({"namespaces": ["a"]}, token)[0], 403)
         self.assertEqual(self.create({"namespaces": ["a"]}, None)[0], 401)
-        self.assertEqual(self.proxy.call("GET", "/api/sessions", token)[0], 403)
-        self.assertEqual(self.proxy.call("GET", "/api/sessions/" + other["session_id"], token)[0], 403)
-        self.assertEqual(self.proxy.call("DELETE", "/api/sessions/" + s["session_id"], token)[0], 403)
-        self.assertEqual(self.proxy.call("DELETE", "/api/sessions/" + other["session_id"], token)[0], 403)
-        self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", token)[0], 200)  # still live
-        self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", other["token"])[0], 200)
+        self.assertEqual(self.proxy.api("GET", "/api/sessions", token)[0], 403)
+        self.assertEqual(self.proxy.api("GET", "/api/sessions/" + other["session_id"], token)[0], 403)
+        self.assertEqual(self.proxy.api("DELETE", "/api/sessions/" + s["session_id"], token)[0], 403)
+        self.assertEqual(self.proxy.api("DELETE", "/api/sessions/" + other["session_id"], token)[0], 403)
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", token)[0], 200)  # still live
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", other["token"])[0], 200)
 
     def test_revocation_is_immediate_and_survives_restart(self):
         _, s, _ = self.create({"namespaces": ["a"]})
         minted = mint(self.tmp.name, "offline-1", "a")
-        self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", minted)[0], 200)
-        status, resp, _ = self.proxy.call("DELETE", "/api/sessions/" + s["session_id"], ADMIN)
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", minted)[0], 200)
+        status, resp, _ = self.proxy.api("DELETE", "/api/sessions/" + s["session_id"], ADMIN)
         self.assertEqual(status, 200, resp)
         self.assertTrue(resp["existed"])
-        status, resp, _ = self.proxy.call("DELETE", "/api/sessions/offline-1", ADMIN)
+        status, resp, _ = self.proxy.api("DELETE", "/api/sessions/offline-1", ADMIN)
         self.assertEqual(status, 200, resp)
         self.assertFalse(resp["existed"])
         for token in (s["token"], minted):
-            self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", token)[1]["code"], "token_revoked")
+            self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", token)[1]["code"], "token_revoked")
         self.proxy.stop()
         self.__class__.proxy = Proxy(self.tmp.name, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
         for token in (s["token"], minted):
-            self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", token)[1]["code"], "token_revoked")
+            self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", token)[1]["code"], "token_revoked")
         # The generated secret was kept: a token minted before the restart still works.
         _, live, _ = self.create({"namespaces": ["a"]})
-        self.assertEqual(self.proxy.call("GET", "/api/storage/kv/a", live["token"])[0], 200)
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", live["token"])[0], 200)
 
 
 class StartUpPolicy(unittest.TestCase):
@@ -440,7 +407,7 @@ class StartUpPolicy(unittest.TestCase):
             d2 = tempfile.mkdtemp(dir=d)
             p = Proxy(d2, ["--auth", "token", "--admin-token-file", path])
             try:
-                self.assertEqual(p.call("GET", "/api/sessions", ADMIN)[0], 200)
+                self.assertEqual(p.api("GET", "/api/sessions", ADMIN)[0], 200)
             finally:
                 p.stop()
 
@@ -449,14 +416,45 @@ class StartUpPolicy(unittest.TestCase):
             p = Proxy(d)
             try:
                 self.assertIn("auth is off", p.log())
-                self.assertEqual(p.call("PUT", "/api/storage/kv/x/k", None, {"value": "v"})[0], 200)
-                _, s, _ = p.call("POST", "/api/sessions", None, {"language": "python", "namespaces": ["a"]})
-                status, resp, _ = p.call("PUT", "/api/storage/kv/x/k", s["token"], {"value": "w"})
+                self.assertEqual(p.api("PUT", "/api/storage/kv/x/k", None, {"value": "v"})[0], 200)
+                _, s, _ = p.api("POST", "/api/sessions", None, {"language": "python", "namespaces": ["a"]})
+                status, resp, _ = p.api("PUT", "/api/storage/kv/x/k", s["token"], {"value": "w"})
                 self.assertEqual((status, resp["code"]), (403, "namespace_forbidden"))
-                self.assertEqual(p.call("GET", "/api/storage/kv/x/k", "garbage")[0], 401)
-                self.assertEqual(p.call("GET", "/api/storage/kv/x/k")[1]["value"], "v")
+                self.assertEqual(p.api("GET", "/api/storage/kv/x/k", "garbage")[0], 401)
+                self.assertEqual(p.api("GET", "/api/storage/kv/x/k")[1]["value"], "v")
             finally:
                 p.stop()
+
+
+class SdkSendsTheToken(unittest.TestCase):
+    """The Python SDK sends ERA_STORAGE_TOKEN as a bearer token (the JS one: js/auth.test.js)."""
+
+    def test_python_sdk(self):
+        import era_storage  # harness put sdk/python on the path
+
+        saved = {k: os.environ.get(k) for k in ("ERA_STORAGE_URL", "ERA_STORAGE_TOKEN")}
+        with tempfile.TemporaryDirectory() as d:
+            p = Proxy(d, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
+            try:
+                _, s, _ = p.api("POST", "/api/sessions", ADMIN, {"namespaces": ["sdk"]})
+                os.environ.update(s["env"])
+                self.assertEqual(os.environ["ERA_STORAGE_URL"], p.url)
+                era_storage.kv.set("sdk", "k", "v")
+                self.assertEqual(era_storage.kv.get("sdk", "k"), "v")
+                with self.assertRaises(era_storage.StorageError) as cm:
+                    era_storage.kv.set("other", "k", "v")
+                self.assertEqual((cm.exception.status, cm.exception.code), (403, "namespace_forbidden"))
+                del os.environ["ERA_STORAGE_TOKEN"]
+                with self.assertRaises(era_storage.StorageError) as cm:
+                    era_storage.kv.get("sdk", "k")
+                self.assertEqual((cm.exception.status, cm.exception.code), (401, "missing_token"))
+            finally:
+                p.stop()
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
 
 
 class TokenCommand(unittest.TestCase):
@@ -477,9 +475,9 @@ class TokenCommand(unittest.TestCase):
             # The secret it generated is the one serve then uses: the token works there, read-only.
             p = Proxy(d, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
             try:
-                self.assertEqual(p.call("GET", "/api/storage/kv/a", claims["token"])[0], 200)
-                self.assertEqual(p.call("PUT", "/api/storage/kv/a/k", claims["token"], {"value": "v"})[0], 403)
-                self.assertEqual(p.call("GET", "/api/storage/kv/c", claims["token"])[0], 403)
+                self.assertEqual(p.api("GET", "/api/storage/kv/a", claims["token"])[0], 200)
+                self.assertEqual(p.api("PUT", "/api/storage/kv/a/k", claims["token"], {"value": "v"})[0], 403)
+                self.assertEqual(p.api("GET", "/api/storage/kv/c", claims["token"])[0], 403)
             finally:
                 p.stop()
             # ERA_TOKEN_SECRET wins over the data dir, for serve and token alike.
@@ -487,8 +485,8 @@ class TokenCommand(unittest.TestCase):
             tok = self.run_token(d, "--session", "s-2", "--namespaces", "*", env=env).stdout.decode().strip()
             p = Proxy(d, ["--auth", "token"], dict(env, ERA_ADMIN_TOKEN=ADMIN))
             try:
-                self.assertEqual(p.call("GET", "/api/storage/kv/anything", tok)[0], 200)
-                self.assertEqual(p.call("GET", "/api/storage/kv/a", claims["token"])[0], 401)
+                self.assertEqual(p.api("GET", "/api/storage/kv/anything", tok)[0], 200)
+                self.assertEqual(p.api("GET", "/api/storage/kv/a", claims["token"])[0], 401)
             finally:
                 p.stop()
             for args in (["--session", "bad/id", "--namespaces", "a"], ["--session", "s", "--namespaces", "a,,b"],
@@ -511,21 +509,21 @@ class RateLimits(unittest.TestCase):
                 token = mint(d, "limited", "a")
                 other = mint(d, "other", "a")
                 # One large write is admitted (the byte bucket goes into debt)...
-                self.assertEqual(p.call("PUT", "/api/storage/kv/a/k", token, {"value": "x" * 1000})[0], 200)
+                self.assertEqual(p.api("PUT", "/api/storage/kv/a/k", token, {"value": "x" * 1000})[0], 200)
                 # ...then the session waits for the debt to be paid, whatever it sends.
-                status, resp, headers = p.call("GET", "/api/storage/kv/a/k", token)
+                status, resp, headers = p.api("GET", "/api/storage/kv/a/k", token)
                 self.assertEqual((status, resp["code"]), (429, "rate_limited"))
                 self.assertGreaterEqual(int(headers["Retry-After"]), 5)
                 # Another session has its own buckets; the admin has none.
                 for _ in range(3):
-                    self.assertEqual(p.call("GET", "/api/storage/kv/a/k", other)[0], 200)
-                status, resp, headers = p.call("GET", "/api/storage/kv/a/k", other)
+                    self.assertEqual(p.api("GET", "/api/storage/kv/a/k", other)[0], 200)
+                status, resp, headers = p.api("GET", "/api/storage/kv/a/k", other)
                 self.assertEqual(status, 429)
                 self.assertEqual(headers["Retry-After"], "1")
                 for _ in range(10):
-                    self.assertEqual(p.call("GET", "/api/storage/kv/a/k", ADMIN)[0], 200)
+                    self.assertEqual(p.api("GET", "/api/storage/kv/a/k", ADMIN)[0], 200)
                 time.sleep(1.1)
-                self.assertEqual(p.call("GET", "/api/storage/kv/a/k", other)[0], 200)
+                self.assertEqual(p.api("GET", "/api/storage/kv/a/k", other)[0], 200)
             finally:
                 p.stop()
 

@@ -10,4 +10,7 @@ add_test(NAME e2e_js
   COMMAND node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
 add_test(NAME conformance_local
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local)
-set_tests_properties(e2e_python e2e_js conformance_local PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+# The same scripts with tokens required, holding a session token of scope "*" (as a sandbox would).
+add_test(NAME conformance_local_auth
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local --auth)
+set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
