@@ -38,19 +38,13 @@ void authorize(http::Ctx& c) {
 void install_middleware(http::Router& router, const Authenticator& auth, RateLimiter* limiter) {
   router.use([&auth, limiter](http::Ctx& c) {
     if (c.route == "/healthz" || starts_with(c.route, "/api/sdk/")) return;
-    try {
-      std::optional<std::string> header;
-      if (c.req.has_header("Authorization")) header = c.req.get_header_value("Authorization");
-      c.principal = auth.authenticate(header);
-      authorize(c);
-    } catch (const ApiError&) {
-      // The body (if any) is left unread: the connection cannot carry another request after it.
-      if (!is_read_method(c.req.method)) c.res.set_header("Connection", "close");
-      throw;
-    }
+    // A refusal leaves the body unread; the router then closes the connection (Ctx::body_left_unread).
+    std::optional<std::string> header;
+    if (c.req.has_header("Authorization")) header = c.req.get_header_value("Authorization");
+    c.principal = auth.authenticate(header);
+    authorize(c);
     if (!limiter || c.principal.admin || !limiter->enabled()) return;
     if (int64_t wait = limiter->admit(c.principal.session_id)) {
-      if (!is_read_method(c.req.method)) c.res.set_header("Connection", "close");
       ApiError e(429, "rate_limited", "this session is over its request or write rate: retry after " +
                                           std::to_string(wait) + " s");
       e.header = {"Retry-After", std::to_string(wait)};

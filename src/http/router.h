@@ -47,6 +47,8 @@ class Ctx {
   const std::string* param_named(std::string_view name) const;
   // Request-body bytes read so far (by body(), json_body() or stream_body()).
   uint64_t body_bytes_read() const { return body_bytes_; }
+  // True if the request declared a body that was not read to its end.
+  bool body_left_unread() const;
 
   const std::string& param(size_t i) const { return params.at(i); }
   // A query parameter, or nullopt if absent.
@@ -68,6 +70,7 @@ class Ctx {
  private:
   const httplib::ContentReader* reader_;
   uint64_t body_bytes_ = 0;
+  bool body_read_ = false;
 };
 
 using Handler = std::function<void(Ctx&)>;

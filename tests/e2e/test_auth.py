@@ -255,6 +255,28 @@ class AuthMatrix(unittest.TestCase):
                 self.assertIn("python" if name.endswith(".py") else "javascript", headers["Content-Type"])
         self.assertEqual(self.proxy.api("GET", "/api/sdk/..%2Fmeta.sqlite3")[0], 404)
 
+    def test_refusal_keeps_the_connection_usable(self):
+        # A refused write leaves its body unread; the next request on the same client connection
+        # must still be answered as itself (the proxy closes rather than parse the leftover bytes).
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=30)
+        try:
+            body = json.dumps({"value": "x" * 100000}).encode()
+            for token, want in ((self.ro, 403), (None, 401), (self.rw, 403)):
+                headers = {"Content-Type": "application/json"}
+                if token:
+                    headers["Authorization"] = "Bearer " + token
+                path = f"/api/storage/kv/{THEIRS if token == self.rw else MINE}/k"
+                conn.request("PUT", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                self.assertEqual(resp.status, want)
+                resp.read()
+                conn.request("GET", f"/api/storage/kv/{MINE}/k", headers={"Authorization": "Bearer " + self.ro})
+                resp = conn.getresponse()
+                self.assertEqual((resp.status, json.loads(resp.read())["value"]), (200, "orig"))
+        finally:
+            conn.close()
+
     def test_tokens_never_logged(self):
         log = self.proxy.log()
         self.assertIn("/api/storage/kv/", log)
