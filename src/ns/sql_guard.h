@@ -98,9 +98,8 @@ class Guard {
 };
 
 // Brings `registry` in line with the schema of `db` for namespace `ns` after a statement that
-// changed it: objects that appeared are recorded as ns's (if they carry the exact "ns_" prefix and no
-// other namespace owns the name, else ApiError 403/409: roll back), objects gone are forgotten.
-// Returns the changes for the caller to persist: (added, removed physical names).
+// changed it: unowned objects that carry the exact "ns_" prefix are ns's new objects; ns's objects no
+// longer in the schema are gone. Returns the changes for the caller to apply and persist.
 struct SchemaDiff {
   std::vector<SchemaObject> added;
   std::vector<std::string> removed;

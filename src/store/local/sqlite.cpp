@@ -116,8 +116,11 @@ std::optional<int64_t> Stmt::opt_int(int col) const {
   return int64(col);
 }
 
-ReaderPool::ReaderPool(const std::string& path, size_t size) {
-  for (size_t i = 0; i < size; ++i) free_.push_back(std::make_unique<Db>(path, true));
+ReaderPool::ReaderPool(const std::string& path, size_t size, const std::function<void(Db&)>& on_open) {
+  for (size_t i = 0; i < size; ++i) {
+    free_.push_back(std::make_unique<Db>(path, true));
+    if (on_open) on_open(*free_.back());
+  }
 }
 
 ReaderPool::Lease ReaderPool::lease() {
@@ -136,8 +139,16 @@ void ReaderPool::give_back(std::unique_ptr<Db> db) {
   cv_.notify_one();
 }
 
-Writer::Writer(const std::string& path, size_t max_batch)
-    : db_(std::make_unique<Db>(path)), max_batch_(max_batch), thread_([this] { loop(); }) {}
+namespace {
+std::unique_ptr<Db> open_configured(const std::string& path, const std::function<void(Db&)>& on_open) {
+  auto db = std::make_unique<Db>(path);
+  if (on_open) on_open(*db);
+  return db;
+}
+}  // namespace
+
+Writer::Writer(const std::string& path, size_t max_batch, const std::function<void(Db&)>& on_open)
+    : db_(open_configured(path, on_open)), max_batch_(max_batch), thread_([this] { loop(); }) {}
 
 Writer::~Writer() { stop(); }
 
