@@ -232,6 +232,15 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
   }
 }
 
+void check_statement_text(std::string_view sql) {
+  for (const auto& t : tokenize(sql)) {
+    if (is_trivia(t)) continue;
+    if (t.kind == Tok::Ident && iequals(t.text, "VACUUM"))
+      throw ApiError(403, "vacuum_denied", "VACUUM is not allowed (the database is shared)");
+    return;  // only the first word decides
+  }
+}
+
 SchemaDiff diff_schema(sqlite3* db, std::string_view ns, const ObjectOwners& owners,
                        const std::vector<SchemaObject>& known) {
   SchemaDiff diff;

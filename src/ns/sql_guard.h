@@ -97,6 +97,11 @@ class Guard {
   std::optional<ApiError> denial_;
 };
 
+// Checks one statement's text, exactly as SQLite prepared it (from the prepare's start to its tail),
+// for what the authorizer is never asked about: VACUUM (VACUUM INTO writes a copy of the whole
+// database to a file). Throws ApiError 403.
+void check_statement_text(std::string_view sql);
+
 // Brings `registry` in line with the schema of `db` for namespace `ns` after a statement that
 // changed it: unowned objects that carry the exact "ns_" prefix are ns's new objects; ns's objects no
 // longer in the schema are gone. Returns the changes for the caller to apply and persist.

@@ -109,7 +109,9 @@ size_t value_bytes(const SqlValue& v) {
 }  // namespace
 
 LocalD1::LocalD1(const std::string& path, const D1Limits& limits, size_t readers) : limits_(limits) {
-  writer_ = std::make_unique<sqlite::Writer>(path, 64, [&](sqlite::Db& db) {
+  // One call per transaction (no group commit): interrupting a runaway write makes SQLite roll back
+  // the whole transaction, which must never take other clients' writes with it.
+  writer_ = std::make_unique<sqlite::Writer>(path, 1, [&](sqlite::Db& db) {
     db.exec(std::string("CREATE TABLE IF NOT EXISTS ") + kObjectsTable +
             " (physical TEXT PRIMARY KEY COLLATE NOCASE, ns TEXT NOT NULL, type TEXT NOT NULL) WITHOUT ROWID");
     configure(db, limits_);
@@ -210,8 +212,10 @@ std::vector<SqlResult> LocalD1::run(sqlite::Db& db, const std::string& ns, const
       StmtPtr stmt(raw);
       if (guard.denial()) throw *guard.denial();
       if (rc != SQLITE_OK) throw sql_error(h, ns, limits_.statement_timeout_ms, false);
+      const std::string_view text(p, static_cast<size_t>(tail - p));
       p = tail;
       if (!stmt) continue;  // only whitespace or comments were left
+      sql::check_statement_text(text);
       if (!undo && !sqlite3_stmt_readonly(stmt.get())) throw NeedsWriter{};
       out.push_back(step_all(db, stmt.get(), ns, params, budget));
       schema = guard.changes_schema();
