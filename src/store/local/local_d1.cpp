@@ -183,8 +183,9 @@ SqlResult LocalD1::step_all(sqlite::Db& db, sqlite3_stmt* stmt, const std::strin
   }
   r.meta.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!readonly) {
-    r.meta.changes = sqlite3_changes64(h);
     r.meta.rows_written = sqlite3_total_changes64(h) - total_before;  // includes trigger and FK changes
+    // sqlite3_changes64 keeps the last INSERT/UPDATE/DELETE's count through other statements (DDL).
+    r.meta.changes = r.meta.rows_written ? sqlite3_changes64(h) : 0;
     r.meta.changed_db = true;
   }
   r.meta.last_row_id = sqlite3_last_insert_rowid(h);
