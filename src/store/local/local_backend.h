@@ -14,6 +14,7 @@
 #include "store/backend.h"
 #include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
+#include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -25,6 +26,7 @@ class LocalBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   SqlStore& d1() override { return *d1_; }
+  ResourceRegistry& registry() override { return *registry_; }
   void close() override;
 
  private:
@@ -35,6 +37,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
   std::unique_ptr<LocalD1> d1_;
+  std::unique_ptr<LocalRegistry> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
