@@ -1,6 +1,7 @@
 // era-storage-proxy: the command line.
 //   serve    run the proxy
 //   token    mint a session token offline, from the same secret serve uses
+//   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
 #include <csignal>
 #include <cstdio>
@@ -32,6 +33,7 @@ void usage() {
                "commands:\n"
                "  serve     run the storage proxy (see `era-storage-proxy serve --help`)\n"
                "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
+               "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
                "  version   print the version\n";
 }
 
@@ -116,6 +118,25 @@ int serve(int argc, char** argv) {
   return 0;
 }
 
+int reindex(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy reindex",
+                           "Rebuild the resource registry's counters from the stores and report any drift.");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  era::log::set_level(era::log::Level::warn);
+  auto backend = era::open_backend(config);
+  auto report = backend->registry().reindex();
+  backend->close();
+  for (const auto& line : report.repairs) std::cout << "repaired " << line << "\n";
+  std::cout << "reindex: " << report.repairs.size() << " counter(s) repaired" << std::endl;
+  return 0;
+}
+
 // Mints a token from the signing secret, found exactly as `serve` finds it (same config file,
 // environment and flags; the generated <data_dir>/token_secret otherwise). Prints only the token, so
 // `ERA_STORAGE_TOKEN=$(era-storage-proxy token ...)` works; --json prints what POST /api/sessions does.
@@ -188,6 +209,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
     if (command == "token") return token(argc - 1, argv + 1);
+    if (command == "reindex") return reindex(argc - 1, argv + 1);
     if (command == "version" || command == "--version") {
       std::cout << "era-storage-proxy " << ERA_VERSION << std::endl;
       return 0;

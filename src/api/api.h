@@ -21,6 +21,8 @@ void register_health(http::Router& router, Services& services);
 void register_kv(http::Router& router, Services& services);
 void register_sessions(http::Router& router, Services& services);
 void register_sdk(http::Router& router, Services& services);
+void register_d1(http::Router& router, Services& services);
+void register_resources(http::Router& router, Services& services);
 
 // Every surface, in one call (what `serve` uses), behind the auth middleware (auth/middleware.h).
 void register_all(http::Router& router, Services& services);

@@ -7,6 +7,8 @@
 #include "config/config.h"
 #include "store/kv_store.h"
 #include "store/session_store.h"
+#include "store/sql_store.h"
+#include "store/registry.h"
 
 namespace era {
 
@@ -16,6 +18,8 @@ class Backend {
   virtual KvStore& kv() = 0;
   // Sessions and revocations (auth): kept where the backend keeps its metadata.
   virtual SessionStore& sessions() = 0;
+  virtual SqlStore& d1() = 0;
+  virtual ResourceRegistry& registry() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
 };

@@ -1,6 +1,8 @@
 // The local backend: everything under one data directory.
 //   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
+//   d1.sqlite3    every namespace's D1 tables, with its own writer thread (store/local/local_d1.h), so
+//                 a long D1 write never blocks KV or R2
 #pragma once
 
 #include <condition_variable>
@@ -10,8 +12,10 @@
 #include <thread>
 
 #include "store/backend.h"
+#include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
 #include "store/local/local_sessions.h"
+#include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -23,6 +27,8 @@ class LocalBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   SessionStore& sessions() override { return *sessions_; }
+  SqlStore& d1() override { return *d1_; }
+  ResourceRegistry& registry() override { return *registry_; }
   void close() override;
 
  private:
@@ -33,6 +39,8 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
   std::unique_ptr<LocalSessions> sessions_;
+  std::unique_ptr<LocalD1> d1_;
+  std::unique_ptr<LocalRegistry> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
