@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -53,5 +54,11 @@ void require_namespace(const Principal& p, std::string_view ns);
 // For listings (resources list and stats): true if `ns` is visible to the principal. Use it to filter
 // rows, so a session sees only its own namespaces and the admin sees all.
 inline bool visible(const Principal& p, std::string_view ns) { return p.may_access(ns); }
+// The same as a set, for stores that filter in their query: nullopt means every namespace (the
+// admin, or scope "*"); an unauthenticated principal sees none.
+inline std::optional<std::set<std::string>> visible_namespaces(const Principal& p) {
+  if (p.admin || (p.authenticated && p.scope.all)) return std::nullopt;
+  return p.authenticated ? p.scope.namespaces : std::set<std::string>{};
+}
 
 }  // namespace era::auth
