@@ -68,8 +68,11 @@ class SqlStore {
   // Returns the number of statements run in `statements`.
   virtual SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) = 0;
   virtual std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) = 0;
-  // The namespace's tables (user-visible names), in name order.
+  // The namespace's tables (user-visible names), in name order. Read from the schema and the
+  // ownership registry, so always in step with what query() would see.
   virtual std::vector<SqlTable> tables(const std::string& ns) = 0;
+  // Every namespace that owns at least one table, in byte order (to walk all namespaces' tables).
+  virtual std::vector<std::string> namespaces() = 0;
 };
 
 }  // namespace era
