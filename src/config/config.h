@@ -38,6 +38,7 @@ struct Config {
 
   // [storage]
   std::string data_dir = "data";
+  uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;
