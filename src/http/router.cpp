@@ -73,6 +73,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     if (cl.empty() || *end) throw ApiError(400, "bad_request", "invalid Content-Length header");
     if (n > limit) throw too_large();
   }
+  body_state_ = BodyState::reading;
   if (!reader_) {
     if (req.body.size() > limit) throw too_large();
     if (!req.body.empty() && !sink(req.body.data(), req.body.size())) mark_close(res);
@@ -101,7 +102,23 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     mark_close(res);
     throw ApiError(400, "incomplete_body", "the request body ended before its declared length");
   }
+  body_state_ = BodyState::done;
   return total;
+}
+
+void Ctx::settle_body() {
+  constexpr uint64_t kDrainLimit = 64 * 1024;
+  if (!reader_ || body_state_ == BodyState::done) return;
+  if (body_state_ == BodyState::reading) return mark_close(res);  // stopped halfway
+  const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
+  if (!chunked && declared == 0) return;
+  if (!chunked && declared > kDrainLimit) return mark_close(res);
+  try {
+    stream_body(kDrainLimit, [](const char*, size_t) { return true; });
+  } catch (const ApiError&) {
+    mark_close(res);  // over the drain limit, or cut short: stream_body already marked it
+  }
 }
 
 void Ctx::send_json(int status, const json& body) {
@@ -210,6 +227,7 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
+  ctx.settle_body();
   if (ctx.route.empty()) ctx.route = "-";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -248,6 +266,10 @@ void Router::install(httplib::Server& server) {
     if (!res.body.empty()) return;
     json body = {{"success", false}, {"error", res.status == 413 ? "request body too large" : "bad request"},
                  {"code", res.status == 413 ? "payload_too_large" : "bad_request"}};
+    if (res.status == 416) {  // the library refuses a Range header it cannot parse before routing
+      body["error"] = "invalid Range header: expected one range, bytes=first-last, bytes=first- or bytes=-suffix";
+      body["code"] = "invalid_range";
+    }
     if (res.status == 404 || res.status == 405) {
       body["error"] = "no such endpoint";
       body["code"] = "not_found";

@@ -48,12 +48,17 @@ class Ctx {
   // `sink` returning false aborts the read (the handler should then throw).
   uint64_t stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink);
   bool has_body_reader() const { return reader_ != nullptr; }
+  // Called by the router after the handler: a body the handler left unread would be parsed as the
+  // next request on a kept-alive connection. A small one is read and dropped; otherwise, or after a
+  // body was abandoned halfway, the connection is closed after this response.
+  void settle_body();
 
   void send_json(int status, const json& body);
   void ok(const json& body) { send_json(200, body); }
 
  private:
   const httplib::ContentReader* reader_;
+  enum class BodyState { unread, reading, done } body_state_ = BodyState::unread;
 };
 
 using Handler = std::function<void(Ctx&)>;
