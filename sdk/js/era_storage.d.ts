@@ -1,4 +1,5 @@
 // Types for era_storage.js, the storage SDK injected into every ERA session.
+/// <reference types="node" />
 
 export class StorageError extends Error {
   /** HTTP status from the proxy; 0 when it could not be reached. */
