@@ -70,6 +70,7 @@ function request(method, path, opts = {}) {
   }
   const send = (attempt) => new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
+    let answered = false;
     const req = mod.request({
       protocol: url.protocol,
       hostname: url.hostname,
@@ -79,6 +80,7 @@ function request(method, path, opts = {}) {
       headers,
       agent: agents[url.protocol],
     }, (res) => {
+      answered = true;
       if (opts.stream) {
         resolve({ status: res.statusCode, headers: res.headers, stream: res });
         return;
@@ -89,6 +91,9 @@ function request(method, path, opts = {}) {
       res.on('error', reject);
     });
     req.on('error', (err) => {
+      // The proxy answered before reading the whole body (413, 412) and closed the connection while
+      // the body was still being sent: its answer is the result, not the failed write.
+      if (answered) return;
       // A kept-alive socket the proxy had already closed: resend idempotent calls once.
       if (attempt === 0 && req.reusedSocket && IDEMPOTENT.has(method) && !streaming &&
           (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {

@@ -397,6 +397,37 @@ class R2LimitTest(ProxyTestCase):
         self.assertNothingLeft()
 
 
+    def test_a_refused_body_is_never_read_as_the_next_request(self):
+        ns = unique()
+        smuggled = f"DELETE {path(ns, 'victim')} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
+        era_storage.r2.put(ns, "victim", b"still here")
+        # A small refused body (412 before reading it) is read and dropped: the connection goes on.
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=30) as s:
+            s.sendall(f"PUT {path(ns, 'victim')} HTTP/1.1\r\nHost: x\r\nIf-Match: \"stale\"\r\n"
+                      f"Content-Length: {len(smuggled)}\r\n\r\n".encode() + smuggled)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = http.client.HTTPResponse(s)
+            first.begin()
+            first.read()
+            second = http.client.HTTPResponse(s)
+            second.begin()
+            self.assertEqual((first.status, second.status), (412, 200))
+            self.assertEqual(json.loads(second.read())["status"], "ok")
+        # A large one ends the connection after the answer: what follows is never parsed as a request.
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=30) as s:
+            s.sendall(f"PUT {path(ns, 'x')} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 << 30}\r\n\r\n".encode())
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            resp.read()
+            self.assertEqual(resp.status, 413)
+            try:
+                s.sendall(smuggled)
+                self.assertEqual(s.recv(65536), b"")  # closed, nothing answered
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        self.assertEqual(era_storage.r2.get(ns, "victim"), b"still here")
+
+
 class R2CrashTest(unittest.TestCase):
     def test_sigkill_mid_upload_leaves_no_partial_object_and_no_temp_file(self):
         with Proxy() as proxy:
