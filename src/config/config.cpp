@@ -94,6 +94,17 @@ std::vector<Setting> make_settings() {
   t.push_back(bytes_setting("storage.r2_max_object_size", "ERA_PROXY_R2_MAX_OBJECT_SIZE", "r2-max-object-size",
                             "largest R2 object accepted, in bytes (larger uploads get 413)",
                             &Config::r2_max_object_size, 1, 5ull << 40));
+  t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
+                          "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
+                          100000000));
+  t.push_back(int_setting("d1.max_params", "ERA_PROXY_D1_MAX_PARAMS", "",
+                          "bound parameters per D1 statement (D1: 100)", &Config::d1_max_params, 1, 32766));
+  t.push_back(int_setting("d1.statement_timeout_ms", "ERA_PROXY_D1_STATEMENT_TIMEOUT_MS", "",
+                          "milliseconds a D1 statement may run before it is interrupted (D1: 30000)",
+                          &Config::d1_statement_timeout_ms, 1, 3600000));
+  t.push_back(int_setting("d1.max_result_bytes", "ERA_PROXY_D1_MAX_RESULT_BYTES", "",
+                          "bytes a D1 result set may hold before it is refused", &Config::d1_max_result_bytes, 1024,
+                          2000000000));
   return t;
 }
 
