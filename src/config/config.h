@@ -40,6 +40,7 @@ struct Config {
 
   // [storage]
   std::string data_dir = "data";
+  uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
   // [auth] (see auth/setup.h for how they combine, and config.example.toml)
   std::string auth_mode = "off";       // "off" (loopback hosts only) or "token"
