@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -71,8 +72,9 @@ class SqlStore {
   // The namespace's tables (user-visible names), in name order. Read from the schema and the
   // ownership registry, so always in step with what query() would see.
   virtual std::vector<SqlTable> tables(const std::string& ns) = 0;
-  // Every namespace that owns at least one table, in byte order (to walk all namespaces' tables).
-  virtual std::vector<std::string> namespaces() = 0;
+  // Every namespace's tables as (namespace, user-visible table name), sorted by namespace then name.
+  // Cheap: no sizes (the resource registry lists and counts D1 tables from this).
+  virtual std::vector<std::pair<std::string, std::string>> all_tables() = 0;
 };
 
 }  // namespace era
