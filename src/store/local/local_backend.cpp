@@ -47,9 +47,4 @@ void LocalBackend::sweeper() {
   }
 }
 
-std::unique_ptr<Backend> open_backend(const Config& config) {
-  if (config.backend == "local") return std::make_unique<LocalBackend>(config);
-  throw std::runtime_error("unknown backend '" + config.backend + "'");
-}
-
 }  // namespace era

@@ -1,0 +1,32 @@
+// The cloudflare backend: every store forwards to the real Cloudflare account named in [cloudflare]
+// (KV and D1 over the v4 REST API, R2 over its S3 API), through one pooled HttpClient. Nothing is
+// kept on local disk; what each replica holds in memory is listed in docs/operations.md.
+#pragma once
+
+#include <memory>
+
+#include "store/backend.h"
+#include "store/cloudflare/cloudflare_kv.h"
+#include "store/cloudflare/http_client.h"
+#include "store/cloudflare/rest_api.h"
+#include "store/cloudflare/s3_client.h"
+
+namespace era::cf {
+
+class CloudflareBackend : public Backend {
+ public:
+  explicit CloudflareBackend(const Config& config);
+
+  KvStore& kv() override { return *kv_; }
+  void close() override {}
+  std::vector<CheckItem> check() override;
+
+ private:
+  const Config& config_;
+  std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<RestApi> api_;
+  std::unique_ptr<S3Client> s3_;
+  std::unique_ptr<CloudflareKv> kv_;
+};
+
+}  // namespace era::cf
