@@ -27,7 +27,8 @@ class Proxy:
             self.proc.wait()
             raise RuntimeError(f"proxy did not start: {line!r} {err}")
         self.url = f"http://{m.group(1)}:{m.group(2)}"
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self):
         for line in self.proc.stderr:
@@ -42,4 +43,6 @@ class Proxy:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
+        self._drainer.join(timeout=5)
+        self.proc.stderr.close()
         self.tmp.cleanup()
