@@ -88,6 +88,7 @@ class HttpClient {
   const HttpOptions& options() const { return options_; }
 
  private:
+  friend class HttpStream;
   struct CurlDeleter {
     void operator()(CURL* c) const { curl_easy_cleanup(c); }
   };
