@@ -38,6 +38,7 @@ struct Config {
 
   // [storage]
   std::string data_dir = "data";
+  uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
   // [cloudflare]: used when backend = "cloudflare". Secrets (api_token, r2_secret_access_key and
   // r2_access_key_id) come from the environment, the file, or a *_file path; they are never printed.
@@ -57,7 +58,7 @@ struct Config {
   int cf_connect_timeout_ms = 5000;
   int cf_timeout_ms = 30000;
   int cf_max_attempts = 4;
-  int cf_r2_part_size_mib = 64;  // objects above this go up as multipart, in parts of this size
+  int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
 
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;

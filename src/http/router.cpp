@@ -174,6 +174,11 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
 
 void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
   const auto start = std::chrono::steady_clock::now();
+  // cpp-httplib 0.11 applies a Range header to whatever response a handler makes, JSON errors
+  // included (a GET with "Range: bytes=5-10" got six bytes of an error body). Ranges are the
+  // handler's business here (R2 parses the header itself), so the library's parsed ranges are
+  // dropped. The Request is a non-const object inside the library; only this reference is const.
+  const_cast<httplib::Request&>(req).ranges.clear();
   Ctx ctx(req, res, reader);
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);

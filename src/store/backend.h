@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "store/kv_store.h"
+#include "store/object_store.h"
 
 namespace era {
 
@@ -22,6 +23,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual KvStore& kv() = 0;
+  virtual ObjectStore& r2() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
   // Verifies the configuration against the backend's real resources (for `era-storage-proxy check`).

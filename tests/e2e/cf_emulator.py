@@ -133,6 +133,18 @@ class Emulator:
                 return names
         raise RuntimeError("KV list did not end")
 
+    def r2_get(self, name):
+        """The bytes of the object stored under the internal name (e.g. "ns/key"), or None."""
+        bucket = self.info["r2_bucket"]
+        status, body = self._rest("GET", f"/r2/buckets/{bucket}/objects/" + urllib.parse.quote(name, safe=""))
+        return None if status == 404 else body
+
+    def r2_names(self, prefix=""):
+        bucket = self.info["r2_bucket"]
+        status, body = self._rest("GET", f"/r2/buckets/{bucket}/objects?per_page=1000&prefix="
+                                  + urllib.parse.quote(prefix, safe=""))
+        return [o["key"] for o in json.loads(body)["result"]]
+
     def d1_raw(self, sql, params=()):
         db = self.info["d1_database_id"]
         status, body = self._rest("POST", f"/d1/database/{db}/raw",

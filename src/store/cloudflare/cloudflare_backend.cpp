@@ -28,6 +28,7 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   s3_ = std::make_unique<S3Client>(*http_, config.cf_r2_endpoint, config.cf_r2_bucket,
                                    sigv4::Credentials{config.cf_r2_access_key_id, config.cf_r2_secret_access_key});
   kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id);
+  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20);
 }
 
 std::vector<CheckItem> CloudflareBackend::check() {

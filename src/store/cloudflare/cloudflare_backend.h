@@ -7,6 +7,7 @@
 
 #include "store/backend.h"
 #include "store/cloudflare/cloudflare_kv.h"
+#include "store/cloudflare/cloudflare_r2.h"
 #include "store/cloudflare/http_client.h"
 #include "store/cloudflare/rest_api.h"
 #include "store/cloudflare/s3_client.h"
@@ -18,6 +19,7 @@ class CloudflareBackend : public Backend {
   explicit CloudflareBackend(const Config& config);
 
   KvStore& kv() override { return *kv_; }
+  ObjectStore& r2() override { return *r2_; }
   void close() override {}
   std::vector<CheckItem> check() override;
 
@@ -27,6 +29,7 @@ class CloudflareBackend : public Backend {
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<S3Client> s3_;
   std::unique_ptr<CloudflareKv> kv_;
+  std::unique_ptr<CloudflareR2> r2_;
 };
 
 }  // namespace era::cf

@@ -123,6 +123,7 @@ bool HttpStream::start() {
   curl_easy_setopt(c, CURLOPT_SHARE, client_.share_.get());
   curl_easy_setopt(c, CURLOPT_URL, req_.url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);  // a key like "a/../b" is data: never normalise it
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o.connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);

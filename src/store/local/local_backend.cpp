@@ -17,6 +17,7 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now);
+  r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sweeper_ = std::thread([this] { sweeper(); });
 }
 

@@ -1,6 +1,7 @@
 // The local backend: everything under one data directory.
 //   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
+//   objects/      R2 object bytes (see local_r2.h)
 #pragma once
 
 #include <condition_variable>
@@ -11,6 +12,7 @@
 
 #include "store/backend.h"
 #include "store/local/local_kv.h"
+#include "store/local/local_r2.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -21,6 +23,7 @@ class LocalBackend : public Backend {
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
+  ObjectStore& r2() override { return *r2_; }
   void close() override;
 
  private:
@@ -30,6 +33,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
+  std::unique_ptr<LocalR2> r2_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
