@@ -10,6 +10,7 @@ void register_all(http::Router& router, Services& services) {
   register_health(router, services);
   register_kv(router, services);
   register_r2(router, services);
+  register_resources(router, services);
 }
 
 }  // namespace era::api

@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "store/kv_store.h"
 #include "store/object_store.h"
+#include "store/registry.h"
 
 namespace era {
 
@@ -24,6 +25,7 @@ class Backend {
   virtual ~Backend() = default;
   virtual KvStore& kv() = 0;
   virtual ObjectStore& r2() = 0;
+  virtual ResourceRegistry& registry() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
   // Verifies the configuration against the backend's real resources (for `era-storage-proxy check`).

@@ -16,6 +16,23 @@ CheckItem run_check(const std::string& what, const std::function<void()>& fn) {
   }
 }
 
+// The registry of a backend that cannot list resources yet: every call is a clear 501.
+class UnavailableRegistry : public ResourceRegistry {
+ public:
+  ResourcePage list(const ResourceQuery&) override { fail(); }
+  ResourceStats stats(const std::optional<std::string>&, const std::optional<std::set<std::string>>&) override {
+    fail();
+  }
+  ReindexReport reindex() override { fail(); }
+
+ private:
+  [[noreturn]] static void fail() {
+    throw ApiError(501, "not_implemented",
+                   "resource discovery is not available with the cloudflare backend yet; the KV and R2 "
+                   "endpoints are");
+  }
+};
+
 }  // namespace
 
 CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
@@ -29,6 +46,7 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
                                    sigv4::Credentials{config.cf_r2_access_key_id, config.cf_r2_secret_access_key});
   kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id);
   r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20);
+  registry_ = std::make_unique<UnavailableRegistry>();
 }
 
 std::vector<CheckItem> CloudflareBackend::check() {

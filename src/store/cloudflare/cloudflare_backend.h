@@ -20,6 +20,9 @@ class CloudflareBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
+  // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
+  // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.
+  ResourceRegistry& registry() override { return *registry_; }
   void close() override {}
   std::vector<CheckItem> check() override;
 
@@ -30,6 +33,7 @@ class CloudflareBackend : public Backend {
   std::unique_ptr<S3Client> s3_;
   std::unique_ptr<CloudflareKv> kv_;
   std::unique_ptr<CloudflareR2> r2_;
+  std::unique_ptr<ResourceRegistry> registry_;
 };
 
 }  // namespace era::cf

@@ -13,6 +13,7 @@
 #include "store/backend.h"
 #include "store/local/local_kv.h"
 #include "store/local/local_r2.h"
+#include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -24,6 +25,7 @@ class LocalBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
+  ResourceRegistry& registry() override { return *registry_; }
   void close() override;
 
  private:
@@ -34,6 +36,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
   std::unique_ptr<LocalR2> r2_;
+  std::unique_ptr<LocalRegistry> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
