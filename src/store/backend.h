@@ -10,6 +10,7 @@
 #include "store/kv_store.h"
 #include "store/object_store.h"
 #include "store/registry.h"
+#include "store/session_store.h"
 
 namespace era {
 
@@ -26,6 +27,8 @@ class Backend {
   virtual KvStore& kv() = 0;
   virtual ObjectStore& r2() = 0;
   virtual ResourceRegistry& registry() = 0;
+  // Sessions and revocations (auth): kept where the backend keeps its metadata.
+  virtual SessionStore& sessions() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
   // Verifies the configuration against the backend's real resources (for `era-storage-proxy check`).

@@ -89,6 +89,10 @@ class Upstream:
                     if v is None:
                         return self._reply(404, {"success": False, "errors": [{"code": 10009, "message": "not found"}]})
                     return self._reply(200, v, "application/octet-stream")
+                if self.command == "POST" and path.endswith("/raw"):
+                    # D1, for the auth layer's revocation list: empty answers.
+                    return self._reply(200, {"success": True, "errors": [], "result": [
+                        {"results": {"columns": [], "rows": []}, "meta": {"changes": 0}, "success": True}]})
                 if self.command == "GET" and path.endswith("/keys"):
                     return self._reply(200, {"success": True, "errors": [], "result": [],
                                              "result_info": {"count": 0, "cursor": ""}})

@@ -16,5 +16,8 @@ add_test(NAME e2e_python_cloudflare COMMAND ${ERA_WITH_EMULATOR} python3 ${ERA_P
 add_test(NAME e2e_js_cloudflare COMMAND ${ERA_WITH_EMULATOR} node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
 add_test(NAME conformance_cloudflare
   COMMAND ${ERA_WITH_EMULATOR} python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend cloudflare)
-set_tests_properties(e2e_python e2e_js conformance_local e2e_python_cloudflare e2e_js_cloudflare
-  conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+# The same scripts with tokens required, holding a session token of scope "*" (as a sandbox would).
+add_test(NAME conformance_local_auth
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local --auth)
+set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_python_cloudflare
+  e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)

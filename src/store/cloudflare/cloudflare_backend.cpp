@@ -47,6 +47,8 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id);
   r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20);
   registry_ = std::make_unique<UnavailableRegistry>();
+  d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
+  sessions_ = std::make_unique<CloudflareSessions>(*d1_);
 }
 
 std::vector<CheckItem> CloudflareBackend::check() {

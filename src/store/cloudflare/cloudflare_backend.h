@@ -8,6 +8,8 @@
 #include "store/backend.h"
 #include "store/cloudflare/cloudflare_kv.h"
 #include "store/cloudflare/cloudflare_r2.h"
+#include "store/cloudflare/cloudflare_sessions.h"
+#include "store/cloudflare/d1_client.h"
 #include "store/cloudflare/http_client.h"
 #include "store/cloudflare/rest_api.h"
 #include "store/cloudflare/s3_client.h"
@@ -20,6 +22,7 @@ class CloudflareBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
+  SessionStore& sessions() override { return *sessions_; }
   // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
   // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.
   ResourceRegistry& registry() override { return *registry_; }
@@ -34,6 +37,8 @@ class CloudflareBackend : public Backend {
   std::unique_ptr<CloudflareKv> kv_;
   std::unique_ptr<CloudflareR2> r2_;
   std::unique_ptr<ResourceRegistry> registry_;
+  std::unique_ptr<D1Client> d1_;
+  std::unique_ptr<CloudflareSessions> sessions_;
 };
 
 }  // namespace era::cf

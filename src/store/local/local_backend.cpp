@@ -22,6 +22,7 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
                                       *meta_writer_, *meta_readers_, unix_now));
   registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
+  sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
   sweeper_ = std::thread([this] { sweeper(); });
 }
 

@@ -1,5 +1,5 @@
 // The local backend: everything under one data directory.
-//   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
+//   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 //   objects/      R2 object bytes (see local_r2.h)
 #pragma once
@@ -14,6 +14,7 @@
 #include "store/local/local_kv.h"
 #include "store/local/local_r2.h"
 #include "store/local/local_registry.h"
+#include "store/local/local_sessions.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -26,6 +27,7 @@ class LocalBackend : public Backend {
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
   ResourceRegistry& registry() override { return *registry_; }
+  SessionStore& sessions() override { return *sessions_; }
   void close() override;
 
  private:
@@ -37,6 +39,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<LocalKv> kv_;
   std::unique_ptr<LocalR2> r2_;
   std::unique_ptr<LocalRegistry> registry_;
+  std::unique_ptr<LocalSessions> sessions_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;
