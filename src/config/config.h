@@ -76,6 +76,12 @@ struct Config {
   int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit
   int write_burst_bytes = 0;           // bytes a session may send at once; 0: write_bytes_per_sec
 
+  // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
+  int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
+  int d1_max_params = 100;                // bound parameters per statement
+  int d1_statement_timeout_ms = 30000;    // a statement running longer is interrupted
+  int d1_max_result_bytes = 50000000;     // a result set larger than this is refused
+
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;
 };

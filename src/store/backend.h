@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "store/kv_store.h"
 #include "store/object_store.h"
+#include "store/sql_store.h"
 #include "store/registry.h"
 #include "store/session_store.h"
 
@@ -26,6 +27,7 @@ class Backend {
   virtual ~Backend() = default;
   virtual KvStore& kv() = 0;
   virtual ObjectStore& r2() = 0;
+  virtual SqlStore& d1() = 0;
   virtual ResourceRegistry& registry() = 0;
   // Sessions and revocations (auth): kept where the backend keeps its metadata.
   virtual SessionStore& sessions() = 0;

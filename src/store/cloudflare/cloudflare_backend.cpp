@@ -33,6 +33,22 @@ class UnavailableRegistry : public ResourceRegistry {
   }
 };
 
+// The SQL store of a backend that cannot run user SQL yet: every call is a clear 501, and nothing of
+// the statement goes anywhere.
+class UnavailableSql : public SqlStore {
+ public:
+  SqlResult query(const std::string&, const SqlStatement&) override { fail(); }
+  SqlResult exec(const std::string&, const SqlStatement&, int&) override { fail(); }
+  std::vector<SqlResult> batch(const std::string&, const std::vector<SqlStatement>&) override { fail(); }
+  std::vector<SqlTable> tables(const std::string&) override { fail(); }
+
+ private:
+  [[noreturn]] static void fail() {
+    throw ApiError(501, "not_implemented",
+                   "D1 is not available with the cloudflare backend yet; the KV and R2 endpoints are");
+  }
+};
+
 }  // namespace
 
 CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
@@ -49,6 +65,7 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   registry_ = std::make_unique<UnavailableRegistry>();
   d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
   sessions_ = std::make_unique<CloudflareSessions>(*d1_);
+  d1_store_ = std::make_unique<UnavailableSql>();
 }
 
 std::vector<CheckItem> CloudflareBackend::check() {

@@ -23,6 +23,9 @@ class CloudflareBackend : public Backend {
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
   SessionStore& sessions() override { return *sessions_; }
+  // Not yet: user SQL over D1 (rewrite and guard on a shadow schema before /raw). Until then every
+  // D1 call answers 501 with this reason, before anything is sent upstream.
+  SqlStore& d1() override { return *d1_store_; }
   // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
   // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.
   ResourceRegistry& registry() override { return *registry_; }
@@ -39,6 +42,7 @@ class CloudflareBackend : public Backend {
   std::unique_ptr<ResourceRegistry> registry_;
   std::unique_ptr<D1Client> d1_;
   std::unique_ptr<CloudflareSessions> sessions_;
+  std::unique_ptr<SqlStore> d1_store_;
 };
 
 }  // namespace era::cf

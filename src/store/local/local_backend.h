@@ -2,6 +2,8 @@
 //   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 //   objects/      R2 object bytes (see local_r2.h)
+//   d1.sqlite3    every namespace's D1 tables, with its own writer thread (store/local/local_d1.h), so
+//                 a long D1 write never blocks KV or R2
 #pragma once
 
 #include <condition_variable>
@@ -11,6 +13,7 @@
 #include <thread>
 
 #include "store/backend.h"
+#include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
 #include "store/local/local_r2.h"
 #include "store/local/local_registry.h"
@@ -26,6 +29,7 @@ class LocalBackend : public Backend {
 
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
+  SqlStore& d1() override { return *d1_; }
   ResourceRegistry& registry() override { return *registry_; }
   SessionStore& sessions() override { return *sessions_; }
   void close() override;
@@ -38,6 +42,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
   std::unique_ptr<LocalR2> r2_;
+  std::unique_ptr<LocalD1> d1_;
   std::unique_ptr<LocalRegistry> registry_;
   std::unique_ptr<LocalSessions> sessions_;
   std::mutex mu_;
