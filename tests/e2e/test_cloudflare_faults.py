@@ -29,8 +29,15 @@ class Upstream:
         self.lock = threading.Lock()
         outer = self
 
+        self.conns = set()
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with outer.lock:
+                    outer.conns.add(self.connection)
 
             def log_message(self, *a):
                 pass
@@ -122,6 +129,12 @@ class Upstream:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:  # kept-alive connections too: after stop() nothing answers
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 
@@ -204,15 +217,16 @@ class CloudflareFaultsTest(unittest.TestCase):
         self.assertEqual((status, body["value"]), (200, "whole"))
 
     def test_unreachable_upstream_is_502(self):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {k: v for k, v in self.proxy_env().items()}
-        env["ERA_CF_API_BASE"] = f"http://127.0.0.1:{port}"
+        # A proxy whose upstream goes away after it started (it loads revocations from D1 at start).
+        gone = Upstream()
+        env = self.proxy_env()
+        env["ERA_CF_API_BASE"] = gone.base
         p = Proxy(env)
         try:
+            gone.stop()
             status, body, _ = call("GET", p.url + "/api/storage/kv/faults/x")
             self.assertEqual((status, body["code"]), (502, "upstream_unreachable"))
+            self.assertIn("2 attempts", body["error"])
         finally:
             p.stop()
 
@@ -221,7 +235,8 @@ class CloudflareFaultsTest(unittest.TestCase):
             "ERA_PROXY_BACKEND": "cloudflare", "ERA_CF_ACCOUNT_ID": "a" * 32, "ERA_CF_API_TOKEN": "t",
             "ERA_CF_KV_NAMESPACE_ID": NS_ID, "ERA_CF_D1_DATABASE_ID": "db", "ERA_CF_R2_BUCKET": "bucket",
             "ERA_CF_R2_ACCESS_KEY_ID": "ak", "ERA_CF_R2_SECRET_ACCESS_KEY": "sk",
-            "ERA_CF_R2_ENDPOINT": self.up.base, "ERA_CF_TIMEOUT_MS": "700", "ERA_CF_MAX_ATTEMPTS": "2",
+            "ERA_CF_API_BASE": self.up.base, "ERA_CF_R2_ENDPOINT": self.up.base, "ERA_CF_TIMEOUT_MS": "700",
+            "ERA_CF_MAX_ATTEMPTS": "2",
         }
 
 
