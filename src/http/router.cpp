@@ -79,6 +79,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     if (cl.empty() || *end) throw ApiError(400, "bad_request", "invalid Content-Length header");
     if (n > limit) throw too_large();
   }
+  body_consumed_ = true;
   if (!reader_) {
     if (req.body.size() > limit) throw too_large();
     body_bytes_ += req.body.size();
@@ -228,10 +229,12 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
-  for (auto& f : ctx.on_finish) f(ctx);
-  // A body the handler never read (refused before reading it, or not wanted) is still on the socket:
-  // the next request on this connection would be parsed from its bytes. Close instead.
-  if (ctx.body_left_unread() && !res.has_header("Connection")) mark_close(res);
+  // A handler that answered without reading the body (an invalid namespace, say) leaves its bytes on
+  // the connection, where they would be parsed as the next request: close it instead.
+  if (reader && !ctx.body_consumed() &&
+      (req.has_header("Transfer-Encoding") ||
+       std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 0))
+    mark_close(res);
   if (ctx.route.empty()) ctx.route = "-";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -41,6 +41,7 @@ class UnavailableSql : public SqlStore {
   SqlResult exec(const std::string&, const SqlStatement&, int&) override { fail(); }
   std::vector<SqlResult> batch(const std::string&, const std::vector<SqlStatement>&) override { fail(); }
   std::vector<SqlTable> tables(const std::string&) override { fail(); }
+  std::vector<std::string> namespaces() override { fail(); }
 
  private:
   [[noreturn]] static void fail() {

@@ -17,10 +17,6 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
-  std::vector<std::unique_ptr<ResourceSource>> sources;
-  sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
-                                      *meta_writer_, *meta_readers_, unix_now));
-  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
   D1Limits limits;
@@ -29,6 +25,12 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   limits.statement_timeout_ms = config.d1_statement_timeout_ms;
   limits.max_result_bytes = config.d1_max_result_bytes;
   d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", limits);
+  // Sources in type order: d1, kv, r2.
+  std::vector<std::unique_ptr<ResourceSource>> sources;
+  sources.push_back(make_d1_source(*d1_));
+  sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
+                                      *meta_writer_, *meta_readers_, unix_now));
+  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
 }
 
