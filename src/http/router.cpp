@@ -229,6 +229,7 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
+  for (auto& f : ctx.on_finish) f(ctx);
   // A handler that answered without reading the body (an invalid namespace, say) leaves its bytes on
   // the connection, where they would be parsed as the next request: close it instead.
   if (reader && !ctx.body_consumed() &&
