@@ -81,6 +81,7 @@ json info_json(const ObjectInfo& info) {
 void set_object_headers(httplib::Response& res, const ObjectInfo& info) {
   res.set_header("ETag", "\"" + info.etag + "\"");
   res.set_header("Last-Modified", http::http_date(info.uploaded_ms));
+  res.set_header("X-Era-Uploaded", http::iso8601(info.uploaded_ms));  // Last-Modified has only seconds
   res.set_header("Accept-Ranges", "bytes");
   // ASCII only (non-ASCII escaped as \uXXXX), so any name or value survives as a header.
   res.set_header(kMetadataHeader, json(info.custom_metadata).dump(-1, ' ', true));
@@ -254,21 +255,11 @@ void register_r2(http::Router& router, Services& services) {
         char* end = nullptr;
         options.size = std::strtoull(cl.c_str(), &end, 10);
         if (cl.empty() || *end) throw bad_request("bad_request", "invalid Content-Length header");
-        if (*options.size > max_object) {
-          c.res.set_header("Connection", "close");  // the body stays unread
-          throw object_too_large(max_object);
-        }
+        if (*options.size > max_object) throw object_too_large(max_object);  // the router closes
       }
-      bool streamed = false;
       try {
-        info = r2.put(ns, key, options, [&](const ChunkSink& sink) {
-          streamed = true;
-          c.stream_body(max_object, sink);
-        });
+        info = r2.put(ns, key, options, [&](const ChunkSink& sink) { c.stream_body(max_object, sink); });
       } catch (const ApiError& e) {
-        // Refused before the body was read (412 on the early check): the unread body makes the
-        // connection unusable for a next request.
-        if (!streamed) c.res.set_header("Connection", "close");
         if (e.code() == "payload_too_large") throw object_too_large(max_object);
         throw;
       }

@@ -38,7 +38,7 @@ void authorize(http::Ctx& c) {
 void install_middleware(http::Router& router, const Authenticator& auth, RateLimiter* limiter) {
   router.use([&auth, limiter](http::Ctx& c) {
     if (c.route == "/healthz" || starts_with(c.route, "/api/sdk/")) return;
-    // A refusal leaves the body unread; the router then closes the connection (Ctx::body_left_unread).
+    // A refusal leaves the body unread; the router then drains it or closes the connection (Ctx::settle_body).
     std::optional<std::string> header;
     if (c.req.has_header("Authorization")) header = c.req.get_header_value("Authorization");
     c.principal = auth.authenticate(header);

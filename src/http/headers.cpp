@@ -70,7 +70,9 @@ std::vector<std::string> parse_etag_list(std::string_view value) {
 }
 
 ByteRange parse_range(std::string_view value) {
-  auto bad = [](const std::string& why) { return ApiError(400, "invalid_range", "invalid Range header: " + why); };
+  // 416, not 400: the library answers 416 to the malformed ranges it catches itself, and one
+  // status for every bad Range is simpler for clients.
+  auto bad = [](const std::string& why) { return ApiError(416, "invalid_range", "invalid Range header: " + why); };
   value = trim(value);
   const std::string_view unit = "bytes=";
   if (value.size() < unit.size() || lower(value.substr(0, unit.size())) != unit)

@@ -17,7 +17,7 @@ namespace era::http {
 // 400 "invalid_etag" on an empty list or an unterminated quote.
 std::vector<std::string> parse_etag_list(std::string_view value);
 
-// A Range value with one byte range: "bytes=a-b", "bytes=a-", "bytes=-n". Throws ApiError 400
+// A Range value with one byte range: "bytes=a-b", "bytes=a-", "bytes=-n". Throws ApiError 416
 // "invalid_range" on another unit, a malformed range or more than one range.
 ByteRange parse_range(std::string_view value);
 

@@ -30,6 +30,8 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   sources.push_back(make_d1_source(*d1_));
   sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
                                       *meta_writer_, *meta_readers_, unix_now));
+  sources.push_back(make_table_source({"r2", "r2_objects", '/', "custom_metadata", "created_ms", "uploaded_ms", false},
+                                      *meta_writer_, *meta_readers_, unix_now));
   registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
 }

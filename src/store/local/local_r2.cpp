@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ns/names.h"
+#include "store/local/counters.h"
 #include "store/local/files.h"
 #include "store/object_range.h"
 #include "util/encoding.h"
@@ -107,11 +108,13 @@ void LocalR2::create_schema(sqlite::Db& db) {
       blob            TEXT NOT NULL UNIQUE,  -- file id under objects/ (random, never from the key)
       size            INTEGER NOT NULL,
       etag            TEXT NOT NULL,         -- hex MD5 of the bytes
-      uploaded_ms     INTEGER NOT NULL,
+      uploaded_ms     INTEGER NOT NULL,      -- unix ms of the put that made this version
+      created_ms      INTEGER NOT NULL,      -- unix ms of the first put under this key (the registry's)
       content_type    TEXT NOT NULL,
       custom_metadata TEXT NOT NULL          -- JSON object of strings
     );
   )sql");
+  counters::create_schema(db);
 }
 
 LocalR2::LocalR2(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::string objects_dir,
@@ -215,23 +218,26 @@ ObjectInfo LocalR2::put(const std::string& ns, const std::string& key, const Put
   const std::string name = ns::r2_name(ns, key);
   const std::string meta = metadata_text(info.custom_metadata);
 
+  // One writer job: the condition, the row and the registry's counters commit together.
   auto replaced = writer_.submit([&](sqlite::Db& db) -> std::optional<std::string> {
     std::optional<std::string> old_blob, old_etag;
+    int64_t old_size = 0;
     {
-      sqlite::StmtUse st(db.cached("SELECT blob, etag FROM r2_objects WHERE name = ?1"));
+      sqlite::StmtUse st(db.cached("SELECT blob, etag, size FROM r2_objects WHERE name = ?1"));
       st->bind_blob(1, name);
-      if (st->step()) old_blob = st->text(0), old_etag = st->text(1);
+      if (st->step()) old_blob = st->text(0), old_etag = st->text(1), old_size = st->int64(2);
     }
     if (conditional && !cond.holds(old_etag)) throw precondition_failed();
     sqlite::StmtUse st(db.cached(R"sql(
-      INSERT INTO r2_objects (name, ns, blob, size, etag, uploaded_ms, content_type, custom_metadata)
-      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+      INSERT INTO r2_objects (name, ns, blob, size, etag, uploaded_ms, created_ms, content_type, custom_metadata)
+      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)
       ON CONFLICT(name) DO UPDATE SET
         blob = excluded.blob, size = excluded.size, etag = excluded.etag, uploaded_ms = excluded.uploaded_ms,
         content_type = excluded.content_type, custom_metadata = excluded.custom_metadata)sql"));
     st->bind_blob(1, name).bind_text(2, ns).bind_text(3, blob).bind(4, static_cast<int64_t>(total));
     st->bind_text(5, info.etag).bind(6, info.uploaded_ms).bind_text(7, info.content_type).bind_text(8, meta);
     st->run();
+    counters::bump(db, "r2", ns, old_blob ? 0 : 1, static_cast<int64_t>(total) - old_size);
     return old_blob;
   });
   blob_guard.keep();
@@ -272,14 +278,13 @@ bool LocalR2::remove(const std::string& ns, const std::string& key) {
   const std::string name = ns::r2_name(ns, key);
   auto removed = writer_.submit([&](sqlite::Db& db) -> std::optional<std::string> {
     std::optional<std::string> blob;
-    {
-      sqlite::StmtUse st(db.cached("SELECT blob FROM r2_objects WHERE name = ?1"));
-      st->bind_blob(1, name);
-      if (st->step()) blob = st->text(0);
-    }
-    if (blob) {
-      sqlite::StmtUse st(db.cached("DELETE FROM r2_objects WHERE name = ?1"));
-      st->bind_blob(1, name).run();
+    sqlite::StmtUse st(db.cached("DELETE FROM r2_objects WHERE name = ?1 RETURNING blob, size"));
+    st->bind_blob(1, name);
+    if (st->step()) {
+      blob = st->text(0);
+      const int64_t size = st->int64(1);
+      st->run();  // finish the statement before the next one on this connection
+      counters::bump(db, "r2", ns, -1, -size);
     }
     return blob;
   });
