@@ -355,7 +355,13 @@ ObjectPage CloudflareR2::list(const std::string& ns, const ListOptions& o) {
   sigv4::Pairs q = {{"list-type", "2"}, {"encoding-type", "url"}, {"prefix", full},
                     {"max-keys", std::to_string(o.limit)}};
   if (!o.delimiter.empty()) q.emplace_back("delimiter", o.delimiter);
-  if (!o.cursor.empty()) q.emplace_back("continuation-token", o.cursor);
+  if (!o.cursor.empty()) {
+    // Our cursor is R2's continuation token, base64url-wrapped so a garbled one is refused here.
+    auto token = enc::base64_decode(o.cursor, true);
+    if (!token || token->empty())
+      throw ApiError(400, "invalid_cursor", "invalid cursor: pass the cursor of a previous page as is");
+    q.emplace_back("continuation-token", *token);
+  }
   HttpRequest req = s3_.request("GET", "", q, "R2 list");
   HttpResponse r = s3_.send(req);
   if (r.status == 400 && !o.cursor.empty())
@@ -379,8 +385,9 @@ ObjectPage CloudflareR2::list(const std::string& ns, const ListOptions& o) {
   }
   page.truncated = xml::first(r.body, "IsTruncated") == "true";
   if (page.truncated) {
-    page.cursor = xml::first(r.body, "NextContinuationToken");
-    if (page.cursor.empty()) throw ApiError(502, "upstream_error", "R2 answered a truncated list without a token");
+    const std::string token = xml::first(r.body, "NextContinuationToken");
+    if (token.empty()) throw ApiError(502, "upstream_error", "R2 answered a truncated list without a token");
+    page.cursor = enc::base64_encode(token, true);
   }
   return page;
 }

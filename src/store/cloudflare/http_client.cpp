@@ -258,8 +258,9 @@ void HttpClient::perform(HttpRequest& req, Attempt& a) {
     list.release();
     list.reset(l);
   };
-  for (const auto& [k, v] : req.headers) add(k + ": " + v);
-  for (const auto& [k, v] : extra) add(k + ": " + v);
+  // "Name:" would make curl drop the header; "Name;" sends it with an empty value.
+  for (const auto& [k, v] : req.headers) add(v.empty() ? k + ";" : k + ": " + v);
+  for (const auto& [k, v] : extra) add(v.empty() ? k + ";" : k + ": " + v);
   add("Expect:");  // no 100-continue round trip
 
   curl_easy_setopt(c, CURLOPT_SHARE, share_.get());
