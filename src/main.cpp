@@ -1,5 +1,6 @@
 // era-storage-proxy: the command line.
 //   serve    run the proxy
+//   check    verify the configuration against the backend's real resources
 //   token    mint a session token offline, from the same secret serve uses
 //   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
@@ -32,8 +33,9 @@ void usage() {
   std::cout << "usage: era-storage-proxy <command> [options]\n\n"
                "commands:\n"
                "  serve     run the storage proxy (see `era-storage-proxy serve --help`)\n"
-               "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
+               "  check     verify the configuration against the backend (token, namespace, database, bucket)\n"
                "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
+               "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
                "  version   print the version\n";
 }
 
@@ -108,8 +110,9 @@ int serve(int argc, char** argv) {
   });
   signals.detach();
 
-  std::printf("era-storage-proxy listening on http://%s:%d (backend %s, data dir %s)\n", config.host.c_str(), port,
-              config.backend.c_str(), config.data_dir.c_str());
+  const std::string where = config.backend == "cloudflare" ? "api base " + config.cf_api_base : "data dir " + config.data_dir;
+  std::printf("era-storage-proxy listening on http://%s:%d (backend %s, %s)\n", config.host.c_str(), port,
+              config.backend.c_str(), where.c_str());
   std::fflush(stdout);
   server.run();
   authenticator.stop();
@@ -198,6 +201,30 @@ int token(int argc, char** argv) {
   return 0;
 }
 
+// Loads the configuration, opens the backend and checks each resource it uses; one line per check.
+// Exit 0 when all pass, 1 when one fails, 2 for a configuration error. Never prints a secret.
+int check(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy check", "Verify the configuration against the backend.");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  era::log::set_level(era::log::Level::error);  // retries are summed up in the verdict, not logged
+  std::cout << "backend: " << config.backend << std::endl;
+  auto backend = era::open_backend(config);
+  int failed = 0;
+  for (const auto& item : backend->check()) {
+    std::cout << (item.ok ? "ok    " : "FAIL  ") << item.what << (item.ok ? "" : ": " + item.detail) << std::endl;
+    failed += !item.ok;
+  }
+  backend->close();
+  std::cout << (failed ? std::to_string(failed) + " check(s) failed" : std::string("all checks passed")) << std::endl;
+  return failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -208,8 +235,9 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
-    if (command == "token") return token(argc - 1, argv + 1);
+    if (command == "check") return check(argc - 1, argv + 1);
     if (command == "reindex") return reindex(argc - 1, argv + 1);
+    if (command == "token") return token(argc - 1, argv + 1);
     if (command == "version" || command == "--version") {
       std::cout << "era-storage-proxy " << ERA_VERSION << std::endl;
       return 0;

@@ -42,6 +42,26 @@ struct Config {
   std::string data_dir = "data";
   uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
+  // [cloudflare]: used when backend = "cloudflare". Secrets (api_token, r2_secret_access_key and
+  // r2_access_key_id) come from the environment, the file, or a *_file path; they are never printed.
+  std::string cf_account_id;
+  std::string cf_api_token;
+  std::string cf_api_token_file;
+  std::string cf_api_token_id;  // the token's id: with the token, derives the R2 S3 keys
+  std::string cf_kv_namespace_id;
+  std::string cf_d1_database_id;
+  std::string cf_r2_bucket;
+  std::string cf_r2_access_key_id;
+  std::string cf_r2_access_key_id_file;
+  std::string cf_r2_secret_access_key;
+  std::string cf_r2_secret_access_key_file;
+  std::string cf_api_base;     // default https://api.cloudflare.com/client/v4/accounts/<account id>
+  std::string cf_r2_endpoint;  // default https://<account id>.r2.cloudflarestorage.com
+  int cf_connect_timeout_ms = 5000;
+  int cf_timeout_ms = 30000;
+  int cf_max_attempts = 4;
+  int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
+
   // [auth] (see auth/setup.h for how they combine, and config.example.toml)
   std::string auth_mode = "off";       // "off" (loopback hosts only) or "token"
   std::string admin_token;             // secret: never printed or logged
@@ -88,5 +108,11 @@ Config load_config(const std::string& config_file, const FlagValues& flags,
 
 // Cross-field checks run after all sources are applied. Throws ConfigError.
 void validate(const Config& config);
+
+// For backend = "cloudflare": reads secrets given as *_file paths, derives the R2 S3 keys from the API
+// token when asked to, fills in the default API base and R2 endpoint, and checks that everything the
+// backend needs is there (the message names each missing setting with its environment variable).
+// Called by load_config. Throws ConfigError.
+void resolve_cloudflare(Config& config);
 
 }  // namespace era

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "store/kv_store.h"
@@ -12,6 +14,13 @@
 #include "store/registry.h"
 
 namespace era {
+
+// One line of `era-storage-proxy check`: what was checked, whether it passed, and why not.
+struct CheckItem {
+  std::string what;
+  bool ok = false;
+  std::string detail;
+};
 
 class Backend {
  public:
@@ -24,6 +33,8 @@ class Backend {
   virtual ResourceRegistry& registry() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
+  // Verifies the configuration against the backend's real resources (for `era-storage-proxy check`).
+  virtual std::vector<CheckItem> check() { return {}; }
 };
 
 // Opens the backend the configuration names. Throws std::runtime_error on failure to open.

@@ -97,11 +97,13 @@ class AuthMatrix(unittest.TestCase):
         cls.proxy = Proxy(cls.tmp.name, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
         p = cls.proxy
         cls.surfaces = {"kv"}
-        if p.api("POST", "/api/storage/d1/x/query", ADMIN, {"sql": "SELECT 1"})[1].get("code") != "not_found":
+        # A surface is absent when its route is unknown, or when this backend does not serve it yet (501).
+        absent = ("not_found", "not_implemented")
+        if p.api("POST", "/api/storage/d1/x/query", ADMIN, {"sql": "SELECT 1"})[1].get("code") not in absent:
             cls.surfaces.add("d1")
-        if p.api("GET", "/api/storage/r2/x", ADMIN)[1].get("code") != "not_found":
+        if p.api("GET", "/api/storage/r2/x", ADMIN)[1].get("code") not in absent:
             cls.surfaces.add("r2")
-        if p.api("GET", "/api/resources/stats", ADMIN)[1].get("code") != "not_found":
+        if p.api("GET", "/api/resources/stats", ADMIN)[1].get("code") not in absent:
             cls.surfaces.add("resources")
         cls.seed()
 
