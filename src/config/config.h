@@ -39,6 +39,25 @@ struct Config {
   // [storage]
   std::string data_dir = "data";
 
+  // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
+  bool runner_enabled = true;
+  std::string runner_sessions_dir;  // "" = <data_dir>/sessions
+  std::string runner_socket;        // "" = <data_dir>/proxy.sock
+  std::string runner_bwrap = "/usr/bin/bwrap";
+  std::string runner_python = "/usr/bin/python3";
+  std::string runner_node = "/usr/bin/node";
+  int runner_default_timeout = 30;  // seconds
+  int runner_max_timeout = 300;     // seconds
+  int runner_max_concurrent = 4;
+  int runner_queue_timeout = 60;  // seconds a run waits for a free slot
+  int runner_memory_mb = 512;     // per process (RLIMIT_DATA)
+  int runner_max_processes = 64;
+  int runner_max_output_bytes = 1048576;  // per stream
+  int runner_max_file_mb = 64;
+  int runner_tmp_mb = 64;
+  int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
+  int runner_gid = 65534;
+
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;
 };

@@ -9,8 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "util/error.h"
 #include "util/fd.h"
@@ -25,14 +23,6 @@ constexpr const char* kSocket = "/run/era/storage.sock";
 
 ApiError unavailable(const std::string& why) {
   return ApiError(503, "sandbox_unavailable", "cannot run code on this machine: " + why);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw unavailable("the SDK file " + path + " is missing");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
 }
 
 // Writes `data` as `name` in the directory, replacing whatever the code left there under that name
@@ -84,6 +74,30 @@ bool is_safe_session_id(const std::string& id) {
   for (char c : id)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) return false;
   return true;
+}
+
+RunnerOptions options_from(const Config& c, std::string sdk_python, std::string sdk_js) {
+  RunnerOptions o;
+  o.sessions_dir = c.runner_sessions_dir.empty() ? c.data_dir + "/sessions" : c.runner_sessions_dir;
+  o.socket_path = c.runner_socket.empty() ? c.data_dir + "/proxy.sock" : c.runner_socket;
+  o.sdk_python = std::move(sdk_python);
+  o.sdk_js = std::move(sdk_js);
+  o.bwrap = c.runner_bwrap;
+  o.python = c.runner_python;
+  o.node = c.runner_node;
+  o.default_timeout_s = c.runner_default_timeout;
+  o.max_timeout_s = c.runner_max_timeout;
+  o.max_concurrent = c.runner_max_concurrent;
+  o.queue_timeout_s = c.runner_queue_timeout;
+  o.limits.memory_bytes = uint64_t(c.runner_memory_mb) << 20;
+  o.limits.max_processes = c.runner_max_processes;
+  o.limits.max_output = static_cast<size_t>(c.runner_max_output_bytes);
+  o.limits.max_file_bytes = uint64_t(c.runner_max_file_mb) << 20;
+  o.limits.tmp_bytes = uint64_t(c.runner_tmp_mb) << 20;
+  // The kernel does not hold uid 0 to RLIMIT_NPROC, and root's sandbox should own nothing: as root,
+  // the sandbox runs as runner.uid/gid.
+  if (::geteuid() == 0) o.run_as = std::make_pair(uid_t(c.runner_uid), gid_t(c.runner_gid));
+  return o;
 }
 
 Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
@@ -173,9 +187,6 @@ SandboxResult Runner::run(const RunRequest& req) {
                          {"ERA_STORAGE_TOKEN", req.token}});
 
   const bool py = req.language == Language::python;
-  const std::string sdk_py = read_file(options_.sdk_dir + "/python/era_storage.py");
-  const std::string sdk_js = read_file(options_.sdk_dir + "/js/era_storage.js");
-
   Slot slot(*this, req.session_id, true);
 
   std::error_code ec;
@@ -189,8 +200,8 @@ SandboxResult Runner::run(const RunRequest& req) {
   if (!dir) throw std::runtime_error("open " + session_dir(req.session_id) + ": " + std::strerror(errno));
   if (options_.run_as && ::fchown(dir.get(), options_.run_as->first, options_.run_as->second) != 0)
     throw std::runtime_error("chown " + session_dir(req.session_id) + ": " + std::strerror(errno));
-  place_file(dir.get(), "era_storage.py", sdk_py);
-  place_file(dir.get(), "era_storage.js", sdk_js);
+  place_file(dir.get(), "era_storage.py", options_.sdk_python);
+  place_file(dir.get(), "era_storage.js", options_.sdk_js);
 
   UniqueFd sock;
   if (!options_.socket_path.empty()) {

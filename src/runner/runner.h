@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/config.h"
 #include "runner/sandbox.h"
 
 namespace era::runner {
@@ -37,7 +38,8 @@ bool parse_language(const std::string& s, Language& out);
 
 struct RunnerOptions {
   std::string sessions_dir;  // parent of the per-session working directories
-  std::string sdk_dir;       // holds python/era_storage.py and js/era_storage.js
+  std::string sdk_python;    // era_storage.py, placed in the working directory before each run
+  std::string sdk_js;        // era_storage.js
   std::string socket_path;   // the proxy's Unix socket on the host; "" for none
   std::string bwrap = "/usr/bin/bwrap";
   std::string prlimit = "/usr/bin/prlimit";
@@ -93,6 +95,10 @@ class Runner {
   int running_ = 0;
   std::set<std::string> busy_;  // sessions with a run (or a removal) in progress
 };
+
+// The runner's options from the configuration: defaults resolved against the data dir, and the
+// sandbox's host ids set when the proxy runs as root.
+RunnerOptions options_from(const Config& config, std::string sdk_python, std::string sdk_js);
 
 // True if `id` can name a working directory: 1 to 128 of [A-Za-z0-9_.-], and not "." or "..".
 bool is_safe_session_id(const std::string& id);
