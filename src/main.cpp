@@ -4,7 +4,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <pthread.h>
 #include <thread>
 
@@ -13,6 +15,7 @@
 #include "api/api.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "runner/runner.h"
 #include "store/backend.h"
 #include "util/log.h"
 
@@ -46,6 +49,14 @@ Config config_from(const cxxopts::ParseResult& r) {
                           [](const char* name) { return std::getenv(name); });
 }
 
+std::string read_sdk(const std::string& name) {
+  std::ifstream in(std::string(ERA_SOURCE_DIR) + "/sdk/" + name, std::ios::binary);
+  if (!in) throw std::runtime_error("SDK file sdk/" + name + " not found");
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
 int serve(int argc, char** argv) {
   cxxopts::Options options("era-storage-proxy serve", "Run the storage proxy.");
   add_setting_flags(options);
@@ -73,6 +84,17 @@ int serve(int argc, char** argv) {
   era::http::Server server(config);
   era::api::register_all(server.router(), services);
   const int port = server.bind();
+  std::unique_ptr<era::runner::Runner> runner;
+  if (config.runner_enabled) {
+    // The sandbox's one way out: the proxy on a Unix socket bound into it (runner/sandbox.h).
+    auto run_options =
+        era::runner::options_from(config, read_sdk("python/era_storage.py"), read_sdk("js/era_storage.js"));
+    server.listen_unix(run_options.socket_path);
+    runner = std::make_unique<era::runner::Runner>(std::move(run_options));
+    services.runner = runner.get();
+    era::log::info("sandboxed runs reach the proxy on the Unix socket " + runner->options().socket_path +
+                   (runner->options().run_as ? " and run as uid " + std::to_string(runner->options().run_as->first) : ""));
+  }
 
   std::thread signals([&] {
     int sig = 0;

@@ -6,11 +6,16 @@
 #include "http/router.h"
 #include "store/backend.h"
 
+namespace era::runner {
+class Runner;
+}
+
 namespace era::api {
 
 struct Services {
   const Config& config;
   Backend& backend;
+  runner::Runner* runner = nullptr;  // runs sessions' code (POST /api/sessions/{id}/run); null: off
 };
 
 void register_health(http::Router& router, Services& services);

@@ -172,9 +172,11 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
   return raw.size() == r.segments.size();
 }
 
-void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
+void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader,
+                      bool from_sandbox) {
   const auto start = std::chrono::steady_clock::now();
   Ctx ctx(req, res, reader);
+  ctx.from_sandbox = from_sandbox;
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);
   std::string outcome;
@@ -216,10 +218,12 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   }
 }
 
-void Router::install(httplib::Server& server) {
-  auto plain = [this](const httplib::Request& req, httplib::Response& res) { dispatch(req, res, nullptr); };
-  auto with_reader = [this](const httplib::Request& req, httplib::Response& res,
-                            const httplib::ContentReader& reader) { dispatch(req, res, &reader); };
+void Router::install(httplib::Server& server, bool from_sandbox) {
+  auto plain = [this, from_sandbox](const httplib::Request& req, httplib::Response& res) {
+    dispatch(req, res, nullptr, from_sandbox);
+  };
+  auto with_reader = [this, from_sandbox](const httplib::Request& req, httplib::Response& res,
+                            const httplib::ContentReader& reader) { dispatch(req, res, &reader, from_sandbox); };
   // Routes without a body reader get their (small) body buffered by the library; refuse a large one
   // before it is read.
   server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {

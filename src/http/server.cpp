@@ -95,7 +95,7 @@ Server::~Server() {
 void Server::listen_unix(const std::string& path) {
   unix_ = std::make_unique<Impl>();
   configure(*unix_, config_);
-  router_.install(*unix_);
+  router_.install(*unix_, /*from_sandbox=*/true);
   unix_->adopt_listening_socket(unix_listener(path, config_.listen_backlog));
   // accept() blocks; waking up periodically lets stop() (which closes the socket) end the loop.
   unix_->set_idle_interval(0, 200000);
