@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "runner/cgroup.h"
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/log.h"
@@ -100,7 +101,13 @@ RunnerOptions options_from(const Config& c, std::string sdk_python, std::string 
   return o;
 }
 
-Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
+Runner::Runner(RunnerOptions options) : options_(std::move(options)) {
+  std::string why;
+  if (auto probe = RunCgroup::create("era-probe-" + std::to_string(::getpid()), 1 << 30, 16, why))
+    cgroup_version_ = probe->version();
+  else
+    log::warn("runner: no cgroups (" + why + "): memory and process limits are per-process rlimits only");
+}
 
 std::string Runner::session_dir(const std::string& session_id) const {
   return options_.sessions_dir + "/" + session_id;
@@ -220,6 +227,8 @@ SandboxResult Runner::run(const RunRequest& req) {
   spec.socket_path = kSocket;
   spec.env = std::move(env);
   spec.run_as = options_.run_as;
+  if (!cgroup_version_.empty())
+    spec.cgroup_name = "era-run-" + std::to_string(::getpid()) + "-" + std::to_string(++seq_);
   spec.limits = options_.limits;
   spec.limits.timeout_ms = static_cast<int>(std::ceil(timeout * 1000));
   try {

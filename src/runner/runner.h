@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -83,6 +84,8 @@ class Runner {
   std::string session_dir(const std::string& session_id) const;
 
   const RunnerOptions& options() const { return options_; }
+  // Whether runs get a control group ("v1", "v2"), or "" (rlimits only); decided once, at start.
+  const std::string& cgroup_version() const { return cgroup_version_; }
 
  private:
   class Slot;
@@ -94,6 +97,8 @@ class Runner {
   std::condition_variable cv_;
   int running_ = 0;
   std::set<std::string> busy_;  // sessions with a run (or a removal) in progress
+  std::string cgroup_version_;
+  std::atomic<uint64_t> seq_{0};  // names each run's control group
 };
 
 // The runner's options from the configuration: defaults resolved against the data dir, and the

@@ -16,7 +16,9 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runner/cgroup.h"
 #include "util/fd.h"
+#include "util/log.h"
 
 namespace era::runner {
 namespace {
@@ -88,7 +90,10 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
 
 // In the forked child: only async-signal-safe calls from here to execve.
 [[noreturn]] void exec_child(const SandboxSpec& spec, ChildPlan& plan, int code_fd, int out_fd, int err_fd,
-                             int status_fd, pid_t parent) {
+                             int status_fd, pid_t parent, const std::vector<int>& cgroup_procs) {
+  // Into the run's control group first, while still privileged: everything started from here is in it.
+  for (int fd : cgroup_procs)
+    if (::write(fd, "0", 1) != 1) ::_exit(125);
   ::setsid();
   // Move every fd we pass out of the way first, so the dup2()s below cannot clobber one another.
   int src[6] = {fd_dup_high(code_fd), fd_dup_high(out_fd),          fd_dup_high(err_fd),
@@ -117,6 +122,8 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
 
 const char* to_string(Limit limit) {
   switch (limit) {
+    case Limit::memory: return "memory";
+    case Limit::processes: return "processes";
     case Limit::timeout: return "timeout";
     case Limit::output: return "output";
     case Limit::none: break;
@@ -126,6 +133,11 @@ const char* to_string(Limit limit) {
 
 std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   const SandboxLimits& l = spec.limits;
+  // With a control group holding the run, its limits come first (they are the ones that can be
+  // named); the rlimits stay as a per-process backstop, loose enough not to fire before it.
+  const bool cg = !spec.cgroup_name.empty();
+  const uint64_t data = cg ? 2 * l.memory_bytes : l.memory_bytes;
+  const int nproc = cg ? l.max_processes + 16 : l.max_processes;
   std::vector<std::string> a = {spec.bwrap,
                                 "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                 "--unshare-net", "--unshare-cgroup-try",
@@ -144,7 +156,7 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   // bwrap's root and /dev are tmpfs the sandbox could fill with host memory: read-only once built.
   a.insert(a.end(), {"--remount-ro", "/dev", "--remount-ro", "/"});
   a.insert(a.end(), {"--json-status-fd", std::to_string(kStatusFd), "--", spec.prlimit,
-                     "--nproc=" + std::to_string(l.max_processes), "--data=" + std::to_string(l.memory_bytes),
+                     "--nproc=" + std::to_string(nproc), "--data=" + std::to_string(data),
                      "--fsize=" + std::to_string(l.max_file_bytes), "--core=0",
                      "--nofile=" + std::to_string(l.max_open_files), "--"});
   a.insert(a.end(), spec.command.begin(), spec.command.end());
@@ -164,6 +176,15 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   for (auto& s : plan.envv) plan.envp.push_back(s.data());
   plan.envp.push_back(nullptr);
 
+  std::unique_ptr<RunCgroup> cgroup;
+  if (!spec.cgroup_name.empty()) {
+    std::string why;
+    // +2: bwrap itself and its init in the PID namespace are in the group too.
+    cgroup = RunCgroup::create(spec.cgroup_name, lim.memory_bytes, lim.max_processes + 2, why);
+    if (!cgroup) log::warn("run without a cgroup (" + why + "): memory and process limits are rlimits only");
+  }
+  const std::vector<int> cgroup_procs = cgroup ? cgroup->procs_fds() : std::vector<int>{};
+
   UniqueFd code = code_file(spec.stdin_data);
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
 
@@ -171,7 +192,8 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) fail("fork");
-  if (pid == 0) exec_child(spec, plan, code.get(), out.write.get(), err.write.get(), status.write.get(), parent);
+  if (pid == 0)
+    exec_child(spec, plan, code.get(), out.write.get(), err.write.get(), status.write.get(), parent, cgroup_procs);
 
   out.write.reset();
   err.write.reset();
@@ -264,10 +286,18 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
     while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127 && why.empty()) why = "cannot execute " + spec.bwrap;
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 126 && why.empty()) why = "cannot drop privileges";
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 125 && why.empty()) why = "cannot join the run's cgroup";
     throw std::runtime_error("sandbox setup failed: " + (why.empty() ? std::string("bwrap exited") : why));
   }
   if (WIFEXITED(wstatus)) r.exit_code = WEXITSTATUS(wstatus);
   else if (WIFSIGNALED(wstatus)) r.exit_code = 128 + WTERMSIG(wstatus);
+
+  r.cgroup = cgroup != nullptr;
+  if (cgroup && cgroup->memory_hit()) r.limits.push_back(Limit::memory);
+  if (cgroup && cgroup->processes_hit()) r.limits.push_back(Limit::processes);
+  if (r.limit == Limit::output) r.limits.push_back(Limit::output);
+  if (r.limit == Limit::timeout) r.limits.push_back(Limit::timeout);
+  r.limit = r.limits.empty() ? Limit::none : r.limits.front();
   return r;
 }
 

@@ -13,9 +13,12 @@
 //   PID namespace and every process in it with it);
 // - output: stdout and stderr are kept up to `max_output` bytes each; a stream that goes past it
 //   is truncated there and the sandbox is killed (printing forever must not hold a slot or memory);
+// - memory and processes for the whole run: a control group per run (runner/cgroup.h) when the
+//   machine gives us one; it is what names a "memory" (OOM kill) or "processes" (fork refused) limit;
 // - processes, memory per process, file size, open files: rlimits set by prlimit(1) inside the
-//   sandbox, after the user namespace exists. RLIMIT_NPROC then counts the processes of that one
-//   namespace, so each run has its own process budget. The kernel does not apply RLIMIT_NPROC to
+//   sandbox, after the user namespace exists, always (the floor when there is no cgroup, and a
+//   bound on untouched virtual memory when there is). RLIMIT_NPROC then counts the processes of that
+//   one namespace, so each run has its own process budget. The kernel does not apply RLIMIT_NPROC to
 //   real uid 0, so when the proxy runs as root the sandbox is started as an unprivileged uid
 //   (`run_as`): that also means the sandbox owns nothing on the host but its working directory.
 //
@@ -34,15 +37,15 @@
 
 namespace era::runner {
 
-// Which limit ended a run early ("" if none).
-enum class Limit { none, timeout, output };
+// A limit a run hit.
+enum class Limit { none, memory, processes, output, timeout };
 const char* to_string(Limit limit);
 
 struct SandboxLimits {
   int timeout_ms = 30000;
   size_t max_output = 1 << 20;          // bytes kept per stream
-  uint64_t memory_bytes = 512ull << 20;  // RLIMIT_DATA per process (heap and private mappings)
-  int max_processes = 64;                // RLIMIT_NPROC in the sandbox's user namespace
+  uint64_t memory_bytes = 512ull << 20;  // the run's memory (cgroup), and RLIMIT_DATA per process
+  int max_processes = 64;                // the run's processes and threads (cgroup pids, RLIMIT_NPROC)
   uint64_t max_file_bytes = 64ull << 20; // RLIMIT_FSIZE
   uint64_t tmp_bytes = 64ull << 20;      // size of the private /tmp
   int max_open_files = 256;              // RLIMIT_NOFILE
@@ -61,6 +64,7 @@ struct SandboxSpec {
 
   std::vector<std::pair<std::string, std::string>> env;  // the command's whole environment
   std::optional<std::pair<uid_t, gid_t>> run_as;          // host ids to drop to before bwrap
+  std::string cgroup_name;  // unique per run: the run's control group; "" for rlimits only
   SandboxLimits limits;
 };
 
@@ -70,7 +74,9 @@ struct SandboxResult {
   std::string stderr_data;
   bool stdout_truncated = false;
   bool stderr_truncated = false;
-  Limit limit = Limit::none;
+  Limit limit = Limit::none;  // the first of `limits`
+  std::vector<Limit> limits;  // every limit hit, most telling first: memory, processes, output, timeout
+  bool cgroup = false;        // whether a control group held the run (memory/processes can be named)
   double duration = 0;  // seconds, wall clock
 };
 

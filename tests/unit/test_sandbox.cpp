@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "runner/cgroup.h"
 #include "runner/sandbox.h"
 #include "util/fd.h"
 
@@ -41,7 +42,7 @@ struct Workdir {
 };
 
 SandboxResult python(const Workdir& w, const std::string& code, int timeout_ms = 10000,
-                     SandboxLimits limits = {}) {
+                     SandboxLimits limits = {}, const std::string& cgroup = "") {
   SandboxSpec s;
   s.command = {"/usr/bin/python3", "-"};
   s.stdin_data = code;
@@ -50,6 +51,7 @@ SandboxResult python(const Workdir& w, const std::string& code, int timeout_ms =
   if (::geteuid() == 0) s.run_as = std::make_pair(uid_t(65534), gid_t(65534));
   s.limits = limits;
   s.limits.timeout_ms = timeout_ms;
+  s.cgroup_name = cgroup.empty() ? "" : cgroup + "-" + std::to_string(::getpid());
   return run_sandbox(s);
 }
 
@@ -190,4 +192,47 @@ TEST_CASE("sandbox: a broken setup is an error, not a result") {
   s.command = {"/usr/bin/python3", "-"};
   s.workdir_fd = w.fd.get();
   CHECK_THROWS_AS(run_sandbox(s), std::runtime_error);
+}
+
+// With a control group (where the machine gives one), the whole tree is limited and the limit named.
+TEST_CASE("sandbox: with a cgroup, a fork bomb is named 'processes' and a memory hog 'memory'") {
+  std::string why;
+  if (!RunCgroup::create("era-test-probe-" + std::to_string(::getpid()), 1 << 30, 16, why)) {
+    MESSAGE("no usable cgroups on this machine (" << why << "): only the rlimit cases apply");
+    return;
+  }
+  Workdir w("cgroup");
+  SandboxLimits l;
+  l.max_processes = 16;
+  l.memory_bytes = 128ull << 20;
+  auto bomb = python(w, R"(import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+)", 2000, l, "era-test-bomb");
+  CHECK(bomb.cgroup);
+  CHECK(bomb.limit == Limit::processes);
+  REQUIRE(bomb.limits.size() == 2);
+  CHECK(bomb.limits[1] == Limit::timeout);
+
+  // Many processes, each under the per-process rlimit, together over the run's memory.
+  auto hog = python(w, R"(import os, time
+for i in range(4):
+    if os.fork() == 0:
+        x = b"x" * (60 << 20)
+        time.sleep(5)
+        os._exit(0)
+x = b"x" * (60 << 20)
+os.wait()
+)", 8000, l, "era-test-hog");
+  CHECK(hog.cgroup);
+  CHECK(hog.limit == Limit::memory);
+
+  // A run within its limits names none.
+  auto fine = python(w, "print('ok')", 5000, l, "era-test-fine");
+  CHECK(fine.cgroup);
+  CHECK(fine.limit == Limit::none);
+  CHECK(fine.limits.empty());
 }
