@@ -194,6 +194,7 @@ SandboxResult Runner::run(const RunRequest& req) {
                          {"ERA_STORAGE_TOKEN", req.token}});
 
   const bool py = req.language == Language::python;
+  maybe_prune();
   Slot slot(*this, req.session_id, true);
 
   std::error_code ec;
@@ -247,6 +248,45 @@ void Runner::remove_session(const std::string& session_id) {
   // run's processes die with its PID namespace before the slot is released.
   std::filesystem::remove_all(session_dir(session_id), ec);
   if (ec) log::warn("cannot delete " + session_dir(session_id) + ": " + ec.message());
+}
+
+}  // namespace era::runner
+
+namespace era::runner {
+
+void Runner::maybe_prune() {
+  if (!options_.is_live) return;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last_prune_ != std::chrono::steady_clock::time_point() &&
+        now - last_prune_ < std::chrono::seconds(options_.prune_interval_s))
+      return;
+    last_prune_ = now;
+  }
+  if (int n = prune(options_.is_live)) log::info("runner: removed " + std::to_string(n) + " stale session dir(s)");
+}
+
+int Runner::prune(const std::function<bool(const std::string&)>& is_live) {
+  std::error_code ec;
+  std::vector<std::string> stale;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.sessions_dir, ec)) {
+    const std::string id = entry.path().filename().string();
+    if (is_safe_session_id(id) && !is_live(id)) stale.push_back(id);
+  }
+  int removed = 0;
+  for (const auto& id : stale) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (busy_.count(id)) continue;  // a run still in progress: next time
+      busy_.insert(id);
+    }
+    std::filesystem::remove_all(session_dir(id), ec);
+    if (ec) log::warn("cannot delete " + session_dir(id) + ": " + ec.message());
+    else ++removed;
+    release(id, false);
+  }
+  return removed;
 }
 
 }  // namespace era::runner

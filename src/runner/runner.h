@@ -18,7 +18,9 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -51,6 +53,10 @@ struct RunnerOptions {
   int max_concurrent = 4;
   int queue_timeout_s = 60;
   std::optional<std::pair<uid_t, gid_t>> run_as;  // host ids for the sandbox (used when we are root)
+  // Whether a session is still live; when set, runs prune the directories of dead sessions (ended
+  // while the proxy was down, or expired) at most every prune_interval_s.
+  std::function<bool(const std::string&)> is_live;
+  int prune_interval_s = 600;
   SandboxLimits limits;                           // timeout_ms is set per run
 };
 
@@ -80,6 +86,11 @@ class Runner {
   // Deletes the session's working directory, waiting for a run of it in progress to end first.
   void remove_session(const std::string& session_id);
 
+  // Deletes the working directories of sessions that are no longer live (expired or ended while the
+  // proxy was down): every directory under sessions_dir for which `is_live(id)` is false. Returns how
+  // many it removed.
+  int prune(const std::function<bool(const std::string&)>& is_live);
+
   // The working directory's host path (for tests and logs).
   std::string session_dir(const std::string& session_id) const;
 
@@ -91,6 +102,7 @@ class Runner {
   class Slot;
   void acquire(const std::string& session_id, bool needs_capacity);
   void release(const std::string& session_id, bool had_capacity);
+  void maybe_prune();
 
   RunnerOptions options_;
   std::mutex mu_;
@@ -99,6 +111,7 @@ class Runner {
   std::set<std::string> busy_;  // sessions with a run (or a removal) in progress
   std::string cgroup_version_;
   std::atomic<uint64_t> seq_{0};  // names each run's control group
+  std::chrono::steady_clock::time_point last_prune_;
 };
 
 // The runner's options from the configuration: defaults resolved against the data dir, and the

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
+#include <set>
 #include <future>
 #include <thread>
 #include <string>
@@ -208,4 +210,34 @@ TEST_CASE("runner: past max_concurrent, a run waits and then gets 503 runner_bus
   CHECK(code == "runner_busy");
   CHECK(slow.get().exit_code == 0);
   CHECK(runner.run(f.py("ses_other", "print(1)")).stdout_data == "1\n");
+}
+
+TEST_CASE("runner: prune removes the directories of sessions that are no longer live") {
+  Fixture f;
+  Runner runner(f.opts);
+  for (const char* id : {"ses_live", "ses_gone"}) CHECK(runner.run(f.py(id, "open('f','w').write('x')")).exit_code == 0);
+  CHECK(runner.prune([](const std::string& id) { return id == "ses_live"; }) == 1);
+  CHECK(fs::exists(fs::path(runner.session_dir("ses_live")) / "f"));
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_gone")));
+}
+
+TEST_CASE("runner: with is_live, runs prune the directories of dead sessions") {
+  Fixture f;
+  std::set<std::string> live = {"ses_first", "ses_second"};
+  std::mutex mu;
+  f.opts.is_live = [&](const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu);
+    return live.count(id) > 0;
+  };
+  f.opts.prune_interval_s = 0;
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_first", "pass")).exit_code == 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    live.erase("ses_first");  // expired
+  }
+  CHECK(fs::exists(runner.session_dir("ses_first")));
+  CHECK(runner.run(f.py("ses_second", "pass")).exit_code == 0);
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_first")));
+  CHECK(fs::exists(runner.session_dir("ses_second")));
 }
