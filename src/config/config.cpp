@@ -111,7 +111,7 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("runner.queue_timeout", "ERA_PROXY_RUNNER_QUEUE_TIMEOUT", "",
                           "seconds a run waits for a free slot before a 503", &Config::runner_queue_timeout, 1, 3600));
   t.push_back(int_setting("runner.memory_mb", "ERA_PROXY_RUNNER_MEMORY_MB", "",
-                          "memory per sandboxed process, MiB (RLIMIT_DATA)", &Config::runner_memory_mb, 16, 1048576));
+                          "memory of a run (cgroup) and of each of its processes (RLIMIT_DATA), MiB", &Config::runner_memory_mb, 16, 1048576));
   t.push_back(int_setting("runner.max_processes", "ERA_PROXY_RUNNER_MAX_PROCESSES", "",
                           "processes and threads per run", &Config::runner_max_processes, 4, 65536));
   t.push_back(int_setting("runner.max_output_bytes", "ERA_PROXY_RUNNER_MAX_OUTPUT_BYTES", "",
@@ -125,6 +125,17 @@ std::vector<Setting> make_settings() {
                           "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
   t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",
                           "host gid the sandbox runs as when the proxy runs as root", &Config::runner_gid, 1, 2147483646));
+  t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
+                          "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
+                          100000000));
+  t.push_back(int_setting("d1.max_params", "ERA_PROXY_D1_MAX_PARAMS", "",
+                          "bound parameters per D1 statement (D1: 100)", &Config::d1_max_params, 1, 32766));
+  t.push_back(int_setting("d1.statement_timeout_ms", "ERA_PROXY_D1_STATEMENT_TIMEOUT_MS", "",
+                          "milliseconds a D1 statement may run before it is interrupted (D1: 30000)",
+                          &Config::d1_statement_timeout_ms, 1, 3600000));
+  t.push_back(int_setting("d1.max_result_bytes", "ERA_PROXY_D1_MAX_RESULT_BYTES", "",
+                          "bytes a D1 result set may hold before it is refused", &Config::d1_max_result_bytes, 1024,
+                          2000000000));
   return t;
 }
 

@@ -51,13 +51,19 @@ struct Config {
   int runner_max_timeout = 300;     // seconds
   int runner_max_concurrent = 4;
   int runner_queue_timeout = 60;  // seconds a run waits for a free slot
-  int runner_memory_mb = 512;     // per process (RLIMIT_DATA)
-  int runner_max_processes = 64;
+  int runner_memory_mb = 512;     // per run (cgroup, where there is one) and per process (RLIMIT_DATA)
+  int runner_max_processes = 64;  // per run
   int runner_max_output_bytes = 1048576;  // per stream
   int runner_max_file_mb = 64;
   int runner_tmp_mb = 64;
   int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
   int runner_gid = 65534;
+
+  // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
+  int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
+  int d1_max_params = 100;                // bound parameters per statement
+  int d1_statement_timeout_ms = 30000;    // a statement running longer is interrupted
+  int d1_max_result_bytes = 50000000;     // a result set larger than this is refused
 
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;
