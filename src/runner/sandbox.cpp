@@ -111,9 +111,13 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
   // After the uid change (which clears it): if the proxy dies, so does the sandbox.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(126);
+  // The proxy blocks SIGINT/SIGTERM and ignores SIGPIPE; the code gets the defaults.
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, nullptr);
   ::execve(spec.bwrap.c_str(), plan.argp.data(), plan.envp.data());
   ::_exit(127);
 }

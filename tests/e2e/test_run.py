@@ -17,6 +17,19 @@ import era_storage
 
 MiB = 1 << 20
 
+# Sandboxed helper: every file under / whose name starts with `prefix` (not under /proc, /sys or /usr:
+# /proc links back to / and would loop, and /usr is the host's read-only system).
+FIND = """
+import os
+def find(prefix):
+    out = []
+    for root, dirs, files in os.walk("/"):
+        if root == "/":
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "usr")]
+        out += [os.path.join(root, f) for f in files if f.startswith(prefix)]
+    return out
+"""
+
 
 def unique(name="run"):
     return f"{name}_{uuid.uuid4().hex[:8]}"
@@ -192,15 +205,14 @@ except OSError as e:
         with open(config, "w") as f:
             f.write('auth_secret = "do-not-leak"\n')
         sid = self.session()
-        doc = self.run_code(sid, f"""
-import glob, os
+        doc = self.run_code(sid, FIND + f"""
 for p in ({self.proxy.data_dir!r}, {config!r}, {os.path.join(self.proxy.data_dir, "meta.sqlite3")!r},
           "/proc/1/root" + {config!r}, "/proc/1/cwd/../../..", "/etc/shadow", "/root"):
     try:
         print("READ", p, open(p).read()[:20] if os.path.isfile(p) else os.listdir(p))
     except OSError as e:
         print("denied", p)
-print(glob.glob("/**/meta.sqlite3*", recursive=True), glob.glob("/**/config.toml", recursive=True))
+print(find("meta.sqlite3"), find("config.toml"))
 """)
         self.assertEqual(doc["exit_code"], 0, doc)
         self.assertNotIn("READ", doc["stdout"].replace("READ /proc/1/cwd/../../..", ""), doc)
@@ -291,15 +303,14 @@ while True:
         victim = self.session()
         self.run_code(victim, "open('secret.txt', 'w').write('victim secret')")
         thief = self.session()
-        doc = self.run_code(thief, f"""
-import glob
+        doc = self.run_code(thief, FIND + f"""
 found = []
 for p in ("../{victim}/secret.txt", "/home/{victim}/secret.txt", "/proc/1/root/../{victim}/secret.txt"):
     try:
         found.append(open(p).read())
     except OSError:
         pass
-print(found, glob.glob("/**/secret.txt", recursive=True))
+print(found, find("secret.txt"))
 """)
         self.assertEqual(doc["stdout"], "[] []\n", doc)
 

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -235,4 +238,22 @@ os.wait()
   CHECK(fine.cgroup);
   CHECK(fine.limit == Limit::none);
   CHECK(fine.limits.empty());
+}
+
+TEST_CASE("sandbox: the code gets default signal handling, not the proxy's") {
+  Workdir w("signals");
+  SandboxSpec s;
+  s.command = {"/bin/sh", "-c", "exec grep -E '^Sig(Ign|Blk)' /proc/self/status"};
+  s.workdir_fd = w.fd.get();
+  if (::geteuid() == 0) s.run_as = std::make_pair(uid_t(65534), gid_t(65534));
+  // What the proxy does to itself (main.cpp): block SIGTERM, ignore SIGPIPE.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  auto previous = std::signal(SIGPIPE, SIG_IGN);
+  auto r = run_sandbox(s);
+  std::signal(SIGPIPE, previous);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  CHECK(r.stdout_data == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
