@@ -82,12 +82,27 @@ std::vector<std::string> ObjectRegistry::owned_by(std::string_view ns) const {
   return out;
 }
 
+std::vector<SchemaObject> ObjectRegistry::all() const {
+  std::shared_lock lock(mu_);
+  std::vector<SchemaObject> out;
+  for (const auto& [_, o] : by_lower_) out.push_back(o);
+  return out;
+}
+
 std::vector<SchemaObject> ObjectRegistry::objects_of(std::string_view ns) const {
   std::shared_lock lock(mu_);
   std::vector<SchemaObject> out;
   for (const auto& [_, o] : by_lower_)
     if (o.ns == ns) out.push_back(o);
   return out;
+}
+
+std::vector<std::string> ObjectRegistry::namespaces_with(std::string_view type) const {
+  std::shared_lock lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [_, o] : by_lower_)
+    if (o.type == type) out.insert(o.ns);
+  return {out.begin(), out.end()};
 }
 
 void ObjectRegistry::add(const SchemaObject& o) {
