@@ -39,6 +39,7 @@ struct Config {
 
   // [storage]
   std::string data_dir = "data";
+  uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;
