@@ -1,5 +1,7 @@
 // era-storage-proxy: the command line.
 //   serve    run the proxy
+//   token    mint a session token offline, from the same secret serve uses
+//   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
 #include <csignal>
 #include <cstdio>
@@ -13,10 +15,16 @@
 #include <cxxopts.hpp>
 
 #include "api/api.h"
+#include "auth/credentials.h"
+#include "auth/setup.h"
+#include "auth/token.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "api/sdk_files.h"
 #include "runner/runner.h"
+#include "ns/names.h"
 #include "store/backend.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace {
@@ -28,6 +36,7 @@ void usage() {
   std::cout << "usage: era-storage-proxy <command> [options]\n\n"
                "commands:\n"
                "  serve     run the storage proxy (see `era-storage-proxy serve --help`)\n"
+               "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
                "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
                "  version   print the version\n";
 }
@@ -48,14 +57,6 @@ Config config_from(const cxxopts::ParseResult& r) {
     if (!s.flag.empty() && r.count(s.flag)) flags[s.flag] = r[s.flag].as<std::string>();
   return era::load_config(r.count("config") ? r["config"].as<std::string>() : "", flags,
                           [](const char* name) { return std::getenv(name); });
-}
-
-std::string read_sdk(const std::string& name) {
-  std::ifstream in(std::string(ERA_SOURCE_DIR) + "/sdk/" + name, std::ios::binary);
-  if (!in) throw std::runtime_error("SDK file sdk/" + name + " not found");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
 }
 
 int serve(int argc, char** argv) {
@@ -80,21 +81,45 @@ int serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Auth policy first: a refused configuration exits before anything is opened or bound.
+  std::string notes;
+  era::auth::AuthSettings auth_settings = era::auth::auth_settings(config, notes);
   auto backend = era::open_backend(config);
-  era::api::Services services{config, *backend};
+  era::auth::Authenticator authenticator(std::move(auth_settings), backend->sessions(), era::unix_now);
+  era::auth::RateLimiter limiter(era::auth::rate_limits(config), [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  });
+  authenticator.start([&limiter] { limiter.forget_idle(); });
+  for (size_t i = 0, j; i < notes.size(); i = j + 1) {
+    j = notes.find('\n', i);
+    std::string line = notes.substr(i, j - i);
+    if (line.rfind("WARNING: ", 0) == 0) era::log::warn(line.substr(9));
+    else era::log::info(line);
+  }
+  era::api::Services services{config, *backend, authenticator, limiter.enabled() ? &limiter : nullptr};
+  std::unique_ptr<era::runner::Runner> runner;
+  if (config.runner_enabled) {
+    // The same embedded SDK files GET /api/sdk serves.
+    auto sdk = [](std::string_view name) {
+      for (const auto& f : era::api::sdk_files())
+        if (f.name == name) return std::string(f.bytes);
+      throw std::runtime_error("SDK file " + std::string(name) + " is not embedded");
+    };
+    auto run_options = era::runner::options_from(config, sdk("era_storage.py"), sdk("era_storage.js"));
+    era::SessionStore& sessions = backend->sessions();
+    run_options.is_live = [&sessions](const std::string& id) { return sessions.get(id, era::unix_now()).has_value(); };
+    runner = std::make_unique<era::runner::Runner>(std::move(run_options));
+    services.runner = runner.get();
+  }
   era::http::Server server(config);
   era::api::register_all(server.router(), services);
   const int port = server.bind();
-  std::unique_ptr<era::runner::Runner> runner;
-  if (config.runner_enabled) {
+  if (runner) {
     // The sandbox's one way out: the proxy on a Unix socket bound into it (runner/sandbox.h).
-    auto run_options =
-        era::runner::options_from(config, read_sdk("python/era_storage.py"), read_sdk("js/era_storage.js"));
-    server.listen_unix(run_options.socket_path);
-    runner = std::make_unique<era::runner::Runner>(std::move(run_options));
-    services.runner = runner.get();
+    server.listen_unix(runner->options().socket_path);
     era::log::info("sandboxed runs reach the proxy on the Unix socket " + runner->options().socket_path +
-                   (runner->options().run_as ? " and run as uid " + std::to_string(runner->options().run_as->first) : ""));
+                   (runner->options().run_as ? " and run as uid " + std::to_string(runner->options().run_as->first) : "") +
+                   (runner->cgroup_version().empty() ? "" : ", each in a cgroup (" + runner->cgroup_version() + ")"));
   }
 
   std::thread signals([&] {
@@ -112,6 +137,7 @@ int serve(int argc, char** argv) {
               config.backend.c_str(), config.data_dir.c_str());
   std::fflush(stdout);
   server.run();
+  authenticator.stop();
   backend->close();
   era::log::info("stopped cleanly");
   return 0;
@@ -136,6 +162,67 @@ int reindex(int argc, char** argv) {
   return 0;
 }
 
+// Mints a token from the signing secret, found exactly as `serve` finds it (same config file,
+// environment and flags; the generated <data_dir>/token_secret otherwise). Prints only the token, so
+// `ERA_STORAGE_TOKEN=$(era-storage-proxy token ...)` works; --json prints what POST /api/sessions does.
+int token(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy token", "Mint a session token offline.");
+  options.add_options()("session", "session id (1 to 128 of A-Z a-z 0-9 _ . -)", cxxopts::value<std::string>())(
+      "namespaces", "comma-separated namespaces, or *", cxxopts::value<std::string>())(
+      "permissions", "read or read_write", cxxopts::value<std::string>()->default_value("read_write"))(
+      "ttl", "seconds the token is valid (default auth.default_ttl, at most auth.max_ttl)",
+      cxxopts::value<std::string>())("json", "print a JSON object with the token and its claims");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  if (!r.count("session") || !r.count("namespaces"))
+    throw ConfigError("token needs --session ID and --namespaces a,b (or '*')");
+  era::auth::Claims claims;
+  claims.session_id = r["session"].as<std::string>();
+  if (!era::auth::is_valid_session_id(claims.session_id))
+    throw ConfigError("invalid --session: a session id is 1 to 128 of A-Z a-z 0-9 _ . -");
+  const std::string list = r["namespaces"].as<std::string>();
+  if (list == "*") {
+    claims.scope.all = true;
+  } else {
+    for (size_t i = 0, j; i <= list.size(); i = j + 1) {
+      j = list.find(',', i);
+      if (j == std::string::npos) j = list.size();
+      const std::string ns = list.substr(i, j - i);
+      if (!era::ns::is_valid_namespace(ns))
+        throw ConfigError("invalid namespace '" + ns + "' in --namespaces: 1 to 64 of A-Z a-z 0-9 _ -");
+      claims.scope.namespaces.insert(ns);
+    }
+  }
+  if (!era::auth::parse_permissions(r["permissions"].as<std::string>(), claims.permissions))
+    throw ConfigError("invalid --permissions: read or read_write");
+  long long ttl = config.default_ttl;
+  if (r.count("ttl")) {
+    const std::string t = r["ttl"].as<std::string>();
+    char* end = nullptr;
+    ttl = std::strtoll(t.c_str(), &end, 10);
+    if (t.empty() || *end || ttl < 1 || ttl > config.max_ttl)
+      throw ConfigError("invalid --ttl: seconds from 1 to auth.max_ttl (" + std::to_string(config.max_ttl) + ")");
+  }
+  claims.expires_at = era::unix_now() + ttl;
+  const std::string tok = era::auth::sign_token(claims, era::auth::resolve_token_secret(config).value);
+  if (r.count("json")) {
+    nlohmann::json out = {{"session_id", claims.session_id},
+                          {"token", tok},
+                          {"expires_at", claims.expires_at},
+                          {"namespaces", claims.scope.all ? nlohmann::json("*") : nlohmann::json(claims.scope.namespaces)},
+                          {"permissions", era::auth::to_string(claims.permissions)}};
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << tok << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,6 +233,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
+    if (command == "token") return token(argc - 1, argv + 1);
     if (command == "reindex") return reindex(argc - 1, argv + 1);
     if (command == "version" || command == "--version") {
       std::cout << "era-storage-proxy " << ERA_VERSION << std::endl;

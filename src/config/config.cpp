@@ -99,8 +99,42 @@ std::vector<Setting> make_settings() {
                           "pending connections the kernel queues", &Config::listen_backlog, 1, 65535));
   t.push_back(enum_setting("server.log_level", "ERA_PROXY_LOG_LEVEL", "log-level", "log level",
                            &Config::log_level, {"debug", "info", "warn", "error"}));
+  t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
+                             "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
+                             "(default: http:// + the request's Host)",
+                             &Config::public_url));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
+  t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
+                           "authentication: off (loopback hosts only) or token", &Config::auth_mode,
+                           {"off", "token"}));
+  t.push_back(string_setting("auth.admin_token", "ERA_ADMIN_TOKEN", "",
+                             "the admin credential (at least 16 bytes)", &Config::admin_token));
+  t.back().secret = true;
+  t.push_back(string_setting("auth.admin_token_file", "ERA_ADMIN_TOKEN_FILE", "admin-token-file",
+                             "file holding the admin credential (mode 0600)", &Config::admin_token_file));
+  t.push_back(string_setting("auth.token_secret", "ERA_TOKEN_SECRET", "",
+                             "secret that signs session tokens (at least 32 bytes)", &Config::token_secret));
+  t.back().secret = true;
+  t.push_back(string_setting("auth.token_secret_file", "ERA_TOKEN_SECRET_FILE", "token-secret-file",
+                             "file holding the token secret (mode 0600)", &Config::token_secret_file));
+  t.push_back(int_setting("auth.default_ttl", "ERA_PROXY_DEFAULT_TTL", "",
+                          "seconds a session lasts when it names no ttl_seconds", &Config::default_ttl, 1, INT_MAX));
+  t.push_back(int_setting("auth.max_ttl", "ERA_PROXY_MAX_TTL", "", "the longest a session or token may last, in seconds",
+                          &Config::max_ttl, 1, INT_MAX));
+  t.push_back(int_setting("auth.revocation_refresh", "ERA_PROXY_REVOCATION_REFRESH", "",
+                          "seconds between reloads of revoked sessions from the store", &Config::revocation_refresh,
+                          1, 3600));
+  t.push_back(int_setting("auth.rate_limit", "ERA_PROXY_RATE_LIMIT", "",
+                          "requests per second per session (0: no limit)", &Config::rate_limit, 0, INT_MAX));
+  t.push_back(int_setting("auth.rate_burst", "ERA_PROXY_RATE_BURST", "",
+                          "requests a session may make at once (0: the rate)", &Config::rate_burst, 0, INT_MAX));
+  t.push_back(int_setting("auth.write_bytes_per_sec", "ERA_PROXY_WRITE_BYTES_PER_SEC", "",
+                          "request-body bytes per second per session (0: no limit)", &Config::write_bytes_per_sec, 0,
+                          INT_MAX));
+  t.push_back(int_setting("auth.write_burst_bytes", "ERA_PROXY_WRITE_BURST_BYTES", "",
+                          "request-body bytes a session may send at once (0: the rate)", &Config::write_burst_bytes, 0,
+                          INT_MAX));
   t.push_back(bytes_setting("storage.r2_max_object_size", "ERA_PROXY_R2_MAX_OBJECT_SIZE", "r2-max-object-size",
                             "largest R2 object accepted, in bytes (larger uploads get 413)",
                             &Config::r2_max_object_size, 1, 5ull << 40));
@@ -252,6 +286,13 @@ void validate(const Config& c) {
   if (c.runner_default_timeout > c.runner_max_timeout)
     throw ConfigError("runner.default_timeout (" + std::to_string(c.runner_default_timeout) +
                       ") must not exceed runner.max_timeout (" + std::to_string(c.runner_max_timeout) + ")");
+  if (c.default_ttl > c.max_ttl)
+    throw ConfigError("auth.default_ttl (" + std::to_string(c.default_ttl) + ") is longer than auth.max_ttl (" +
+                      std::to_string(c.max_ttl) + ")");
+  if (!c.admin_token.empty() && !c.admin_token_file.empty())
+    throw ConfigError("give the admin credential once: auth.admin_token or auth.admin_token_file, not both");
+  if (!c.token_secret.empty() && !c.token_secret_file.empty())
+    throw ConfigError("give the token secret once: auth.token_secret or auth.token_secret_file, not both");
 }
 
 }  // namespace era

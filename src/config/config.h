@@ -33,6 +33,7 @@ struct Config {
   int read_timeout = 60;              // seconds to wait for bytes of a request in progress
   int listen_backlog = 1024;
   std::string log_level = "info";
+  std::string public_url;  // the URL sandboxes reach the proxy at (session env); "": from the Host header
 
   // top level
   std::string backend = "local";
@@ -60,6 +61,19 @@ struct Config {
   int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
   int runner_gid = 65534;
 
+  // [auth] (see auth/setup.h for how they combine, and config.example.toml)
+  std::string auth_mode = "off";       // "off" (loopback hosts only) or "token"
+  std::string admin_token;             // secret: never printed or logged
+  std::string admin_token_file;        // or: a file holding it (refused if others may read it)
+  std::string token_secret;            // secret: the HMAC key that signs session tokens
+  std::string token_secret_file;       // or: a file holding it; neither: <data_dir>/token_secret
+  int default_ttl = 86400;             // seconds a session lasts when ttl_seconds is not given
+  int max_ttl = 2592000;               // the longest a session or a minted token may last (30 days)
+  int revocation_refresh = 5;          // seconds between reloads of the revocation set from the store
+  int rate_limit = 0;                  // requests per second per session; 0: no limit
+  int rate_burst = 0;                  // requests a session may make at once; 0: rate_limit
+  int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit
+  int write_burst_bytes = 0;           // bytes a session may send at once; 0: write_bytes_per_sec
   // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
   int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
   int d1_max_params = 100;                // bound parameters per statement

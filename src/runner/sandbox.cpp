@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <linux/mount.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -83,6 +86,7 @@ void add_root_entries(std::vector<std::string>& a) {
 
 struct ChildPlan {
   std::vector<std::string> argv, envv;
+  int workdir_tree = -1, socket_tree = -1;  // detached clones of both mounts (open_tree), when staging
   std::vector<char*> argp, envp;
 };
 
@@ -95,9 +99,32 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
   for (int fd : cgroup_procs)
     if (::write(fd, "0", 1) != 1) ::_exit(125);
   ::setsid();
+  int workdir_fd = spec.workdir_fd, socket_fd = spec.socket_fd;
+  if (spec.run_as) {
+    // bwrap resolves every source path (even /proc/self/fd/N) by name, and the unprivileged uid it will
+    // run as may not traverse the data dir. So, while still root and in a mount namespace of this
+    // process alone, the working directory and the socket are attached onto a fresh tmpfs at /tmp that
+    // it can traverse; the host's mounts are untouched (everything is made private first).
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("era-stage", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0 ||
+        ::mkdir("/tmp/work", 0755) != 0)
+      ::_exit(124);
+    if (::syscall(SYS_move_mount, plan.workdir_tree, "", AT_FDCWD, "/tmp/work", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      ::_exit(124);
+    workdir_fd = ::open("/tmp/work", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (spec.socket_fd >= 0) {
+      int f = ::open("/tmp/storage.sock", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (f < 0) ::_exit(124);
+      ::close(f);
+      if (::syscall(SYS_move_mount, plan.socket_tree, "", AT_FDCWD, "/tmp/storage.sock", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        ::_exit(124);
+      socket_fd = ::open("/tmp/storage.sock", O_PATH | O_CLOEXEC);
+    }
+    if (workdir_fd < 0 || (spec.socket_fd >= 0 && socket_fd < 0)) ::_exit(124);
+  }
   // Move every fd we pass out of the way first, so the dup2()s below cannot clobber one another.
   int src[6] = {fd_dup_high(code_fd), fd_dup_high(out_fd),          fd_dup_high(err_fd),
-                fd_dup_high(spec.workdir_fd), fd_dup_high(spec.socket_fd), fd_dup_high(status_fd)};
+                fd_dup_high(workdir_fd), fd_dup_high(socket_fd), fd_dup_high(status_fd)};
   const int dst[6] = {0, 1, 2, kWorkdirFd, kSocketFd, kStatusFd};
   for (int i = 0; i < 6; ++i)
     if (src[i] >= 0 && ::dup2(src[i], dst[i]) < 0) ::_exit(126);
@@ -179,6 +206,20 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   plan.argp.push_back(nullptr);
   for (auto& s : plan.envv) plan.envp.push_back(s.data());
   plan.envp.push_back(nullptr);
+  // A mount made before the child's unshare cannot be bound by path inside it; a detached clone
+  // (open_tree) can be attached there.
+  UniqueFd workdir_tree, socket_tree;
+  if (spec.run_as) {
+    const unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
+    workdir_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.workdir_fd, "", flags)));
+    if (!workdir_tree) fail("open_tree of the working directory");
+    if (spec.socket_fd >= 0) {
+      socket_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.socket_fd, "", flags)));
+      if (!socket_tree) fail("open_tree of the proxy's socket");
+    }
+  }
+  plan.workdir_tree = workdir_tree.get();
+  plan.socket_tree = socket_tree.get();
 
   std::unique_ptr<RunCgroup> cgroup;
   if (!spec.cgroup_name.empty()) {
@@ -291,6 +332,8 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127 && why.empty()) why = "cannot execute " + spec.bwrap;
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 126 && why.empty()) why = "cannot drop privileges";
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 125 && why.empty()) why = "cannot join the run's cgroup";
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 124 && why.empty())
+      why = "cannot stage the working directory for the sandbox user";
     throw std::runtime_error("sandbox setup failed: " + (why.empty() ? std::string("bwrap exited") : why));
   }
   if (WIFEXITED(wstatus)) r.exit_code = WEXITSTATUS(wstatus);

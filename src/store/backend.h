@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "store/kv_store.h"
+#include "store/session_store.h"
 #include "store/object_store.h"
 #include "store/sql_store.h"
 #include "store/registry.h"
@@ -16,6 +17,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual KvStore& kv() = 0;
+  // Sessions and revocations (auth): kept where the backend keeps its metadata.
+  virtual SessionStore& sessions() = 0;
   virtual ObjectStore& r2() = 0;
   virtual SqlStore& d1() = 0;
   virtual ResourceRegistry& registry() = 0;

@@ -16,6 +16,8 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   const std::string meta = dir_ + "/meta.sqlite3";
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
+  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now);
+  sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   D1Limits limits;
