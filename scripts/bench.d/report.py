@@ -77,14 +77,15 @@ def build(rows, args):
     out = []
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.append(f"Command: `scripts/bench{'' if args.mode == 'full' else ' quick'}` ({args.mode} mode, "
-               f"{args.dur} s per wrk run), {now}, commit {args.commit}.  ")
+               f"each figure from {args.slices} s wrk slices alternating with the baseline), {now}, commit {args.commit}.  ")
     out.append(f"Machine: {machine()}; shared with other work while it ran, so read ratios rather "
                "than absolute figures.  ")
     out.append(f"Proxy: local backend, fresh data dir, log level warn; {args.auth}. "
                f"Peak RSS of the proxy over the whole run: {args.peak_rss} MiB.  ")
     out.append("Baseline: nginx (Debian), access log off, a fixed JSON body of the same size as a KV get "
-               "answer, or a static file of the same size for R2. Each proxy run is paired with a "
-               "baseline run at the same connection count just before it; *ratio* = proxy / that baseline.")
+               "answer, or a static file of the same size for R2. Each proxy measurement is paired with a "
+               "baseline run at the same connection count, in alternating slices; req/s sums the slices, "
+               "p50/p99 are the medians of the slices' own; *ratio* = proxy / that baseline.")
     out.append("")
     out.append("| scenario | conns | proxy req/s | p50 ms | p99 ms | errors | nginx req/s | ratio | MB/s | note |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -209,7 +210,7 @@ def chart(rows, out_dir):
           f"set multiplot layout {nrows},{cols} title 'era-storage-proxy vs nginx baseline: req/s by connections (same run)'",
           "set style data histograms", "set style histogram clustered gap 1",
           "set style fill solid 0.85 border -1", "set boxwidth 0.9",
-          "set yrange [0:*]", "set grid ytics", "set key top left font ',8'",
+          "set yrange [0:*]", "set grid ytics", "set key below horizontal font ',8'",
           "set format y '%.0s%c'", "set xlabel 'connections' offset 0,0.5"]
     for i, s in enumerate(scen):
         gp.append(f"set title '{s.replace('_', ' ')}'")
@@ -245,7 +246,7 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--mode", required=True)
-    ap.add_argument("--dur", required=True)
+    ap.add_argument("--slices", required=True)
     ap.add_argument("--auth", required=True)
     ap.add_argument("--peak-rss", required=True)
     ap.add_argument("--commit", required=True)
