@@ -28,7 +28,8 @@ struct Config {
   int port = 8787;
   int threads = 128;                  // worker threads; each kept-alive connection holds one
   int keep_alive_max_count = 100000;  // requests per kept-alive connection
-  int keep_alive_timeout = 30;        // seconds an idle kept-alive connection is held
+  int keep_alive_timeout = 5;         // seconds an idle kept-alive connection is held (also bounds
+                                      // how long SIGTERM waits for idle connections to close)
   int read_timeout = 60;              // seconds to wait for bytes of a request in progress
   int listen_backlog = 1024;
   std::string log_level = "info";

@@ -1,0 +1,185 @@
+'use strict';
+// era_storage: the storage SDK injected into every ERA session (Node's own modules only).
+//
+//   const { KVStorage, D1Storage, R2Storage } = require('./era_storage.js');
+//   await KVStorage.set('myapp', 'user:123', '{"theme": "dark"}');
+//
+// The proxy is found through ERA_STORAGE_URL (default http://localhost:8787); ERA_STORAGE_TOKEN, when
+// set, is sent as a bearer token. Connections are kept alive and pooled. Every failure rejects with
+// StorageError (an Error) carrying .status, .code and the server's message.
+
+const http = require('http');
+const https = require('https');
+
+const DEFAULT_URL = 'http://localhost:8787';
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+
+class StorageError extends Error {
+  constructor(message, status = 0, code = 'error') {
+    super(message);
+    this.name = 'StorageError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+};
+
+function target() {
+  const raw = process.env.ERA_STORAGE_URL || DEFAULT_URL;
+  let url;
+  try {
+    url = new URL(raw);
+  } catch (e) {
+    throw new StorageError(`ERA_STORAGE_URL is not a URL: ${raw}`, 0, 'bad_url');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new StorageError(`ERA_STORAGE_URL must be an http:// URL, got ${raw}`, 0, 'bad_url');
+  }
+  return url;
+}
+
+function quote(segment) {
+  return encodeURIComponent(String(segment));
+}
+
+function queryString(query) {
+  const parts = [];
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v === undefined || v === null || v === '') continue;
+    parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+  }
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
+// Sends one request. body: Buffer | string | readable stream | undefined. Resolves
+// { status, headers, body: Buffer } — or { status, headers, stream } when opts.stream is set.
+function request(method, path, opts = {}) {
+  const url = target();
+  const base = url.pathname.replace(/\/+$/, '');
+  const headers = { Accept: 'application/json', ...(opts.headers || {}) };
+  const token = process.env.ERA_STORAGE_TOKEN;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = opts.body;
+  const streaming = body && typeof body.pipe === 'function';
+  if (body !== undefined && !streaming) {
+    headers['Content-Length'] = Buffer.byteLength(body);
+  }
+  const send = (attempt) => new Promise((resolve, reject) => {
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request({
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port || (url.protocol === 'https:' ? 443 : 80),
+      method,
+      path: base + path + queryString(opts.query),
+      headers,
+      agent: agents[url.protocol],
+    }, (res) => {
+      if (opts.stream) {
+        resolve({ status: res.statusCode, headers: res.headers, stream: res });
+        return;
+      }
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', (err) => {
+      // A kept-alive socket the proxy had already closed: resend idempotent calls once.
+      if (attempt === 0 && req.reusedSocket && IDEMPOTENT.has(method) && !streaming &&
+          (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        send(1).then(resolve, reject);
+        return;
+      }
+      reject(new StorageError(`cannot reach the storage proxy at ${url.origin}: ${err.message}`, 0, 'unreachable'));
+    });
+    if (streaming) {
+      body.on('error', (err) => req.destroy(err));
+      body.pipe(req);
+    } else {
+      req.end(body);
+    }
+  });
+  return send(0);
+}
+
+function decode(res) {
+  let doc = null;
+  try {
+    doc = res.body.length ? JSON.parse(res.body.toString('utf8')) : {};
+  } catch (e) {
+    doc = null;
+  }
+  if (res.status >= 200 && res.status < 300 && doc !== null && typeof doc === 'object') return doc;
+  if (doc && typeof doc === 'object' && doc.error) {
+    throw new StorageError(String(doc.error), res.status, String(doc.code || 'error'));
+  }
+  throw new StorageError(`storage proxy answered HTTP ${res.status}`, res.status, 'http_error');
+}
+
+async function jsonCall(method, path, payload, { query, allow404 = false } = {}) {
+  const opts = { query };
+  if (payload !== undefined) {
+    opts.body = JSON.stringify(payload);
+    opts.headers = { 'Content-Type': 'application/json' };
+  }
+  const res = await request(method, path, opts);
+  if (allow404 && res.status === 404) return null;
+  return decode(res);
+}
+
+class KVStorage {
+  // Stores value (a string) under key; resolves true once it is durable.
+  // options: { expiration (unix seconds) | expirationTtl (seconds >= 60) }
+  static async set(namespace, key, value, metadata = null, options = {}) {
+    if (typeof value !== 'string') throw new StorageError('value must be a string', 400, 'invalid_value');
+    const payload = { value, metadata: metadata === undefined ? null : metadata };
+    if (options.expiration !== undefined) payload.expiration = options.expiration;
+    if (options.expirationTtl !== undefined) payload.expiration_ttl = options.expirationTtl;
+    await jsonCall('PUT', `/api/storage/kv/${quote(namespace)}/${quote(key)}`, payload);
+    return true;
+  }
+
+  // The value, or null if the key does not exist (or has expired).
+  static async get(namespace, key) {
+    const doc = await KVStorage.getWithMetadata(namespace, key);
+    return doc === null ? null : doc.value;
+  }
+
+  // { value, metadata, expiration? } or null.
+  static async getWithMetadata(namespace, key) {
+    return jsonCall('GET', `/api/storage/kv/${quote(namespace)}/${quote(key)}`, undefined, { allow404: true });
+  }
+
+  static async delete(namespace, key) {
+    await jsonCall('DELETE', `/api/storage/kv/${quote(namespace)}/${quote(key)}`);
+    return true;
+  }
+
+  // One page: { keys, list_complete, cursor }.
+  static async listPage(namespace, prefix = '', limit = 1000, cursor = null) {
+    return jsonCall('GET', `/api/storage/kv/${quote(namespace)}`, undefined, { query: { prefix, limit, cursor } });
+  }
+
+  // Keys as [{ name, metadata, expiration? }] in byte order: one page of at most limit.
+  static async list(namespace, prefix = '', limit = 1000, cursor = null) {
+    return (await KVStorage.listPage(namespace, prefix, limit, cursor)).keys;
+  }
+
+  // Every key under prefix, across all pages.
+  static async *iterate(namespace, prefix = '', pageSize = 1000) {
+    let cursor = null;
+    for (;;) {
+      const page = await KVStorage.listPage(namespace, prefix, pageSize, cursor);
+      yield* page.keys;
+      if (page.list_complete) return;
+      cursor = page.cursor;
+    }
+  }
+}
+
+module.exports = { KVStorage, StorageError, _internal: { request, jsonCall, decode, quote } };

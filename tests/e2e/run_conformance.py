@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Runs the shared conformance scripts (the guide's examples) against a freshly started proxy.
+
+    python3 tests/e2e/run_conformance.py [--backend local]
+
+The scripts live in ../shared/conformance beside the repository (ERA_SHARED_DIR overrides). Both the
+Python and the JavaScript script run; prints their output and one closing 'N passed, N failed' line.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", default=os.environ.get("ERA_TEST_BACKEND", "local"))
+    args = parser.parse_args()
+    os.environ["ERA_TEST_BACKEND"] = args.backend
+    shared = os.environ.get("ERA_SHARED_DIR") or os.path.join(os.path.dirname(harness.ROOT), "shared")
+    conformance = os.path.join(shared, "conformance")
+    if not os.path.isdir(conformance):
+        print(f"conformance scripts not found in {conformance} (set ERA_SHARED_DIR)")
+        print("0 passed, 1 failed")
+        return 1
+    passed = failed = 0
+    with harness.Proxy() as proxy:
+        env = dict(os.environ, ERA_STORAGE_URL=proxy.url,
+                   PYTHONPATH=os.path.join(harness.ROOT, "sdk", "python"),
+                   ERA_STORAGE_SDK=os.path.join(harness.ROOT, "sdk", "js", "era_storage.js"))
+        for cmd in (["python3", os.path.join(conformance, "seed_examples.py")],
+                    ["node", os.path.join(conformance, "seed_examples.js")]):
+            print(f"== {' '.join(os.path.basename(c) for c in cmd)} ({args.backend})", flush=True)
+            out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+            text = out.stdout.decode(errors="replace")
+            print(text, flush=True)
+            m = re.search(r"(\d+) passed, (\d+) failed", text)
+            if m:
+                passed += int(m.group(1))
+                failed += int(m.group(2))
+            if out.returncode != 0 and not (m and int(m.group(2))):
+                failed += 1
+        if failed:
+            print("--- proxy log (tail) ---")
+            print(proxy.log()[-3000:])
+    print(f"conformance: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

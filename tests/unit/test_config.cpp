@@ -1,0 +1,105 @@
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <unistd.h>
+
+#include "config/config.h"
+
+using namespace era;
+
+namespace {
+struct Env {
+  std::map<std::string, std::string> vars;
+  std::function<const char*(const char*)> fn() {
+    return [this](const char* n) -> const char* {
+      auto it = vars.find(n);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  }
+};
+
+std::string temp_toml(const std::string& text) {
+  char name[] = "/tmp/era-config-XXXXXX";
+  int fd = mkstemp(name);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::ofstream(name) << text;
+  return name;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("defaults are the embedded local mode on 127.0.0.1:8787") {
+  Env env;
+  Config c = load_config("", {}, env.fn());
+  CHECK(c.host == "127.0.0.1");
+  CHECK(c.port == 8787);
+  CHECK(c.backend == "local");
+  CHECK(c.source["server.port"] == "default");
+}
+
+TEST_CASE("precedence: flags > environment > file > defaults") {
+  auto file = temp_toml("backend = \"local\"\n[server]\nport = 1000\nthreads = 10\nhost = \"0.0.0.0\"\n");
+  Env env;
+  env.vars["ERA_PROXY_PORT"] = "2000";
+  env.vars["ERA_PROXY_THREADS"] = "20";
+  Config c = load_config(file, {{"port", "3000"}}, env.fn());
+  CHECK(c.port == 3000);
+  CHECK(c.source["server.port"] == "flag");
+  CHECK(c.threads == 20);
+  CHECK(c.source["server.threads"] == "env");
+  CHECK(c.host == "0.0.0.0");
+  CHECK(c.source["server.host"] == "file");
+  std::remove(file.c_str());
+}
+
+TEST_CASE("ERA_PROXY_CONFIG names the file when no flag does") {
+  auto file = temp_toml("[server]\nport = 4321\n");
+  Env env;
+  env.vars["ERA_PROXY_CONFIG"] = file;
+  CHECK(load_config("", {}, env.fn()).port == 4321);
+  std::remove(file.c_str());
+}
+
+TEST_CASE("bad values name the key and what is allowed") {
+  Env env;
+  CHECK(error_of([&] { load_config("", {{"port", "70000"}}, env.fn()); }).find("server.port") != std::string::npos);
+  CHECK(error_of([&] { load_config("", {{"port", "12abc"}}, env.fn()); }).find("0 to 65535") != std::string::npos);
+  env.vars["ERA_PROXY_BACKEND"] = "s3";
+  auto msg = error_of([&] { load_config("", {}, env.fn()); });
+  CHECK(msg.find("backend") != std::string::npos);
+  CHECK(msg.find("\"local\"") != std::string::npos);
+  CHECK(msg.find("ERA_PROXY_BACKEND") != std::string::npos);
+  env.vars.clear();
+  auto file = temp_toml("[server]\nthreads = \"x\"\n");
+  CHECK(error_of([&] { load_config(file, {}, env.fn()); }).find("server.threads") != std::string::npos);
+  std::ofstream(file) << "[server]\nportt = 1\n";
+  CHECK(error_of([&] { load_config(file, {}, env.fn()); }).find("unknown setting 'server.portt'") !=
+        std::string::npos);
+  std::ofstream(file) << "[server\n";
+  CHECK(error_of([&] { load_config(file, {}, env.fn()); }).find(file) != std::string::npos);
+  std::remove(file.c_str());
+  CHECK(error_of([&] { load_config("", {{"nope", "1"}}, env.fn()); }).find("--nope") != std::string::npos);
+}
+
+TEST_CASE("every setting is documented in config.example.toml") {
+  std::ifstream in(std::string(ERA_SOURCE_DIR) + "/config.example.toml");
+  REQUIRE(in.good());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& s : settings()) {
+    auto dot = s.key.rfind('.');
+    std::string leaf = dot == std::string::npos ? s.key : s.key.substr(dot + 1);
+    CHECK_MESSAGE(text.find("# " + leaf + " = ") != std::string::npos, "config.example.toml lacks " << s.key);
+    if (!s.env.empty()) CHECK_MESSAGE(text.find(s.env) != std::string::npos, "config.example.toml lacks " << s.env);
+  }
+}
