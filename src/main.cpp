@@ -25,6 +25,7 @@ void usage() {
   std::cout << "usage: era-storage-proxy <command> [options]\n\n"
                "commands:\n"
                "  serve     run the storage proxy (see `era-storage-proxy serve --help`)\n"
+               "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
                "  version   print the version\n";
 }
 
@@ -94,6 +95,25 @@ int serve(int argc, char** argv) {
   return 0;
 }
 
+int reindex(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy reindex",
+                           "Rebuild the resource registry's counters from the stores and report any drift.");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  era::log::set_level(era::log::Level::warn);
+  auto backend = era::open_backend(config);
+  auto report = backend->registry().reindex();
+  backend->close();
+  for (const auto& line : report.repairs) std::cout << "repaired " << line << "\n";
+  std::cout << "reindex: " << report.repairs.size() << " counter(s) repaired" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,6 +124,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
+    if (command == "reindex") return reindex(argc - 1, argv + 1);
     if (command == "version" || command == "--version") {
       std::cout << "era-storage-proxy " << ERA_VERSION << std::endl;
       return 0;

@@ -38,3 +38,45 @@ export class KVStorage {
   static listPage(namespace: string, prefix?: string, limit?: number, cursor?: string | null): Promise<KVListPage>;
   static iterate(namespace: string, prefix?: string, pageSize?: number): AsyncGenerator<KVKey>;
 }
+
+export interface Resource {
+  type: 'kv' | 'd1' | 'r2';
+  namespace: string;
+  /** The user's own name: the KV key, the D1 table, the R2 key. */
+  key: string;
+  size: number | null;
+  metadata: Record<string, unknown> | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ResourceFilters {
+  type?: 'kv' | 'd1' | 'r2';
+  namespace?: string;
+  key_prefix?: string;
+  limit?: number;
+  offset?: number;
+  cursor?: string | null;
+}
+
+export interface ResourcePage {
+  resources: Resource[];
+  total: number;
+  offset: number;
+  limit: number;
+  has_more: boolean;
+  cursor: string | null;
+}
+
+export interface ResourceStats {
+  total: number;
+  total_size: number;
+  by_type: { kv: number; d1: number; r2: number };
+  by_namespace: Record<string, number>;
+}
+
+export class ResourcesAPI {
+  static list(filters?: ResourceFilters): Promise<ResourcePage>;
+  static iterate(filters?: ResourceFilters, pageSize?: number): AsyncGenerator<Resource>;
+  static stats(namespace?: string): Promise<ResourceStats>;
+}

@@ -182,4 +182,30 @@ class KVStorage {
   }
 }
 
-module.exports = { KVStorage, StorageError, _internal: { request, jsonCall, decode, quote } };
+class ResourcesAPI {
+  // One page: { resources, total, offset, limit, has_more, cursor }.
+  // filters: { type, namespace, key_prefix, limit, offset, cursor }
+  static async list(filters = {}) {
+    const { type, namespace, key_prefix: keyPrefix, limit, offset, cursor } = filters;
+    return jsonCall('GET', '/api/resources/list', undefined,
+      { query: { type, namespace, key_prefix: keyPrefix, limit, offset, cursor } });
+  }
+
+  // Every resource matching the filters, across all pages.
+  static async *iterate(filters = {}, pageSize = 1000) {
+    let cursor = null;
+    for (;;) {
+      const page = await ResourcesAPI.list({ ...filters, limit: pageSize, offset: undefined, cursor });
+      yield* page.resources;
+      if (!page.has_more) return;
+      cursor = page.cursor;
+    }
+  }
+
+  // { total, total_size, by_type: { kv, d1, r2 }, by_namespace }
+  static async stats(namespace = undefined) {
+    return jsonCall('GET', '/api/resources/stats', undefined, { query: { namespace } });
+  }
+}
+
+module.exports = { KVStorage, ResourcesAPI, StorageError, _internal: { request, jsonCall, decode, quote } };

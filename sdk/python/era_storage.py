@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 
-__all__ = ["StorageError", "KVStorage", "kv"]
+__all__ = ["StorageError", "KVStorage", "ResourcesAPI", "kv", "resources"]
 
 DEFAULT_URL = "http://localhost:8787"
 # Reconnect before reusing a connection idle for this share of the keep-alive timeout the proxy
@@ -197,4 +197,29 @@ class KVStorage:
             cursor = page["cursor"]
 
 
+class ResourcesAPI:
+    """What the namespaces hold, across KV, D1 and R2 (GET /api/resources/list and /stats)."""
+
+    def list(self, type=None, namespace=None, key_prefix=None, limit=None, offset=None, cursor=None):
+        """One page: {"resources": [...], "total", "offset", "limit", "has_more", "cursor"}."""
+        query = {"type": type, "namespace": namespace, "key_prefix": key_prefix, "limit": limit,
+                 "offset": offset, "cursor": cursor}
+        return _transport.json("GET", "/api/resources/list", query=query)
+
+    def iter(self, type=None, namespace=None, key_prefix=None, page_size=1000):
+        """Every resource matching the filters, across all pages (cursor paging)."""
+        cursor = None
+        while True:
+            page = self.list(type, namespace, key_prefix, page_size, None, cursor)
+            yield from page["resources"]
+            if not page["has_more"]:
+                return
+            cursor = page["cursor"]
+
+    def stats(self, namespace=None):
+        """{"total", "total_size", "by_type": {"kv", "d1", "r2"}, "by_namespace": {...}}."""
+        return _transport.json("GET", "/api/resources/stats", query={"namespace": namespace})
+
+
 kv = KVStorage()
+resources = ResourcesAPI()

@@ -22,7 +22,7 @@ struct Fixture {
     dir = mkdtemp(tmpl);
     writer = std::make_unique<sqlite::Writer>(dir + "/meta.sqlite3");
     readers = std::make_unique<sqlite::ReaderPool>(dir + "/meta.sqlite3", 2);
-    kv = std::make_unique<LocalKv>(*writer, *readers, [this] { return now.load(); });
+    kv = std::make_unique<LocalKv>(*writer, *readers, [this] { return now.load() * 1000; });
   }
   ~Fixture() {
     kv.reset();

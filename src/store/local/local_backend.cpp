@@ -16,7 +16,11 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   const std::string meta = dir_ + "/meta.sqlite3";
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
-  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now);
+  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
+  std::vector<std::unique_ptr<ResourceSource>> sources;
+  sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
+                                      *meta_writer_, *meta_readers_, unix_now));
+  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
 }
 

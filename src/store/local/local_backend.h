@@ -11,6 +11,7 @@
 
 #include "store/backend.h"
 #include "store/local/local_kv.h"
+#include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
 
 namespace era {
@@ -21,6 +22,7 @@ class LocalBackend : public Backend {
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
+  ResourceRegistry& registry() override { return *registry_; }
   void close() override;
 
  private:
@@ -30,6 +32,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
+  std::unique_ptr<LocalRegistry> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;

@@ -1,8 +1,11 @@
 #include "store/local/local_kv.h"
 
 #include "ns/names.h"
+#include "store/local/counters.h"
 #include "util/encoding.h"
 #include "util/error.h"
+
+#include <map>
 
 namespace era {
 
@@ -12,35 +15,48 @@ void LocalKv::create_schema(sqlite::Db& db) {
       name       BLOB NOT NULL UNIQUE,   -- "ns:key", the internal name the guide documents
       ns         TEXT NOT NULL,
       value      BLOB NOT NULL,
+      size       INTEGER NOT NULL,       -- bytes of value
       metadata   TEXT,                   -- compact JSON, or NULL
       expiration INTEGER,                -- unix seconds, or NULL: never expires
-      created_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,       -- unix milliseconds
       updated_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS kv_expiration ON kv(expiration) WHERE expiration IS NOT NULL;
   )sql");
+  counters::create_schema(db);
 }
 
-LocalKv::LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now)
-    : writer_(writer), readers_(readers), now_(std::move(now)) {
+LocalKv::LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now_ms)
+    : writer_(writer), readers_(readers), now_ms_(std::move(now_ms)), now_([this] { return now_ms_() / 1000; }) {
   writer_.submit([](sqlite::Db& db) { create_schema(db); });
 }
 
 void LocalKv::put(const std::string& ns, const std::string& key, const KvValue& v) {
   const std::string name = ns::kv_name(ns, key);
-  const int64_t now = now_();
+  const int64_t now_ms = now_ms_();
+  const int64_t now = now_ms / 1000;
   writer_.submit([&](sqlite::Db& db) {
+    // The counters count rows (expired ones too, until the sweep removes them), so a replaced row
+    // changes only the byte count.
+    std::optional<int64_t> old_size;
+    {
+      sqlite::StmtUse st(db.cached("SELECT size FROM kv WHERE name = ?1"));
+      st->bind_blob(1, name);
+      if (st->step()) old_size = st->int64(0);
+    }
     sqlite::StmtUse st(db.cached(R"sql(
-      INSERT INTO kv (name, ns, value, metadata, expiration, created_at, updated_at)
-      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+      INSERT INTO kv (name, ns, value, size, metadata, expiration, created_at, updated_at)
+      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
       ON CONFLICT(name) DO UPDATE SET
-        value = excluded.value, metadata = excluded.metadata, expiration = excluded.expiration,
-        created_at = CASE WHEN kv.expiration IS NOT NULL AND kv.expiration <= ?6
+        value = excluded.value, size = excluded.size, metadata = excluded.metadata,
+        expiration = excluded.expiration,
+        created_at = CASE WHEN kv.expiration IS NOT NULL AND kv.expiration <= ?8
                           THEN excluded.created_at ELSE kv.created_at END,
         updated_at = excluded.updated_at)sql"));
-    st->bind_blob(1, name).bind_text(2, ns).bind_blob(3, v.value).bind_opt_text(4, v.metadata);
-    st->bind_opt_int(5, v.expiration).bind(6, now);
+    st->bind_blob(1, name).bind_text(2, ns).bind_blob(3, v.value).bind(4, int64_t(v.value.size()));
+    st->bind_opt_text(5, v.metadata).bind_opt_int(6, v.expiration).bind(7, now_ms).bind(8, now);
     st->run();
+    counters::bump(db, "kv", ns, old_size ? 0 : 1, int64_t(v.value.size()) - old_size.value_or(0));
   });
 }
 
@@ -56,8 +72,13 @@ std::optional<KvValue> LocalKv::get(const std::string& ns, const std::string& ke
 void LocalKv::remove(const std::string& ns, const std::string& key) {
   const std::string name = ns::kv_name(ns, key);
   writer_.submit([&](sqlite::Db& db) {
-    sqlite::StmtUse st(db.cached("DELETE FROM kv WHERE name = ?1"));
-    st->bind_blob(1, name).run();
+    sqlite::StmtUse st(db.cached("DELETE FROM kv WHERE name = ?1 RETURNING size"));
+    st->bind_blob(1, name);
+    if (st->step()) {
+      int64_t size = st->int64(0);
+      st->run();
+      counters::bump(db, "kv", ns, -1, -size);
+    }
   });
 }
 
@@ -92,9 +113,19 @@ KvPage LocalKv::list(const std::string& ns, const std::string& prefix, int limit
 int64_t LocalKv::sweep_expired() {
   const int64_t now = now_();
   return writer_.submit([&](sqlite::Db& db) {
-    sqlite::StmtUse st(db.cached("DELETE FROM kv WHERE expiration IS NOT NULL AND expiration <= ?1"));
-    st->bind(1, now).run();
-    return db.changes();
+    int64_t removed = 0;
+    sqlite::StmtUse st(db.cached(
+        "DELETE FROM kv WHERE expiration IS NOT NULL AND expiration <= ?1 RETURNING ns, size"));
+    st->bind(1, now);
+    std::map<std::string, std::pair<int64_t, int64_t>> by_ns;
+    while (st->step()) {
+      auto& c = by_ns[st->text(0)];
+      c.first += 1;
+      c.second += st->int64(1);
+      ++removed;
+    }
+    for (const auto& [ns, c] : by_ns) counters::bump(db, "kv", ns, -c.first, -c.second);
+    return removed;
   });
 }
 

@@ -17,8 +17,8 @@ namespace era {
 
 class LocalKv : public KvStore {
  public:
-  // `now` gives unix seconds (tests move time). Creates the schema on the writer's database.
-  LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now);
+  // `now_ms` gives unix milliseconds (tests move time). Creates the schema on the writer's database.
+  LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now_ms);
 
   void put(const std::string& ns, const std::string& key, const KvValue& value) override;
   std::optional<KvValue> get(const std::string& ns, const std::string& key) override;
@@ -33,7 +33,8 @@ class LocalKv : public KvStore {
  private:
   sqlite::Writer& writer_;
   sqlite::ReaderPool& readers_;
-  std::function<int64_t()> now_;
+  std::function<int64_t()> now_ms_;
+  std::function<int64_t()> now_;  // unix seconds, from now_ms_
 };
 
 }  // namespace era
