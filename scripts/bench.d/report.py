@@ -120,9 +120,11 @@ def build(rows, args):
                 continue
             if not p:
                 continue
-            ratio = num(p["mb_s"]) / num(n["mb_s"]) if n and num(n["mb_s"]) else 0
-            out.append(f"| {s} | {num(p['mb_s']):,.0f} | {p['p50_ms']} | {num(n['mb_s']) if n else 0:,.0f} | "
-                       f"{ratio:.2f} | {p['note']} |")
+            if n and num(n["mb_s"]):
+                base, ratio = f"{num(n['mb_s']):,.0f}", f"{num(p['mb_s']) / num(n['mb_s']):.2f}"
+            else:
+                base, ratio = "– (full mode only)", "–"
+            out.append(f"| {s} | {num(p['mb_s']):,.0f} | {p['p50_ms']} | {base} | {ratio} | {p['note']} |")
 
     sdk = [r for r in rows if r["scenario"].startswith("sdk_")]
     if sdk:
