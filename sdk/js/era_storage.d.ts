@@ -39,6 +39,38 @@ export class KVStorage {
   static iterate(namespace: string, prefix?: string, pageSize?: number): AsyncGenerator<KVKey>;
 }
 
+/** A D1 value: INTEGER and REAL as number, TEXT as string, BLOB as an array of byte values, NULL as null. */
+export type D1Value = null | number | string | number[];
+/** A bound parameter: booleans bind as 1/0; Buffers, typed arrays and ArrayBuffers bind as BLOBs. */
+export type D1Param = null | boolean | number | bigint | string | ArrayBuffer | ArrayBufferView | number[];
+
+export interface D1Meta {
+  changes: number;
+  last_row_id: number;
+  /** Milliseconds inside the database. */
+  duration: number;
+  rows_read: number;
+  rows_written: number;
+  changed_db: boolean;
+  size_after: number;
+  served_by: string;
+}
+
+export interface D1Result<Row = Record<string, D1Value>> {
+  results: Row[];
+  meta: D1Meta;
+}
+
+export type D1Statement = string | [string, D1Param[]?] | { sql: string; params?: D1Param[] };
+
+export class D1Storage {
+  static query<Row = Record<string, D1Value>>(namespace: string, sql: string, params?: D1Param[]): Promise<Row[]>;
+  static queryWithMeta<Row = Record<string, D1Value>>(namespace: string, sql: string, params?: D1Param[]):
+    Promise<D1Result<Row>>;
+  static exec(namespace: string, sql: string, params?: D1Param[]): Promise<D1Meta & { count: number }>;
+  static batch(namespace: string, statements: D1Statement[]): Promise<D1Result[]>;
+}
+
 export interface Resource {
   type: 'kv' | 'd1' | 'r2';
   namespace: string;

@@ -182,6 +182,62 @@ class KVStorage {
   }
 }
 
+// params as JSON: Buffers, typed arrays and ArrayBuffers become BLOBs (arrays of byte values, as D1
+// returns them); booleans bind as 1/0 on the server.
+function sqlParams(params) {
+  if (params === undefined || params === null) return [];
+  if (!Array.isArray(params)) throw new StorageError('params must be an array', 400, 'invalid_params');
+  return params.map((p) => {
+    if (p instanceof ArrayBuffer) return Array.from(new Uint8Array(p));
+    if (ArrayBuffer.isView(p)) return Array.from(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+    if (typeof p === 'bigint') {
+      if (p > BigInt(Number.MAX_SAFE_INTEGER) || p < BigInt(Number.MIN_SAFE_INTEGER)) {
+        throw new StorageError('a BigInt beyond 2^53 cannot travel as a JSON number: bind it as a string', 400,
+          'invalid_param');
+      }
+      return Number(p);
+    }
+    return p;
+  });
+}
+
+function sqlStatement(st) {
+  if (typeof st === 'string') return { sql: st, params: [] };
+  if (Array.isArray(st)) return { sql: st[0], params: sqlParams(st[1]) };
+  return { sql: st.sql, params: sqlParams(st.params) };
+}
+
+// SQL storage (Cloudflare D1): each namespace has its own tables, named as if the database were its own.
+// Integers beyond 2^53 come back as JSON numbers and lose precision in JSON.parse, as in D1: select
+// them CAST(... AS TEXT) when exactness matters. BLOBs come back as arrays of byte values.
+class D1Storage {
+  // Runs one statement; resolves to its rows (objects keyed by column name).
+  static async query(namespace, sql, params = []) {
+    return (await D1Storage.queryWithMeta(namespace, sql, params)).results;
+  }
+
+  // Like query, with the meta: { results, meta: { changes, last_row_id, duration, rows_read, ... } }.
+  static async queryWithMeta(namespace, sql, params = []) {
+    const doc = await jsonCall('POST', `/api/storage/d1/${quote(namespace)}/query`, { sql, params: sqlParams(params) });
+    return { results: doc.results, meta: doc.meta };
+  }
+
+  // Runs one statement, or several separated by ';' (then without params). Resolves to the meta,
+  // summed over the statements, with count (statements run).
+  static async exec(namespace, sql, params = []) {
+    const doc = await jsonCall('POST', `/api/storage/d1/${quote(namespace)}/exec`, { sql, params: sqlParams(params) });
+    return { ...doc.meta, count: doc.count };
+  }
+
+  // Runs statements in one transaction (all or nothing). statements: [{ sql, params }], [sql, params]
+  // pairs or SQL strings. Resolves to one { results, meta } per statement.
+  static async batch(namespace, statements) {
+    const doc = await jsonCall('POST', `/api/storage/d1/${quote(namespace)}/batch`,
+      { statements: statements.map(sqlStatement) });
+    return doc.results.map((r) => ({ results: r.results, meta: r.meta }));
+  }
+}
+
 class ResourcesAPI {
   // One page: { resources, total, offset, limit, has_more, cursor }.
   // filters: { type, namespace, key_prefix, limit, offset, cursor }
@@ -208,4 +264,4 @@ class ResourcesAPI {
   }
 }
 
-module.exports = { KVStorage, ResourcesAPI, StorageError, _internal: { request, jsonCall, decode, quote } };
+module.exports = { KVStorage, D1Storage, ResourcesAPI, StorageError, _internal: { request, jsonCall, decode, quote } };

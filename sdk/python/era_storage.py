@@ -3,6 +3,7 @@
     import era_storage
     era_storage.kv.set("myapp", "user:123", '{"theme": "dark"}')
     era_storage.kv.get("myapp", "user:123")
+    era_storage.d1.query("myapp", "SELECT * FROM todos WHERE completed = ?", [0])
 
 The proxy is found through ERA_STORAGE_URL (default http://localhost:8787); ERA_STORAGE_TOKEN, when
 set, is sent as a bearer token. Connections are kept alive, one per thread. Every failure raises
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.parse
 
-__all__ = ["StorageError", "KVStorage", "ResourcesAPI", "kv", "resources"]
+__all__ = ["StorageError", "KVStorage", "D1Storage", "ResourcesAPI", "kv", "d1", "resources"]
 
 DEFAULT_URL = "http://localhost:8787"
 # Reconnect before reusing a connection idle for this share of the keep-alive timeout the proxy
@@ -222,4 +223,65 @@ class ResourcesAPI:
 
 
 kv = KVStorage()
+
+
+def _sql_params(params):
+    """params as JSON: bytes-like values become BLOBs (arrays of byte values, as D1 returns them)."""
+    if params is None:
+        return []
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
+        raise StorageError("params must be a list", 400, "invalid_params")
+    return [list(p) if isinstance(p, (bytes, bytearray, memoryview)) else p for p in params]
+
+
+def _statement(stmt):
+    if isinstance(stmt, str):
+        return {"sql": stmt, "params": []}
+    if isinstance(stmt, dict):
+        return {"sql": stmt.get("sql"), "params": _sql_params(stmt.get("params"))}
+    sql, *rest = stmt
+    return {"sql": sql, "params": _sql_params(rest[0] if rest else None)}
+
+
+class D1Storage:
+    """SQL storage (Cloudflare D1): each namespace has its own tables, named as if the database were its own.
+
+    Values keep SQLite's types: integers come back exact (Python ints), BLOBs as lists of byte values;
+    pass bytes to bind a BLOB, True/False bind as 1/0.
+    """
+
+    def query(self, namespace, sql, params=None):
+        """Runs one statement; returns its rows as a list of dicts (column name -> value)."""
+        doc = _transport.json("POST", f"/api/storage/d1/{_quote(namespace)}/query",
+                              {"sql": sql, "params": _sql_params(params)})
+        return doc["results"]
+
+    def query_with_meta(self, namespace, sql, params=None):
+        """Like query, but returns {"results": [...], "meta": {...}} (changes, last_row_id, duration, ...)."""
+        doc = _transport.json("POST", f"/api/storage/d1/{_quote(namespace)}/query",
+                              {"sql": sql, "params": _sql_params(params)})
+        return {"results": doc["results"], "meta": doc["meta"]}
+
+    def exec(self, namespace, sql, params=None):
+        """Runs one statement, or several separated by ';' (then without params).
+
+        Returns the meta of the call: {"changes", "last_row_id", "duration", "rows_read",
+        "rows_written", ...} summed over the statements, plus "count" (statements run).
+        """
+        doc = _transport.json("POST", f"/api/storage/d1/{_quote(namespace)}/exec",
+                              {"sql": sql, "params": _sql_params(params)})
+        return dict(doc["meta"], count=doc["count"])
+
+    def batch(self, namespace, statements):
+        """Runs statements in one transaction: all take effect or none does.
+
+        statements: a list of (sql, params) tuples, {"sql", "params"} dicts or plain SQL strings.
+        Returns one {"results": [...], "meta": {...}} per statement, in order.
+        """
+        payload = {"statements": [_statement(s) for s in statements]}
+        doc = _transport.json("POST", f"/api/storage/d1/{_quote(namespace)}/batch", payload)
+        return [{"results": r["results"], "meta": r["meta"]} for r in doc["results"]]
+
+
+d1 = D1Storage()
 resources = ResourcesAPI()

@@ -77,6 +77,17 @@ std::vector<Setting> make_settings() {
                            &Config::log_level, {"debug", "info", "warn", "error"}));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
+  t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
+                          "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
+                          100000000));
+  t.push_back(int_setting("d1.max_params", "ERA_PROXY_D1_MAX_PARAMS", "",
+                          "bound parameters per D1 statement (D1: 100)", &Config::d1_max_params, 1, 32766));
+  t.push_back(int_setting("d1.statement_timeout_ms", "ERA_PROXY_D1_STATEMENT_TIMEOUT_MS", "",
+                          "milliseconds a D1 statement may run before it is interrupted (D1: 30000)",
+                          &Config::d1_statement_timeout_ms, 1, 3600000));
+  t.push_back(int_setting("d1.max_result_bytes", "ERA_PROXY_D1_MAX_RESULT_BYTES", "",
+                          "bytes a D1 result set may hold before it is refused", &Config::d1_max_result_bytes, 1024,
+                          2000000000));
   return t;
 }
 

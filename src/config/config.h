@@ -40,6 +40,12 @@ struct Config {
   // [storage]
   std::string data_dir = "data";
 
+  // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
+  int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
+  int d1_max_params = 100;                // bound parameters per statement
+  int d1_statement_timeout_ms = 30000;    // a statement running longer is interrupted
+  int d1_max_result_bytes = 50000000;     // a result set larger than this is refused
+
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;
 };

@@ -21,6 +21,12 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
                                       *meta_writer_, *meta_readers_, unix_now));
   registry_ = std::make_unique<LocalRegistry>(std::move(sources));
+  D1Limits limits;
+  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
+  limits.max_params = config.d1_max_params;
+  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
+  limits.max_result_bytes = config.d1_max_result_bytes;
+  d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", limits);
   sweeper_ = std::thread([this] { sweeper(); });
 }
 
@@ -35,6 +41,7 @@ void LocalBackend::close() {
   cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
   if (meta_writer_) meta_writer_->stop();
+  if (d1_) d1_->close();
 }
 
 void LocalBackend::sweeper() {

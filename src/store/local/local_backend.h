@@ -1,6 +1,8 @@
 // The local backend: everything under one data directory.
 //   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
+//   d1.sqlite3    every namespace's D1 tables, with its own writer thread (store/local/local_d1.h), so
+//                 a long D1 write never blocks KV or R2
 #pragma once
 
 #include <condition_variable>
@@ -10,6 +12,7 @@
 #include <thread>
 
 #include "store/backend.h"
+#include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
 #include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
@@ -22,6 +25,7 @@ class LocalBackend : public Backend {
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
+  SqlStore& d1() override { return *d1_; }
   ResourceRegistry& registry() override { return *registry_; }
   void close() override;
 
@@ -32,6 +36,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
+  std::unique_ptr<LocalD1> d1_;
   std::unique_ptr<LocalRegistry> registry_;
   std::mutex mu_;
   std::condition_variable cv_;

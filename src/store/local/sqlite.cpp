@@ -116,8 +116,11 @@ std::optional<int64_t> Stmt::opt_int(int col) const {
   return int64(col);
 }
 
-ReaderPool::ReaderPool(const std::string& path, size_t size) {
-  for (size_t i = 0; i < size; ++i) free_.push_back(std::make_unique<Db>(path, true));
+ReaderPool::ReaderPool(const std::string& path, size_t size, const std::function<void(Db&)>& on_open) {
+  for (size_t i = 0; i < size; ++i) {
+    free_.push_back(std::make_unique<Db>(path, true));
+    if (on_open) on_open(*free_.back());
+  }
 }
 
 ReaderPool::Lease ReaderPool::lease() {
@@ -136,8 +139,16 @@ void ReaderPool::give_back(std::unique_ptr<Db> db) {
   cv_.notify_one();
 }
 
-Writer::Writer(const std::string& path, size_t max_batch)
-    : db_(std::make_unique<Db>(path)), max_batch_(max_batch), thread_([this] { loop(); }) {}
+namespace {
+std::unique_ptr<Db> open_configured(const std::string& path, const std::function<void(Db&)>& on_open) {
+  auto db = std::make_unique<Db>(path);
+  if (on_open) on_open(*db);
+  return db;
+}
+}  // namespace
+
+Writer::Writer(const std::string& path, size_t max_batch, const std::function<void(Db&)>& on_open)
+    : db_(open_configured(path, on_open)), max_batch_(max_batch), thread_([this] { loop(); }) {}
 
 Writer::~Writer() { stop(); }
 
@@ -176,13 +187,7 @@ void Writer::loop() {
       }
     }
     std::vector<Job*> ok;
-    try {
-      db_->exec("BEGIN IMMEDIATE");
-    } catch (...) {
-      for (auto* j : batch) j->done.set_exception(std::current_exception());
-      batch.clear();
-      continue;
-    }
+    sqlite3* h = db_->handle();
     // The savepoint statements run twice per job: prepared once and reused, not re-parsed by
     // sqlite3_exec each time (that parse was a measurable share of a batch's CPU time).
     auto run = [&](const char* sql) {
@@ -191,12 +196,23 @@ void Writer::loop() {
     };
     for (auto* j : batch) {
       try {
+        // A failing job can make SQLite roll back the whole transaction by itself (an interrupted
+        // write, SQLITE_FULL, IOERR, NOMEM): then a new one is begun for the jobs that follow.
+        if (sqlite3_get_autocommit(h)) db_->exec("BEGIN IMMEDIATE");
         run("SAVEPOINT job");
         try {
           (*j->fn)(*db_);
         } catch (...) {
-          run("ROLLBACK TO job");
-          run("RELEASE job");
+          if (!sqlite3_get_autocommit(h)) {
+            run("ROLLBACK TO job");
+            run("RELEASE job");
+          } else {
+            // The jobs before this one in the lost transaction were undone with it: not acknowledged.
+            auto lost = std::make_exception_ptr(
+                Error(SQLITE_ABORT, "the transaction was rolled back by another statement; nothing was applied"));
+            for (auto* o : ok) o->done.set_exception(lost);
+            ok.clear();
+          }
           throw;
         }
         run("RELEASE job");
@@ -204,6 +220,12 @@ void Writer::loop() {
       } catch (...) {
         j->done.set_exception(std::current_exception());
       }
+    }
+    if (sqlite3_get_autocommit(h)) {  // nothing left to commit: the last transaction was lost
+      auto lost = std::make_exception_ptr(Error(SQLITE_ABORT, "the transaction was rolled back; nothing was applied"));
+      for (auto* j : ok) j->done.set_exception(lost);
+      batch.clear();
+      continue;
     }
     try {
       db_->exec("COMMIT");

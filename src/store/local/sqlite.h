@@ -113,7 +113,8 @@ class StmtUse {
 // A fixed set of read-only connections. lease() blocks until one is free.
 class ReaderPool {
  public:
-  ReaderPool(const std::string& path, size_t size);
+  // on_open, if given, configures each connection once after it is opened.
+  ReaderPool(const std::string& path, size_t size, const std::function<void(Db&)>& on_open = nullptr);
 
   class Lease {
    public:
@@ -143,7 +144,10 @@ class ReaderPool {
 // transaction; each runs inside its own savepoint, so one failing job does not undo the others.
 class Writer {
  public:
-  explicit Writer(const std::string& path, size_t max_batch = 512);
+  // on_open, if given, configures the connection before the writer thread starts (outside any
+  // transaction, so connection-level PRAGMAs such as foreign_keys take effect).
+  explicit Writer(const std::string& path, size_t max_batch = 512,
+                  const std::function<void(Db&)>& on_open = nullptr);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

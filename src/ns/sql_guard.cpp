@@ -1,0 +1,337 @@
+#include "ns/sql_guard.h"
+
+#include <memory>
+#include <mutex>
+
+#include "ns/sql_rewrite.h"
+#include "ns/sql_tokenizer.h"
+
+namespace era::sql {
+namespace {
+
+// SQLite's own bookkeeping tables. It reads and writes them on the user's behalf (CREATE writes
+// sqlite_master, ALTER/DROP rewrite it and sqlite_sequence, json_each reads it on first use).
+bool is_internal(std::string_view t) {
+  return iequals(t, "sqlite_master") || iequals(t, "sqlite_temp_master") || iequals(t, "sqlite_schema") ||
+         iequals(t, "sqlite_temp_schema") || iequals(t, "sqlite_sequence");
+}
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+// PRAGMAs a namespace may run: read-only introspection of its own tables (argument checked for
+// ownership) and the foreign-key switches D1 documents. Everything else is connection-wide or
+// database-wide state, or reads other namespaces' objects.
+bool pragma_allowed(std::string_view p) {
+  for (std::string_view k : {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+                             "foreign_key_list", "foreign_key_check", "foreign_keys", "defer_foreign_keys"})
+    if (iequals(p, k)) return true;
+  return false;
+}
+bool pragma_needs_table(std::string_view p) { return !iequals(p, "foreign_keys") && !iequals(p, "defer_foreign_keys"); }
+
+struct StmtCloser {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtCloser>;
+
+StmtPtr prepare_raw(sqlite3* db, const std::string& sql, std::string* err) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &raw, nullptr);
+  StmtPtr s(raw);
+  if (rc != SQLITE_OK) {
+    if (err) *err = sqlite3_errmsg(db);
+    return nullptr;
+  }
+  return s;
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  const unsigned char* p = sqlite3_column_text(s, i);
+  return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s, i))) : "";
+}
+
+// Rows of a query without the guard (our own bookkeeping reads), one string per column.
+std::vector<std::vector<std::string>> rows(sqlite3* db, const std::string& sql, const std::string& arg = "") {
+  std::string err;
+  StmtPtr s = prepare_raw(db, sql, &err);
+  if (!s) throw ApiError(500, "internal_error", "schema read failed: " + err);
+  if (!arg.empty()) sqlite3_bind_text(s.get(), 1, arg.c_str(), static_cast<int>(arg.size()), SQLITE_TRANSIENT);
+  std::vector<std::vector<std::string>> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    std::vector<std::string> r;
+    for (int i = 0; i < sqlite3_column_count(s.get()); ++i) r.push_back(column_text(s.get(), i));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> ObjectRegistry::owner_of(std::string_view physical) const {
+  std::shared_lock lock(mu_);
+  auto it = by_lower_.find(ascii_lower(physical));
+  if (it == by_lower_.end()) return std::nullopt;
+  return it->second.ns;
+}
+
+std::vector<std::string> ObjectRegistry::owned_by(std::string_view ns) const {
+  std::vector<std::string> out;
+  for (auto& o : objects_of(ns)) out.push_back(o.physical);
+  return out;
+}
+
+std::vector<SchemaObject> ObjectRegistry::objects_of(std::string_view ns) const {
+  std::shared_lock lock(mu_);
+  std::vector<SchemaObject> out;
+  for (const auto& [_, o] : by_lower_)
+    if (o.ns == ns) out.push_back(o);
+  return out;
+}
+
+void ObjectRegistry::add(const SchemaObject& o) {
+  std::unique_lock lock(mu_);
+  by_lower_[ascii_lower(o.physical)] = o;
+}
+
+void ObjectRegistry::remove(std::string_view physical) {
+  std::unique_lock lock(mu_);
+  by_lower_.erase(ascii_lower(physical));
+}
+
+void ObjectRegistry::clear() {
+  std::unique_lock lock(mu_);
+  by_lower_.clear();
+}
+
+Guard::Guard(sqlite3* db, std::string ns, const ObjectOwners& owners, bool allow_schema_read)
+    : db_(db), ns_(std::move(ns)), owners_(owners), allow_schema_read_(allow_schema_read) {
+  sqlite3_set_authorizer(db_, &Guard::callback, this);
+}
+
+Guard::~Guard() { sqlite3_set_authorizer(db_, nullptr, nullptr); }
+
+void Guard::begin_statement() {
+  created_.clear();
+  internal_ddl_ = false;
+  changes_schema_ = false;
+  denial_.reset();
+}
+
+int Guard::callback(void* self, int action, const char* a, const char* b, const char* db, const char*) {
+  return static_cast<Guard*>(self)->decide(action, a, b, db);
+}
+
+int Guard::deny(int status, const std::string& code, const std::string& message) {
+  if (!denial_) denial_.emplace(status, code, user_message(message, ns_));
+  return SQLITE_DENY;
+}
+
+bool Guard::mine(std::string_view physical) const {
+  if (created_.count(ascii_lower(physical))) return true;
+  auto owner = owners_.owner_of(physical);
+  return owner && *owner == ns_;
+}
+
+int Guard::decide(int action, const char* a, const char* b, const char* db) {
+  const std::string_view s1 = a ? a : "", s2 = b ? b : "";
+  const bool main_db = db && iequals(db, "main");
+  auto outside = [&](std::string_view what, std::string_view name) {
+    return deny(403, "outside_namespace",
+                std::string(what) + " '" + std::string(name) + "' is not in this namespace");
+  };
+  switch (action) {
+    case SQLITE_SELECT:
+    case SQLITE_RECURSIVE:
+      return SQLITE_OK;
+    case SQLITE_FUNCTION:
+      if (iequals(s2, "load_extension")) return deny(403, "function_denied", "load_extension is not allowed");
+      return SQLITE_OK;
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+      return deny(400, "transaction_not_allowed",
+                  "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are not allowed: use batch, which runs its statements "
+                  "in one transaction");
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return deny(403, "attach_denied", "ATTACH and DETACH are not allowed");
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_INDEX:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_VIEW:
+      return deny(403, "temp_denied", "TEMP tables, views, indexes and triggers are not allowed");
+    case SQLITE_CREATE_VTABLE:
+    case SQLITE_DROP_VTABLE:
+      return deny(403, "vtable_denied", "virtual tables are not allowed");
+    case SQLITE_ANALYZE:
+      // ANALYZE writes sqlite_stat1, one table shared by every namespace.
+      return deny(403, "analyze_denied", "ANALYZE is not allowed");
+    case SQLITE_PRAGMA:
+      if (!pragma_allowed(s1)) return deny(403, "pragma_denied", "PRAGMA " + std::string(s1) + " is not allowed");
+      if (pragma_needs_table(s1) && !mine(s2)) return outside("table", s2);
+      return SQLITE_OK;
+    case SQLITE_READ:
+      if (!db) return SQLITE_OK;  // a CTE or subquery (count(*) over a CTE reports no database)
+      if (is_internal(s1)) {
+        // ALTER/DROP make SQLite read its schema tables; CREATE ... AUTOINCREMENT and json_each's first
+        // use read sqlite_master's ROWID only; the rewriter's filtered subquery reads sqlite_master.
+        if (internal_ddl_ || iequals(s2, "ROWID") || (allow_schema_read_ && main_db && !iequals(s1, "sqlite_sequence")))
+          return SQLITE_OK;
+        return deny(403, "schema_access_denied", "the schema table may only be read in FROM");
+      }
+      if (!main_db) return outside("database", db);
+      if (iequals(s1, "json_each") || iequals(s1, "json_tree")) return SQLITE_OK;
+      return mine(s1) ? SQLITE_OK : outside("table", s1);
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+      if (iequals(s1, "sqlite_master") || iequals(s1, "sqlite_temp_master")) return SQLITE_OK;  // SQLite's own edit
+      if (iequals(s1, "sqlite_sequence"))
+        return internal_ddl_ ? SQLITE_OK : deny(403, "schema_access_denied", "sqlite_sequence is not writable");
+      if (!main_db) return outside("database", db ? db : "");
+      return mine(s1) ? SQLITE_OK : outside("table", s1);
+    case SQLITE_CREATE_TABLE:
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_CREATE_VIEW:
+    case SQLITE_CREATE_TRIGGER: {
+      changes_schema_ = true;
+      if (action == SQLITE_CREATE_TABLE && iequals(s1, "sqlite_sequence")) return SQLITE_OK;
+      if (action == SQLITE_CREATE_INDEX && starts_with_nocase(s1, "sqlite_autoindex_"))
+        return mine(s2) ? SQLITE_OK : outside("table", s2);
+      const std::string prefix = ns_ + "_";
+      if (s1.substr(0, prefix.size()) != prefix) return outside("name", s1);
+      auto owner = owners_.owner_of(s1);
+      if (owner && *owner != ns_)
+        return deny(409, "name_conflict",
+                    "the name '" + std::string(s1) +
+                        "' is already used by another namespace (SQLite names compare case-insensitively)");
+      if ((action == SQLITE_CREATE_INDEX || action == SQLITE_CREATE_TRIGGER) && !mine(s2)) return outside("table", s2);
+      created_.insert(ascii_lower(s1));
+      return SQLITE_OK;
+    }
+    case SQLITE_DROP_TABLE:
+    case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_VIEW:
+    case SQLITE_DROP_TRIGGER:
+      changes_schema_ = true;
+      internal_ddl_ = true;
+      return mine(s1) ? SQLITE_OK : outside("object", s1);
+    case SQLITE_ALTER_TABLE:
+      changes_schema_ = true;
+      internal_ddl_ = true;
+      return mine(s2) ? SQLITE_OK : outside("table", s2);
+    case SQLITE_REINDEX:
+      return mine(s1) ? SQLITE_OK : outside("index", s1);
+    default:
+      return deny(403, "not_authorized", "this statement is not allowed");
+  }
+}
+
+void check_statement_text(std::string_view sql) {
+  for (const auto& t : tokenize(sql)) {
+    if (is_trivia(t)) continue;
+    if (t.kind == Tok::Ident && iequals(t.text, "VACUUM"))
+      throw ApiError(403, "vacuum_denied", "VACUUM is not allowed (the database is shared)");
+    return;  // only the first word decides
+  }
+}
+
+SchemaDiff diff_schema(sqlite3* db, std::string_view ns, const ObjectOwners& owners,
+                       const std::vector<SchemaObject>& known) {
+  SchemaDiff diff;
+  const std::string prefix = std::string(ns) + "_";
+  std::set<std::string> present;
+  for (auto& r : rows(db, "SELECT type, name FROM main.sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                          "AND name NOT LIKE 'era:%'")) {
+    const std::string& name = r[1];
+    present.insert(ascii_lower(name));
+    auto owner = owners.owner_of(name);
+    if (owner) continue;
+    // New, and carrying this namespace's prefix: this statement made it (the guard checked the prefix
+    // of every CREATE; the rewriter prefixes RENAME TO, which the authorizer does not report). An
+    // unowned name without the prefix is unreachable by anyone (the guard denies unowned names), so
+    // it is left alone rather than claimed.
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    diff.added.push_back({name, std::string(ns), r[0]});
+  }
+  for (const auto& o : known)
+    if (!present.count(ascii_lower(o.physical))) diff.removed.push_back(o.physical);
+  return diff;
+}
+
+void check_dependents(sqlite3* db, std::string_view ns, const ObjectOwners& owners,
+                      const std::vector<SchemaObject>& objects) {
+  const std::string prefix = std::string(ns) + "_";
+  auto user = [&](const std::string& physical) { return physical.substr(std::min(physical.size(), prefix.size())); };
+  auto probe = [&](const std::string& sql, const SchemaObject& o) {
+    Guard guard(db, std::string(ns), owners, false);
+    guard.begin_statement();
+    std::string err;
+    StmtPtr s = prepare_raw(db, sql, &err);
+    if (guard.denial()) throw *guard.denial();
+    if (!s)
+      throw ApiError(409, "broken_dependency",
+                     user_message(o.type + " " + user(o.physical) + " would be broken: " + err, ns));
+  };
+  for (const auto& o : objects) {
+    if (o.type == "view") {
+      probe("SELECT * FROM " + quote_ident(o.physical), o);
+    } else if (o.type == "table") {
+      for (auto& r : rows(db, "SELECT \"table\" FROM pragma_foreign_key_list(?1)", o.physical)) {
+        auto owner = owners.owner_of(r[0]);
+        const bool ok = owner ? *owner == ns : r[0].compare(0, prefix.size(), prefix) == 0;
+        if (!ok)
+          throw ApiError(403, "outside_namespace",
+                         "a foreign key of table " + user(o.physical) + " references a table outside the namespace");
+      }
+    } else if (o.type == "trigger") {
+      auto info = rows(db, "SELECT tbl_name, sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1",
+                       o.physical);
+      if (info.empty()) continue;
+      const std::string& table = info[0][0];
+      // The event is the first DELETE/INSERT/UPDATE word of the definition (after the trigger's name).
+      auto toks = tokenize(info[0][1]);
+      std::string event, column;
+      int words = 0;
+      for (size_t i = 0; i < toks.size() && event.empty(); ++i) {
+        if (toks[i].kind != Tok::Ident && toks[i].kind != Tok::QuotedIdent) continue;
+        if (++words <= 3) continue;  // CREATE TRIGGER name (IF NOT EXISTS names no event word)
+        if (toks[i].kind != Tok::Ident) continue;
+        for (const char* e : {"DELETE", "INSERT", "UPDATE"})
+          if (iequals(toks[i].text, e)) event = e;
+        if (event == "UPDATE") {
+          size_t j = i + 1;
+          while (j < toks.size() && is_trivia(toks[j])) ++j;
+          if (j < toks.size() && iequals(toks[j].text, "OF")) {
+            ++j;
+            while (j < toks.size() && is_trivia(toks[j])) ++j;
+            if (j < toks.size()) column = ident_value(toks[j]);
+          }
+        }
+      }
+      if (event == "UPDATE" && column.empty()) {
+        auto cols = rows(db, "SELECT name FROM pragma_table_info(?1) LIMIT 1", table);
+        if (!cols.empty()) column = cols[0][0];
+      }
+      const std::string t = quote_ident(table);
+      if (event == "INSERT") probe("INSERT INTO " + t + " DEFAULT VALUES", o);
+      else if (event == "DELETE") probe("DELETE FROM " + t, o);
+      else if (event == "UPDATE" && !column.empty())
+        probe("UPDATE " + t + " SET " + quote_ident(column) + " = " + quote_ident(column), o);
+    }
+  }
+}
+
+void harden_connection(sqlite3* db) {
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+}
+
+}  // namespace era::sql

@@ -1,0 +1,75 @@
+// SqlStore: the SQL capability, in the shape of Cloudflare D1, one logical database per namespace.
+//
+// Contract, for every implementation:
+// - Namespaces arrive validated (ns/names.h); SQL arrives as the user wrote it, naming the
+//   namespace's own tables. The store rewrites it (ns/sql_rewrite.h), proves it with the guard
+//   (ns/sql_guard.h) and never lets one namespace read or change another's objects. Denied or failing
+//   statements change nothing.
+// - query() runs exactly one statement and returns its rows; exec() runs one or more statements
+//   separated by ';' (params only when there is one); batch() runs its statements in one
+//   transaction: all of them take effect, or none.
+// - Every acknowledged write is durable (committed) before the call returns.
+// - Values keep SQLite's types: integers are int64 exactly, BLOBs are bytes.
+// - Limits (SQL bytes, bound parameters, statement time, result bytes) come from the configuration;
+//   past them the call throws ApiError (400 / 408 / 413-class) and changes nothing.
+// - Errors are thrown as era::ApiError; SQLite's messages name the user's tables, not physical ones.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace era {
+
+struct SqlBlob {
+  std::string bytes;
+  bool operator==(const SqlBlob& o) const { return bytes == o.bytes; }
+};
+
+// NULL, INTEGER, REAL, TEXT, BLOB.
+using SqlValue = std::variant<std::nullptr_t, int64_t, double, std::string, SqlBlob>;
+
+struct SqlStatement {
+  std::string sql;
+  std::vector<SqlValue> params;  // bound by position: ?1 (or the first ?) is params[0]
+};
+
+// D1's meta. rows_read / rows_written follow SQLite's counters (rows produced plus rows visited by
+// full scans; rows changed), an approximation of D1's.
+struct SqlMeta {
+  int64_t changes = 0;
+  int64_t last_row_id = 0;
+  double duration_ms = 0;
+  int64_t rows_read = 0;
+  int64_t rows_written = 0;
+  bool changed_db = false;
+  int64_t size_after = 0;  // bytes of the database file after the call
+};
+
+struct SqlResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<SqlValue>> rows;
+  SqlMeta meta;
+};
+
+struct SqlTable {
+  std::string name;                // the user's name (without the namespace prefix)
+  std::optional<int64_t> bytes;    // pages used by the table and its indexes, if known
+};
+
+class SqlStore {
+ public:
+  virtual ~SqlStore() = default;
+
+  virtual SqlResult query(const std::string& ns, const SqlStatement& statement) = 0;
+  // Runs every statement in `sql`; meta is summed over them (last_row_id: the last one's).
+  // Returns the number of statements run in `statements`.
+  virtual SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) = 0;
+  virtual std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) = 0;
+  // The namespace's tables (user-visible names), in name order.
+  virtual std::vector<SqlTable> tables(const std::string& ns) = 0;
+};
+
+}  // namespace era

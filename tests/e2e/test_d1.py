@@ -1,0 +1,310 @@
+"""D1 end to end: the real binary, over HTTP, through the Python SDK and raw requests."""
+
+import concurrent.futures
+import json
+import threading
+import time
+import unittest
+import uuid
+
+from harness import Proxy, ProxyTestCase
+
+import era_storage
+from era_storage import StorageError
+
+
+def unique(name="db"):
+    return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+def d1_path(ns, op):
+    return f"/api/storage/d1/{ns}/{op}"
+
+
+class D1ApiTest(ProxyTestCase):
+    proxy_env = {"ERA_PROXY_D1_STATEMENT_TIMEOUT_MS": "1500", "ERA_PROXY_D1_MAX_RESULT_BYTES": "2000000"}
+
+    def raw(self, ns, op, body):
+        return self.proxy.call("POST", d1_path(ns, op), body)
+
+    def assertError(self, result, status, code):
+        got_status, doc = result
+        self.assertEqual(got_status, status, doc)
+        self.assertEqual(doc["success"], False, doc)
+        self.assertEqual(doc["code"], code, doc)
+        self.assertTrue(doc["error"], doc)
+
+    def test_guide_flow_and_response_shapes(self):
+        app = unique("myapp")
+        era_storage.d1.exec(app, """
+            CREATE TABLE IF NOT EXISTS todos (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                title TEXT NOT NULL,
+                completed BOOLEAN DEFAULT 0,
+                created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
+            )""")
+        meta = era_storage.d1.exec(app, "INSERT INTO todos (title) VALUES (?)", ["Write storage docs"])
+        self.assertEqual((meta["changes"], meta["last_row_id"], meta["count"]), (1, 1, 1))
+        for key in ("duration", "rows_read", "rows_written"):
+            self.assertIn(key, meta)
+        todos = era_storage.d1.query(app, "SELECT * FROM todos WHERE completed = ?", [0])
+        self.assertEqual([t["title"] for t in todos], ["Write storage docs"])
+        era_storage.d1.exec(app, "UPDATE todos SET completed = 1 WHERE id = ?", [1])
+        self.assertEqual(era_storage.d1.query(app, "SELECT * FROM todos WHERE completed = ?", [0]), [])
+        status, doc = self.raw(app, "query", {"sql": "SELECT id, title FROM todos"})
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["success"], True)
+        self.assertEqual(doc["results"], [{"id": 1, "title": "Write storage docs"}])
+        self.assertEqual(set(doc["meta"]) >= {"changes", "last_row_id", "duration", "rows_read", "rows_written"}, True)
+        status, doc = self.raw(app, "exec", {"sql": "DELETE FROM todos WHERE id = 99"})
+        self.assertEqual((status, doc["success"], doc["meta"]["changes"], doc["count"]), (200, True, 0, 1))
+        self.assertNotIn("results", doc)
+
+    def test_exec_runs_several_statements(self):
+        ns = unique()
+        meta = era_storage.d1.exec(ns, "CREATE TABLE a (x); INSERT INTO a VALUES (1); INSERT INTO a VALUES (2);")
+        self.assertEqual(meta["count"], 3)
+        self.assertEqual(meta["changes"], 2)
+        self.assertEqual(era_storage.d1.query(ns, "SELECT sum(x) AS s FROM a"), [{"s": 3}])
+        # Several statements with params have no defined meaning: refused, nothing run.
+        self.assertError(self.raw(ns, "exec", {"sql": "INSERT INTO a VALUES (?); INSERT INTO a VALUES (5)",
+                                               "params": [4]}), 400, "params_with_multiple_statements")
+        # A failing statement in the middle undoes the ones before it.
+        self.assertError(self.raw(ns, "exec", {"sql": "INSERT INTO a VALUES (7); INSERT INTO nope VALUES (1)"}),
+                         400, "sql_error")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM a"), [{"n": 2}])
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT 1; SELECT 2"}), 400, "multiple_statements")
+
+    def test_types_round_trip(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE v (i INTEGER, r REAL, t TEXT, b BLOB, n)")
+        big, small, beyond53 = 2**63 - 1, -2**63, 2**53 + 1
+        era_storage.d1.exec(ns, "INSERT INTO v VALUES (?, ?, ?, ?, ?)", [big, 0.1, "h\u00e9llo \U0001F600", b"\x00\x01\xff", None])
+        era_storage.d1.exec(ns, "INSERT INTO v VALUES (?, ?, ?, ?, ?)", [small, -1.5e300, "", b"", beyond53])
+        era_storage.d1.exec(ns, "INSERT INTO v VALUES (?, ?, ?, ?, ?)", [True, False, "x", [7, 8], 1.0])
+        rows = era_storage.d1.query(ns, "SELECT i, r, t, b, n, typeof(n) AS tn FROM v ORDER BY rowid")
+        self.assertEqual(rows[0], {"i": big, "r": 0.1, "t": "h\u00e9llo \U0001F600", "b": [0, 1, 255], "n": None,
+                                   "tn": "null"})
+        self.assertEqual(rows[1], {"i": small, "r": -1.5e300, "t": "", "b": [], "n": beyond53, "tn": "integer"})
+        self.assertEqual(rows[2], {"i": 1, "r": 0.0, "t": "x", "b": [7, 8], "n": 1.0, "tn": "real"})
+        self.assertEqual(era_storage.d1.query(ns, "SELECT typeof(b) AS tb FROM v ORDER BY rowid LIMIT 1"),
+                         [{"tb": "blob"}])
+        # Exact in the JSON text, not only after Python's parse.
+        status, _, data = self.proxy.request("POST", d1_path(ns, "query"),
+                                             {"sql": "SELECT 9007199254740993 AS a, -9223372036854775808 AS b"})
+        self.assertEqual(status, 200)
+        self.assertIn(b'"a":9007199254740993', data)
+        self.assertIn(b'"b":-9223372036854775808', data)
+        # Values JSON cannot carry are refused up front.
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT ?", "params": [2**63]}), 400, "invalid_param")
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT ?", "params": [{"a": 1}]}), 400, "invalid_param")
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT ?", "params": [[256]]}), 400, "invalid_param")
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT ?", "params": "x"}), 400, "invalid_params")
+        self.assertError(self.raw(ns, "query", {"sql": 5}), 400, "invalid_sql")
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT 1", "bogus": 1}), 400, "unknown_field")
+        self.assertError(self.raw(ns, "query", {"sql": "SELECT ?, ?", "params": [1]}), 400, "param_count")
+
+    def test_qualified_columns_joins_ctes_and_schema_view(self):
+        blog = unique("blog")
+        era_storage.d1.exec(blog, "CREATE TABLE posts (id INTEGER PRIMARY KEY AUTOINCREMENT, slug TEXT UNIQUE, title TEXT)")
+        era_storage.d1.exec(blog, "CREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL, "
+                                  "content TEXT, FOREIGN KEY (post_id) REFERENCES posts(id))")
+        era_storage.d1.exec(blog, "INSERT INTO posts (slug, title) VALUES ('a', 'A'), ('b', 'B')")
+        era_storage.d1.exec(blog, "INSERT INTO comments (post_id, content) VALUES (1, 'c1'), (1, 'c2'), (2, 'c3')")
+        # The foreign key is enforced, as D1 does.
+        with self.assertRaises(StorageError) as cm:
+            era_storage.d1.exec(blog, "INSERT INTO comments (post_id, content) VALUES (99, 'orphan')")
+        self.assertEqual(cm.exception.status, 400)
+        self.assertIn("FOREIGN KEY", cm.exception.message)
+        rows = era_storage.d1.query(
+            blog, "SELECT posts.title, comments.content FROM comments JOIN posts ON posts.id = comments.post_id "
+                  "WHERE posts.slug = ? ORDER BY comments.id", ["a"])
+        self.assertEqual(rows, [{"title": "A", "content": "c1"}, {"title": "A", "content": "c2"}])
+        rows = era_storage.d1.query(blog, "SELECT p.slug, count(c.id) AS n FROM posts p LEFT JOIN comments AS c "
+                                          "ON c.post_id = p.id GROUP BY p.slug ORDER BY p.slug")
+        self.assertEqual(rows, [{"slug": "a", "n": 2}, {"slug": "b", "n": 1}])
+        rows = era_storage.d1.query(blog, "WITH busy AS (SELECT post_id FROM comments GROUP BY post_id "
+                                          "HAVING count(*) > 1) SELECT posts.slug FROM posts JOIN busy ON "
+                                          "busy.post_id = posts.id")
+        self.assertEqual(rows, [{"slug": "a"}])
+        era_storage.d1.exec(blog, "UPDATE posts SET title = posts.title || '!' WHERE posts.id IN "
+                                  "(SELECT comments.post_id FROM comments WHERE comments.content = 'c3')")
+        self.assertEqual(era_storage.d1.query(blog, "SELECT title FROM posts ORDER BY id"), [{"title": "A"}, {"title": "B!"}])
+        tables = era_storage.d1.query(blog, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        self.assertEqual(tables, [{"name": "comments"}, {"name": "posts"}])
+        self.assertEqual(len(era_storage.d1.query(blog, "PRAGMA table_info(posts)")), 3)
+        # "no such table" names the user's table.
+        with self.assertRaises(StorageError) as cm:
+            era_storage.d1.query(blog, "SELECT * FROM todos")
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "sql_error"))
+        self.assertEqual(cm.exception.message, "no such table: todos")
+        with self.assertRaises(StorageError) as cm:
+            era_storage.d1.query(blog, "SELEC nonsense")
+        self.assertIn("syntax error", cm.exception.message)
+
+    def test_namespaces_are_isolated_and_hostile_sql_changes_nothing(self):
+        victim, attacker = unique("victim"), unique("attacker")
+        era_storage.d1.exec(victim, "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT)")
+        era_storage.d1.exec(victim, "INSERT INTO secret (v) VALUES ('the secret')")
+        era_storage.d1.exec(attacker, "CREATE TABLE mine (x)")
+        phys = f"{victim}_secret"
+        hostile = [
+            f'SELECT * FROM "{phys}"', f"SELECT * FROM [{phys}]", f"SELECT * FROM `{phys}`",
+            f"SELECT * FROM main.{phys}", f"SELECT * FROM temp.{phys}", f"DELETE FROM main.\"{phys}\"",
+            f"UPDATE [{phys}] SET v = 'x'", f"DROP TABLE {phys}", f"ALTER TABLE main.{phys} RENAME TO y",
+            "ATTACH DATABASE '/tmp/era-x.db' AS x", "PRAGMA table_list", "PRAGMA writable_schema = 1",
+            f"SELECT * FROM pragma_table_info('{phys}')", "UPDATE sqlite_master SET sql = ''",
+            f"CREATE VIEW v AS SELECT * FROM main.{phys}",
+            f"CREATE TRIGGER t AFTER INSERT ON mine BEGIN DELETE FROM \"{phys}\"; END",
+            "BEGIN", "VACUUM INTO '/tmp/era-copy.db'", "SELECT load_extension('x')",
+            "CREATE TEMP TABLE t (x)",
+        ]
+        for sql in hostile:
+            for op in ("query", "exec"):
+                status, doc = self.raw(attacker, op, {"sql": sql})
+                self.assertIn(status, (400, 403, 409), (sql, doc))
+                self.assertEqual(doc["success"], False)
+        self.assertEqual(era_storage.d1.query(victim, "SELECT v FROM secret"), [{"v": "the secret"}])
+        self.assertEqual(era_storage.d1.query(attacker, "SELECT name FROM sqlite_master"), [{"name": "mine"}])
+        # Same table name in two namespaces: two tables.
+        era_storage.d1.exec(attacker, "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT)")
+        self.assertEqual(era_storage.d1.query(attacker, "SELECT * FROM secret"), [])
+
+    def test_ambiguous_and_case_different_namespaces_conflict(self):
+        base = unique("a")
+        era_storage.d1.exec(f"{base}_b", "CREATE TABLE c (x)")
+        self.assertError(self.raw(base, "exec", {"sql": "CREATE TABLE b_c (y)"}), 409, "name_conflict")
+        upper = unique("App")
+        era_storage.d1.exec(upper, "CREATE TABLE t (x)")
+        self.assertError(self.raw(upper.lower(), "exec", {"sql": "CREATE TABLE t (x)"}), 409, "name_conflict")
+        self.assertError(self.raw("bad%20ns", "query", {"sql": "SELECT 1"}), 400, "invalid_namespace")
+
+    def test_batch_is_all_or_nothing(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+        res = era_storage.d1.batch(ns, [("INSERT INTO t VALUES (?, ?)", ["a", 1]),
+                                        {"sql": "INSERT INTO t VALUES (?, ?)", "params": ["b", 2]},
+                                        "SELECT k, v FROM t ORDER BY k"])
+        self.assertEqual(len(res), 3)
+        self.assertEqual(res[0]["meta"]["changes"], 1)
+        self.assertEqual(res[2]["results"], [{"k": "a", "v": 1}, {"k": "b", "v": 2}])
+        status, doc = self.raw(ns, "batch", {"statements": [{"sql": "INSERT INTO t VALUES ('c', 3)"},
+                                                            {"sql": "INSERT INTO t VALUES ('a', 9)"}]})
+        self.assertEqual((status, doc["code"]), (400, "sql_error"))
+        self.assertIn("statement 1", doc["error"])
+        self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 2}])
+        self.assertError(self.raw(ns, "batch", {"statements": []}), 400, "invalid_statements")
+        self.assertError(self.raw(ns, "batch", {"statements": [{"sql": "SELECT 1; SELECT 2"}]}), 400,
+                         "multiple_statements")
+        self.assertError(self.raw(ns, "batch", {"statements": [{"sql": "BEGIN"}]}), 400, "transaction_not_allowed")
+
+    def test_limits(self):
+        ns = unique()
+        head = "SELECT 1 AS one -- "
+        ok = head + "x" * (100000 - len(head))
+        self.assertEqual(era_storage.d1.query(ns, ok), [{"one": 1}])
+        self.assertError(self.raw(ns, "query", {"sql": ok + "x"}), 400, "sql_too_long")
+        sql100 = "SELECT " + ", ".join(f"? AS c{i}" for i in range(100))
+        self.assertEqual(len(era_storage.d1.query(ns, sql100, list(range(100)))[0]), 100)
+        self.assertError(self.raw(ns, "query", {"sql": sql100 + ", ? AS c100", "params": list(range(101))}), 400,
+                         "too_many_params")
+        # A result over the configured size is refused rather than built.
+        self.assertError(self.raw(ns, "query", {"sql": "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                                                        "FROM r) SELECT x, hex(randomblob(100)) FROM r"}),
+                         400, "result_too_large")
+
+    def test_runaway_statement_is_interrupted_while_others_are_served(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE t (x)")
+        bomb = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
+        write_bomb = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) INSERT INTO t SELECT x FROM r"
+        results = {}
+
+        def run(name, sql, op):
+            results[name] = self.raw(ns, op, {"sql": sql})
+
+        threads = [threading.Thread(target=run, args=("read", bomb, "query")),
+                   threading.Thread(target=run, args=("write", write_bomb, "exec"))]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        # Meanwhile: reads of D1, and KV writes (another database file), answer at once.
+        t0 = time.monotonic()
+        self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 0}])
+        era_storage.kv.set(ns, "k", "v")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        for t in threads:
+            t.join(30)
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertError(results["read"], 408, "statement_timeout")
+        self.assertError(results["write"], 408, "statement_timeout")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 0}])
+        era_storage.d1.exec(ns, "INSERT INTO t VALUES (1)")  # the writer is healthy afterwards
+
+    def test_concurrent_writers_never_see_a_locked_database(self):
+        namespaces = [unique("conc") for _ in range(3)]
+        for ns in namespaces:
+            era_storage.d1.exec(ns, "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)")
+        errors = []
+
+        def work(i):
+            ns = namespaces[i % len(namespaces)]
+            try:
+                for j in range(20):
+                    era_storage.d1.exec(ns, "INSERT INTO t (who) VALUES (?)", [f"{i}-{j}"])
+                    era_storage.d1.query(ns, "SELECT count(*) AS n FROM t")
+                era_storage.d1.batch(ns, [("INSERT INTO t (who) VALUES (?)", [f"b{i}"])])
+            except StorageError as e:
+                errors.append(e)
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(work, range(12)))
+        self.assertEqual(errors, [])
+        total = sum(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t")[0]["n"] for ns in namespaces)
+        self.assertEqual(total, 12 * 21)
+
+    def test_views_and_triggers_cannot_break_the_shared_schema(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT)")
+        era_storage.d1.exec(ns, "CREATE TABLE log (msg TEXT)")
+        self.assertError(self.raw(ns, "exec", {"sql": "CREATE VIEW v AS SELECT * FROM missing"}), 409,
+                         "broken_dependency")
+        era_storage.d1.exec(ns, "CREATE VIEW titles AS SELECT title FROM posts")
+        era_storage.d1.exec(ns, "CREATE TRIGGER tr AFTER INSERT ON posts BEGIN "
+                                "INSERT INTO log (msg) VALUES (new.title); END")
+        era_storage.d1.exec(ns, "INSERT INTO posts (title) VALUES ('hi')")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT msg FROM log"), [{"msg": "hi"}])
+        self.assertError(self.raw(ns, "exec", {"sql": "DROP TABLE posts"}), 409, "broken_dependency")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT title FROM titles"), [{"title": "hi"}])
+        other = unique()
+        era_storage.d1.exec(other, "CREATE TABLE a (x)")
+        era_storage.d1.exec(other, "ALTER TABLE a RENAME TO b")
+        self.assertEqual(era_storage.d1.query(other, "SELECT name FROM sqlite_master"), [{"name": "b"}])
+
+
+class D1DurabilityTest(unittest.TestCase):
+    def test_data_and_ownership_survive_a_restart(self):
+        with Proxy() as proxy:
+            import os
+            saved = os.environ.get("ERA_STORAGE_URL")
+            try:
+                os.environ["ERA_STORAGE_URL"] = proxy.url
+                era_storage.d1.exec("x_y", "CREATE TABLE z (v)")
+                era_storage.d1.exec("x_y", "INSERT INTO z VALUES (42)")
+                proxy.stop()
+                proxy.start()
+                os.environ["ERA_STORAGE_URL"] = proxy.url
+                self.assertEqual(era_storage.d1.query("x_y", "SELECT v FROM z"), [{"v": 42}])
+                with self.assertRaises(StorageError) as cm:
+                    era_storage.d1.exec("x", "CREATE TABLE y_z (v)")
+                self.assertEqual(cm.exception.status, 409)
+            finally:
+                if saved is None:
+                    os.environ.pop("ERA_STORAGE_URL", None)
+                else:
+                    os.environ["ERA_STORAGE_URL"] = saved
+
+
+if __name__ == "__main__":
+    unittest.main()
