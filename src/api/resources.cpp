@@ -46,8 +46,8 @@ json resource_json(Resource& r) {
             {"key", std::move(r.key)},
             {"size", r.size ? json(*r.size) : json(nullptr)},
             {"metadata", r.metadata ? json::parse(*r.metadata, nullptr, false) : json(nullptr)},
-            {"created_at", iso8601(r.created_at_ms)},
-            {"updated_at", iso8601(r.updated_at_ms)}};
+            {"created_at", r.created_at_ms ? json(iso8601(r.created_at_ms)) : json(nullptr)},
+            {"updated_at", r.updated_at_ms ? json(iso8601(r.updated_at_ms)) : json(nullptr)}};
   if (j["metadata"].is_discarded()) j["metadata"] = nullptr;
   return j;
 }

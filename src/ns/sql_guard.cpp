@@ -82,6 +82,13 @@ std::vector<std::string> ObjectRegistry::owned_by(std::string_view ns) const {
   return out;
 }
 
+std::vector<SchemaObject> ObjectRegistry::all() const {
+  std::shared_lock lock(mu_);
+  std::vector<SchemaObject> out;
+  for (const auto& [_, o] : by_lower_) out.push_back(o);
+  return out;
+}
+
 std::vector<SchemaObject> ObjectRegistry::objects_of(std::string_view ns) const {
   std::shared_lock lock(mu_);
   std::vector<SchemaObject> out;

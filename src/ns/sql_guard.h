@@ -54,6 +54,8 @@ class ObjectRegistry : public ObjectOwners {
   std::optional<std::string> owner_of(std::string_view physical) const override;
   std::vector<std::string> owned_by(std::string_view ns) const override;
   std::vector<SchemaObject> objects_of(std::string_view ns) const;
+  // Every object of every namespace, in no particular order.
+  std::vector<SchemaObject> all() const;
   void add(const SchemaObject& o);
   void remove(std::string_view physical);
   void clear();

@@ -27,7 +27,7 @@ struct Resource {
   std::string key;   // the user's own name: KV key, D1 table, R2 key
   std::optional<int64_t> size;          // bytes, when known
   std::optional<std::string> metadata;  // compact JSON, when the resource has any
-  int64_t created_at_ms = 0;
+  int64_t created_at_ms = 0;  // 0: unknown (D1 tables)
   int64_t updated_at_ms = 0;
 };
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -70,6 +71,9 @@ class SqlStore {
   virtual std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) = 0;
   // The namespace's tables (user-visible names), in name order.
   virtual std::vector<SqlTable> tables(const std::string& ns) = 0;
+  // Every namespace's tables as (namespace, user-visible table name), sorted by namespace then name.
+  // Cheap: no sizes (the resource registry lists and counts D1 tables from this).
+  virtual std::vector<std::pair<std::string, std::string>> all_tables() = 0;
 };
 
 }  // namespace era

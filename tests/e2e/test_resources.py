@@ -76,6 +76,25 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertEqual(era_storage.resources.stats(namespace=a)["total"], 5)
         self.assertNotIn("other", [r["key"] for r in era_storage.resources.list(namespace=a)["resources"]])
 
+    def test_d1_tables_are_listed_and_counted_from_the_schema(self):
+        ns = unique("sql")
+        era_storage.d1.exec(ns, "CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT)")
+        era_storage.d1.exec(ns, "CREATE TABLE tags (name TEXT)")
+        era_storage.d1.exec(ns, "CREATE INDEX todos_title ON todos(title)")  # not a resource
+        era_storage.kv.set(ns, "k", "v")
+        listed = era_storage.resources.list(namespace=ns)
+        self.assertEqual([(r["type"], r["key"]) for r in listed["resources"]],
+                         [("d1", "tags"), ("d1", "todos"), ("kv", "k")])
+        self.assertIsNone(listed["resources"][0]["size"])
+        self.assertEqual(era_storage.resources.list(namespace=ns, type="d1", key_prefix="to")["total"], 1)
+        stats = era_storage.resources.stats(namespace=ns)
+        self.assertEqual((stats["by_type"]["d1"], stats["by_type"]["kv"], stats["total"]), (2, 1, 3))
+        era_storage.d1.exec(ns, "DROP TABLE tags")
+        self.assertEqual(era_storage.resources.stats(namespace=ns)["by_type"]["d1"], 1)
+        page = era_storage.resources.list(namespace=ns, limit=1)
+        rest = era_storage.resources.list(namespace=ns, limit=1, cursor=page["cursor"])
+        self.assertEqual([r["key"] for r in page["resources"] + rest["resources"]], ["todos", "k"])
+
     def test_bad_parameters_are_400(self):
         for query, code in [("type=blob", "invalid_type"), ("limit=0", "invalid_limit"), ("limit=1001", "invalid_limit"),
                             ("offset=-1", "invalid_offset"), ("namespace=a/b", "invalid_namespace"),

@@ -17,16 +17,18 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
-  std::vector<std::unique_ptr<ResourceSource>> sources;
-  sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
-                                      *meta_writer_, *meta_readers_, unix_now));
-  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   D1Limits limits;
   limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
   limits.max_params = config.d1_max_params;
   limits.statement_timeout_ms = config.d1_statement_timeout_ms;
   limits.max_result_bytes = config.d1_max_result_bytes;
   d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", limits);
+  // Sources in type order: d1, kv, r2.
+  std::vector<std::unique_ptr<ResourceSource>> sources;
+  sources.push_back(make_d1_source(*d1_));
+  sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
+                                      *meta_writer_, *meta_readers_, unix_now));
+  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
 }
 

@@ -368,6 +368,14 @@ std::vector<SqlResult> LocalD1::batch(const std::string& ns, const std::vector<S
   });
 }
 
+std::vector<std::pair<std::string, std::string>> LocalD1::all_tables() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& o : registry_.all())
+    if (o.type == "table") out.emplace_back(o.ns, o.physical.substr(o.ns.size() + 1));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<SqlTable> LocalD1::tables(const std::string& ns) {
   std::vector<SqlTable> out;
   const std::string prefix = ns + "_";

@@ -39,6 +39,7 @@ class LocalD1 : public SqlStore {
   SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) override;
   std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) override;
   std::vector<SqlTable> tables(const std::string& ns) override;
+  std::vector<std::pair<std::string, std::string>> all_tables() override;
 
   // Finishes queued writes and stops the writer thread.
   void close();

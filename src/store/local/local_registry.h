@@ -72,6 +72,11 @@ std::unique_ptr<ResourceSource> make_table_source(TableSpec spec, sqlite::Writer
                                                   sqlite::ReaderPool& readers,
                                                   std::function<int64_t()> now_seconds);
 
+// D1 tables, read straight from the SQL store's own schema registry (which cannot drift). Tables have
+// no cheap size and no timestamps: those fields are left unknown.
+class SqlStore;
+std::unique_ptr<ResourceSource> make_d1_source(SqlStore& d1);
+
 // Namespaces of a filter in the order their KV/R2 internal names sort ("ns" + separator).
 std::vector<std::string> ordered_namespaces(const ResourceSource::Filter& filter, char separator);
 
