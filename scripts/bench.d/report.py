@@ -87,14 +87,14 @@ def build(rows, args):
                "baseline run at the same connection count, in alternating slices; req/s sums the slices, "
                "p50/p99 are the medians of the slices' own; *ratio* = proxy / that baseline.")
     out.append("")
-    out.append("| scenario | conns | proxy req/s | p50 ms | p99 ms | errors | nginx req/s | ratio | MB/s | note |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("| scenario | conns | proxy req/s | p50 ms | p99 ms | errors | nginx req/s | nginx p99 ms | ratio | MB/s | note |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in scenarios:
         if s.startswith("sdk_") or s.endswith("_256m"):
             continue
         skipped = [r for r in rows if r["scenario"] == s and r["note"].startswith("skipped")]
         if skipped:
-            out.append(f"| {s} | – | – | – | – | – | – | – | – | {skipped[0]['note']} |")
+            out.append(f"| {s} | – | – | – | – | – | – | – | – | – | {skipped[0]['note']} |")
             continue
         for c in (1, 16, 64):
             p, n = get(s, "proxy", c), get(s, "nginx", c)
@@ -103,7 +103,8 @@ def build(rows, args):
             ratio = num(p["rps"]) / num(n["rps"]) if n and num(n["rps"]) else 0
             mb = f"{num(p['mb_s']):,.0f}" if num(p["mb_s"]) else ""
             out.append(f"| {s} | {c} | {fmt_rate(num(p['rps']))} | {p['p50_ms']} | {p['p99_ms']} | {p['errors']} | "
-                       f"{fmt_rate(num(n['rps'])) if n else ''} | {ratio:.2f} | {mb} | {p['note']} |")
+                       f"{fmt_rate(num(n['rps'])) if n else ''} | {n['p99_ms'] if n else ''} | {ratio:.2f} | {mb} | "
+                       f"{p['note']} |")
 
     big = [r for r in rows if r["scenario"].endswith("_256m")]
     if big:
@@ -179,7 +180,9 @@ def build(rows, args):
     p = get("kv_get_hit", "proxy", 64)
     if p:
         ok = int(num(p["errors"])) == 0 and num(p["p99_ms"]) < 10
-        out.append(f"| kv_get_hit at 64: no error, p99 < 10 ms | {p['errors']} errors, p99 {p['p99_ms']} ms | "
+        n = get("kv_get_hit", "nginx", 64)
+        base = f" (nginx in the same slices: p99 {n['p99_ms']} ms)" if n else ""
+        out.append(f"| kv_get_hit at 64: no error, p99 < 10 ms | {p['errors']} errors, p99 {p['p99_ms']} ms{base} | "
                    f"{'yes' if ok else 'no'} |")
     return "\n".join(out) + "\n"
 
