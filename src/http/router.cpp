@@ -73,6 +73,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     if (cl.empty() || *end) throw ApiError(400, "bad_request", "invalid Content-Length header");
     if (n > limit) throw too_large();
   }
+  body_consumed_ = true;
   if (!reader_) {
     if (req.body.size() > limit) throw too_large();
     if (!req.body.empty() && !sink(req.body.data(), req.body.size())) mark_close(res);
@@ -205,6 +206,12 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
+  // A handler that answered without reading the body (an invalid namespace, say) leaves its bytes on
+  // the connection, where they would be parsed as the next request: close it instead.
+  if (reader && !ctx.body_consumed() &&
+      (req.has_header("Transfer-Encoding") ||
+       std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 0))
+    mark_close(res);
   if (ctx.route.empty()) ctx.route = "-";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

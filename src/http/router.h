@@ -48,12 +48,16 @@ class Ctx {
   // `sink` returning false aborts the read (the handler should then throw).
   uint64_t stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink);
   bool has_body_reader() const { return reader_ != nullptr; }
+  // The handler read (or tried to read) the body. If it did not, the body's bytes are still on the
+  // connection, which then cannot carry another request.
+  bool body_consumed() const { return body_consumed_; }
 
   void send_json(int status, const json& body);
   void ok(const json& body) { send_json(200, body); }
 
  private:
   const httplib::ContentReader* reader_;
+  bool body_consumed_ = false;
 };
 
 using Handler = std::function<void(Ctx&)>;

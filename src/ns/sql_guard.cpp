@@ -97,6 +97,14 @@ std::vector<SchemaObject> ObjectRegistry::objects_of(std::string_view ns) const 
   return out;
 }
 
+std::vector<std::string> ObjectRegistry::namespaces_with(std::string_view type) const {
+  std::shared_lock lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [_, o] : by_lower_)
+    if (o.type == type) out.insert(o.ns);
+  return {out.begin(), out.end()};
+}
+
 void ObjectRegistry::add(const SchemaObject& o) {
   std::unique_lock lock(mu_);
   by_lower_[ascii_lower(o.physical)] = o;

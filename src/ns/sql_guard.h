@@ -56,6 +56,8 @@ class ObjectRegistry : public ObjectOwners {
   std::vector<SchemaObject> objects_of(std::string_view ns) const;
   // Every object of every namespace, in no particular order.
   std::vector<SchemaObject> all() const;
+  // Namespaces owning at least one object of `type` ("table", ...), sorted.
+  std::vector<std::string> namespaces_with(std::string_view type) const;
   void add(const SchemaObject& o);
   void remove(std::string_view physical);
   void clear();

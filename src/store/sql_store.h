@@ -69,11 +69,20 @@ class SqlStore {
   // Returns the number of statements run in `statements`.
   virtual SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) = 0;
   virtual std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) = 0;
-  // The namespace's tables (user-visible names), in name order.
+  // The namespace's tables (user-visible names), in name order. Read from the schema and the
+  // ownership registry, so always in step with what query() would see.
   virtual std::vector<SqlTable> tables(const std::string& ns) = 0;
-  // Every namespace's tables as (namespace, user-visible table name), sorted by namespace then name.
-  // Cheap: no sizes (the resource registry lists and counts D1 tables from this).
-  virtual std::vector<std::pair<std::string, std::string>> all_tables() = 0;
+  // Every namespace that owns at least one table, in byte order (to walk all namespaces' tables).
+  virtual std::vector<std::string> namespaces() = 0;
+  // Every namespace's tables as (namespace, user-visible table name), sorted by namespace then name,
+  // without sizes: the resource registry lists and counts D1 tables from this. The default walks
+  // namespaces() and tables(); a store that knows its tables cheaply overrides it.
+  virtual std::vector<std::pair<std::string, std::string>> all_tables() {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& ns : namespaces())
+      for (auto& t : tables(ns)) out.emplace_back(ns, std::move(t.name));
+    return out;
+  }
 };
 
 }  // namespace era

@@ -1,7 +1,7 @@
 """D1 end to end: the real binary, over HTTP, through the Python SDK and raw requests."""
 
 import concurrent.futures
-import json
+import os
 import threading
 import time
 import unittest
@@ -179,6 +179,16 @@ class D1ApiTest(ProxyTestCase):
         self.assertError(self.raw(upper.lower(), "exec", {"sql": "CREATE TABLE t (x)"}), 409, "name_conflict")
         self.assertError(self.raw("bad%20ns", "query", {"sql": "SELECT 1"}), 400, "invalid_namespace")
 
+    def test_refused_before_reading_the_body_closes_the_connection(self):
+        # The body of a request refused before it was read stays on the connection; reusing it would
+        # parse those bytes as the next request.
+        status, headers, _ = self.proxy.request("POST", "/api/storage/d1/bad%20ns/query", {"sql": "SELECT 1"})
+        self.assertEqual(status, 400)
+        self.assertEqual(headers.get("Connection", "").lower(), "close")
+        status, headers, _ = self.proxy.request("POST", d1_path(unique(), "query"), {"sql": "SELECT 1"})
+        self.assertEqual(status, 200)
+        self.assertNotEqual(headers.get("Connection", "").lower(), "close")
+
     def test_batch_is_all_or_nothing(self):
         ns = unique()
         era_storage.d1.exec(ns, "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
@@ -286,7 +296,6 @@ class D1ApiTest(ProxyTestCase):
 class D1DurabilityTest(unittest.TestCase):
     def test_data_and_ownership_survive_a_restart(self):
         with Proxy() as proxy:
-            import os
             saved = os.environ.get("ERA_STORAGE_URL")
             try:
                 os.environ["ERA_STORAGE_URL"] = proxy.url
@@ -295,6 +304,8 @@ class D1DurabilityTest(unittest.TestCase):
                 proxy.stop()
                 proxy.start()
                 os.environ["ERA_STORAGE_URL"] = proxy.url
+                # The SDK does not resend a POST on a kept-alive connection the old process owned.
+                era_storage._transport._drop()
                 self.assertEqual(era_storage.d1.query("x_y", "SELECT v FROM z"), [{"v": 42}])
                 with self.assertRaises(StorageError) as cm:
                     era_storage.d1.exec("x", "CREATE TABLE y_z (v)")

@@ -208,6 +208,8 @@ TEST_CASE("ownership: prefix-ambiguous and case-different namespaces cannot shar
   CHECK(std::get<std::string>(names[0][0]) == "own");
   CHECK(f.d1->tables("a").size() == 1);
   CHECK(f.d1->tables("a_b").at(0).name == "c");
+  CHECK(f.d1->tables("a_b").at(0).bytes > 0);
+  CHECK(f.d1->namespaces() == std::vector<std::string>{"App", "a", "a_b"});
   // Ownership survives a restart.
   f.open();
   CHECK(status_of([&] { f.exec("a", "CREATE TABLE b_c (y)"); }) == 409);

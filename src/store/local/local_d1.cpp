@@ -399,4 +399,6 @@ std::vector<SqlTable> LocalD1::tables(const std::string& ns) {
   return out;
 }
 
+std::vector<std::string> LocalD1::namespaces() { return registry_.namespaces_with("table"); }
+
 }  // namespace era

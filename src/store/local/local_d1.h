@@ -40,6 +40,7 @@ class LocalD1 : public SqlStore {
   std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) override;
   std::vector<SqlTable> tables(const std::string& ns) override;
   std::vector<std::pair<std::string, std::string>> all_tables() override;
+  std::vector<std::string> namespaces() override;
 
   // Finishes queued writes and stops the writer thread.
   void close();
