@@ -70,6 +70,7 @@ function request(method, path, opts = {}) {
   }
   const send = (attempt) => new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
+    let answered = false;
     const req = mod.request({
       protocol: url.protocol,
       hostname: url.hostname,
@@ -79,6 +80,7 @@ function request(method, path, opts = {}) {
       headers,
       agent: agents[url.protocol],
     }, (res) => {
+      answered = true;
       if (opts.stream) {
         resolve({ status: res.statusCode, headers: res.headers, stream: res });
         return;
@@ -89,6 +91,9 @@ function request(method, path, opts = {}) {
       res.on('error', reject);
     });
     req.on('error', (err) => {
+      // The proxy answered before reading the whole body (413, 412) and closed the connection while
+      // the body was still being sent: its answer is the result, not the failed write.
+      if (answered) return;
       // A kept-alive socket the proxy had already closed: resend idempotent calls once.
       if (attempt === 0 && req.reusedSocket && IDEMPOTENT.has(method) && !streaming &&
           (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
@@ -182,6 +187,155 @@ class KVStorage {
   }
 }
 
+// --- R2 ------------------------------------------------------------------------------------------
+
+// '.' is encoded too, so keys like '..' or 'a/../b' reach the proxy as they are, never as path steps
+// that something on the way (new URL(), a proxy) could resolve.
+function quoteKey(key) {
+  return quote(key).replace(/\./g, '%2E');
+}
+
+function r2Path(namespace, key) {
+  return `/api/storage/r2/${quote(namespace)}/${quoteKey(key)}`;
+}
+
+function etagHeader(etag) {
+  return etag === '*' ? '*' : `"${etag}"`;
+}
+
+// R2's range shapes: { offset, length? } | { suffix }.
+function rangeHeader(range) {
+  if (range.suffix !== undefined) return `bytes=-${Number(range.suffix)}`;
+  const offset = Number(range.offset || 0);
+  if (range.length !== undefined && range.length !== null) return `bytes=${offset}-${offset + Number(range.length) - 1}`;
+  return `bytes=${offset}-`;
+}
+
+// The object info the proxy sends as headers on a raw GET or HEAD, in the JSON form's shape.
+function infoFromHeaders(key, headers) {
+  const contentRange = headers['content-range']; // "bytes a-b/size" on a ranged read
+  const size = contentRange ? contentRange.split('/').pop() : headers['content-length'];
+  const meta = headers['x-era-metadata'];
+  return {
+    key,
+    size: Number(size || 0),
+    etag: String(headers.etag || '').replace(/^"|"$/g, ''),
+    uploaded: headers['x-era-uploaded'] || null,
+    customMetadata: meta ? JSON.parse(meta) : {},
+    httpMetadata: { contentType: headers['content-type'] || null },
+  };
+}
+
+// The body as something request() sends: a Buffer, or a readable stream (sent chunked unless its
+// size is known).
+function r2Body(data, options) {
+  if (typeof data === 'string') return { body: Buffer.from(data, 'utf8') };
+  if (Buffer.isBuffer(data)) return { body: data };
+  if (data instanceof Uint8Array) return { body: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  if (data instanceof ArrayBuffer) return { body: Buffer.from(data) };
+  if (data && typeof data.pipe === 'function') {
+    let size = options.size;
+    // A whole file read by fs.createReadStream(path): its size is the file's.
+    if (size === undefined && typeof data.path === 'string' && data.start === undefined && data.end === Infinity) {
+      try {
+        size = require('fs').statSync(data.path).size;
+      } catch (e) {
+        size = undefined;
+      }
+    }
+    return { body: data, size };
+  }
+  throw new StorageError('data must be a Buffer, string, Uint8Array, ArrayBuffer or readable stream', 400, 'invalid_value');
+}
+
+async function readError(res) {
+  const chunks = [];
+  for await (const c of res.stream) chunks.push(c);
+  return decode({ status: res.status, body: Buffer.concat(chunks) });
+}
+
+class R2Storage {
+  // Stores data under key; resolves the object's info ({ key, size, etag, uploaded, ... }) once durable.
+  // data: Buffer | string (UTF-8) | Uint8Array | ArrayBuffer | readable stream (streamed).
+  // options: { contentType, ifMatch, ifNoneMatch (an etag or '*'; 412 when not met), size (of a stream) }
+  static async put(namespace, key, data, metadata = null, options = {}) {
+    const { body, size } = r2Body(data, options);
+    const headers = { 'Content-Type': options.contentType || 'application/octet-stream' };
+    if (size !== undefined) headers['Content-Length'] = String(size);
+    if (metadata && Object.keys(metadata).length) {
+      // ASCII-only JSON, so any name or value survives as a header.
+      headers['X-Era-Metadata'] = JSON.stringify(metadata).replace(/[\u007f-\uffff]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    }
+    if (options.ifMatch !== undefined) headers['If-Match'] = etagHeader(options.ifMatch);
+    if (options.ifNoneMatch !== undefined) headers['If-None-Match'] = etagHeader(options.ifNoneMatch);
+    const res = await request('PUT', r2Path(namespace, key), { body, headers, query: { raw: '1' } });
+    const doc = decode(res);
+    delete doc.success;
+    return doc;
+  }
+
+  // The object's bytes as a Buffer (or a range's: { offset, length? } | { suffix }), or null if missing.
+  static async get(namespace, key, options = {}) {
+    const obj = await R2Storage.getStream(namespace, key, options);
+    if (obj === null) return null;
+    const chunks = [];
+    for await (const c of obj.stream) chunks.push(c);
+    const data = Buffer.concat(chunks);
+    if (data.length !== obj.length) throw new StorageError('the download ended early', 0, 'incomplete_body');
+    return data;
+  }
+
+  // { stream, info, length } to read a large object in pieces, or null if missing. options: { range }
+  static async getStream(namespace, key, options = {}) {
+    const headers = { Accept: 'application/octet-stream' };
+    if (options.range) headers.Range = rangeHeader(options.range);
+    const res = await request('GET', r2Path(namespace, key), { headers, query: { raw: '1' }, stream: true });
+    if (res.status === 404) {
+      res.stream.resume();
+      return null;
+    }
+    if (res.status !== 200 && res.status !== 206) return readError(res);
+    return { stream: res.stream, info: infoFromHeaders(key, res.headers), length: Number(res.headers['content-length'] || 0) };
+  }
+
+  // The object's info without its body, or null if missing.
+  static async head(namespace, key) {
+    const res = await request('HEAD', r2Path(namespace, key));
+    if (res.status === 404) return null;
+    if (res.status !== 200) throw new StorageError(`storage proxy answered HTTP ${res.status}`, res.status, 'http_error');
+    return infoFromHeaders(key, res.headers);
+  }
+
+  // Deletes the object (a missing one is not an error); resolves true.
+  static async delete(namespace, key) {
+    await jsonCall('DELETE', r2Path(namespace, key));
+    return true;
+  }
+
+  // One page: { objects, truncated, cursor, delimitedPrefixes }.
+  static async listPage(namespace, prefix = '', limit = 1000, cursor = null, delimiter = null) {
+    return jsonCall('GET', `/api/storage/r2/${quote(namespace)}`, undefined,
+      { query: { prefix, limit, cursor, delimiter } });
+  }
+
+  // Objects as [{ key, size, etag, uploaded, customMetadata, httpMetadata }] in byte order: one page.
+  static async list(namespace, prefix = '', limit = 1000, cursor = null, delimiter = null) {
+    return (await R2Storage.listPage(namespace, prefix, limit, cursor, delimiter)).objects;
+  }
+
+  // Every object under prefix, across all pages.
+  static async *iterate(namespace, prefix = '', pageSize = 1000) {
+    let cursor = null;
+    for (;;) {
+      const page = await R2Storage.listPage(namespace, prefix, pageSize, cursor);
+      yield* page.objects;
+      if (!page.truncated) return;
+      cursor = page.cursor;
+    }
+  }
+}
+
 // params as JSON: Buffers, typed arrays and ArrayBuffers become BLOBs (arrays of byte values, as D1
 // returns them); booleans bind as 1/0 on the server.
 function sqlParams(params) {
@@ -264,4 +418,4 @@ class ResourcesAPI {
   }
 }
 
-module.exports = { KVStorage, D1Storage, ResourcesAPI, StorageError, _internal: { request, jsonCall, decode, quote } };
+module.exports = { KVStorage, D1Storage, R2Storage, ResourcesAPI, StorageError, _internal: { request, jsonCall, decode, quote } };

@@ -17,7 +17,8 @@ import threading
 import time
 import urllib.parse
 
-__all__ = ["StorageError", "KVStorage", "D1Storage", "ResourcesAPI", "kv", "d1", "resources"]
+__all__ = ["StorageError", "KVStorage", "D1Storage", "R2Storage", "R2Object", "ResourcesAPI", "kv", "d1", "r2",
+           "resources"]
 
 DEFAULT_URL = "http://localhost:8787"
 # Reconnect before reusing a connection idle for this share of the keep-alive timeout the proxy
@@ -94,12 +95,21 @@ class _Transport:
             conn = self._connection(parts)
             reused = not getattr(self._local, "fresh", True)
             try:
-                conn.request(method, base + path, body=body, headers=hdrs)
-                resp = conn.getresponse()
+                try:
+                    conn.request(method, base + path, body=body, headers=hdrs)
+                except (ConnectionError, OSError):
+                    # The proxy may have answered before reading the whole body (413, 412) and closed
+                    # the connection while we were still sending: that answer is the result.
+                    resp = _early_response(conn)
+                    if resp is None:
+                        raise
+                else:
+                    resp = conn.getresponse()
             except (ConnectionError, http.client.HTTPException, OSError) as e:
                 self._drop()
-                # A kept-alive connection the proxy had already closed: safe to resend idempotent calls.
-                if attempt == 0 and reused and method in _IDEMPOTENT and not hasattr(body, "read"):
+                # A kept-alive connection the proxy had already closed: safe to resend idempotent calls
+                # whose body can be sent again (not a stream that is partly consumed).
+                if attempt == 0 and reused and method in _IDEMPOTENT and _resendable(body):
                     continue
                 raise StorageError(f"cannot reach the storage proxy at {parts.geturl()}: {e}", 0,
                                    "unreachable") from None
@@ -132,6 +142,17 @@ def _idle_seconds(keep_alive):
         if name.lower() == "timeout" and value.isdigit():
             return int(value) * _IDLE_SHARE
     return _DEFAULT_IDLE_SECONDS
+
+
+def _resendable(body):
+    return body is None or isinstance(body, (bytes, bytearray, memoryview, str))
+
+
+def _early_response(conn):
+    try:
+        return conn.getresponse()
+    except Exception:  # noqa: BLE001 - no answer arrived: the send error stands
+        return None
 
 
 def _decode(status, data):
@@ -285,3 +306,225 @@ class D1Storage:
 
 d1 = D1Storage()
 resources = ResourcesAPI()
+
+
+# --- R2 -------------------------------------------------------------------------------------------
+
+_CHUNK = 1 << 20  # bytes read from a file-like body per send
+
+
+def _quote_key(key):
+    # '.' is encoded too, so keys like ".." or "a/../b" reach the proxy as they are, never as path
+    # steps that something on the way could resolve.
+    return _quote(key).replace(".", "%2E")
+
+
+def _r2_path(namespace, key):
+    return f"/api/storage/r2/{_quote(namespace)}/{_quote_key(key)}"
+
+
+def _range_header(rng):
+    """R2's range shapes: {"offset", "length"?} | {"suffix"}; also (start, end_inclusive)."""
+    if rng is None:
+        return None
+    if isinstance(rng, (tuple, list)) and len(rng) == 2:
+        return f"bytes={int(rng[0])}-{int(rng[1])}"
+    if "suffix" in rng:
+        return f"bytes=-{int(rng['suffix'])}"
+    offset = int(rng.get("offset", 0))
+    if rng.get("length") is not None:
+        return f"bytes={offset}-{offset + int(rng['length']) - 1}"
+    return f"bytes={offset}-"
+
+
+def _info_from_headers(key, headers):
+    """The object info the proxy sends as headers on a raw GET or HEAD, in the JSON form's shape."""
+    meta = headers.get("X-Era-Metadata")
+    content_range = headers.get("Content-Range")  # "bytes a-b/size" on a ranged read
+    size = content_range.rsplit("/", 1)[1] if content_range else headers.get("Content-Length")
+    return {
+        "key": key,
+        "size": int(size or 0),
+        "etag": (headers.get("ETag") or "").strip('"'),
+        "uploaded": headers.get("X-Era-Uploaded"),
+        "customMetadata": json.loads(meta) if meta else {},
+        "httpMetadata": {"contentType": headers.get("Content-Type")},
+    }
+
+
+def _file_length(f):
+    """The bytes left in a seekable file object, or None (then the body is sent chunked)."""
+    try:
+        if not f.seekable():
+            return None
+        pos = f.tell()
+        end = f.seek(0, 2)
+        f.seek(pos)
+        return end - pos
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _chunks(f):
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return
+        if isinstance(chunk, str):
+            raise StorageError("a file-like body must be opened in binary mode", 400, "invalid_value")
+        yield chunk
+
+
+class R2Object:
+    """An object's body being downloaded: read(n) / iteration / context manager, plus .info."""
+
+    def __init__(self, resp, info):
+        self._resp = resp
+        self.info = info
+
+    def read(self, n=-1):
+        return self._resp.read() if n is None or n < 0 else self._resp.read(n)
+
+    def __iter__(self):
+        while True:
+            chunk = self._resp.read(_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self):
+        # Unread bytes leave the connection mid-response: it cannot carry another request.
+        if not self._resp.isclosed():
+            _transport._drop()
+        self._resp.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class R2Storage:
+    """Object storage (Cloudflare R2): bytes of any size, streamed both ways, with custom metadata.
+
+    Bodies travel as raw bytes (not base64), so a file object is sent from disk in chunks and a large
+    download can be written to a file without being held in memory (open() / download())."""
+
+    def put(self, namespace, key, data, metadata=None, content_type=None, if_match=None, if_none_match=None):
+        """Stores data under key; returns the object's info ({"key", "size", "etag", "uploaded", ...}) once
+        it is durable.
+
+        data: bytes, bytearray, memoryview, str (UTF-8) or a binary file object (streamed; its length is
+        sent when it is seekable). metadata: a dict of strings. if_match / if_none_match: an etag (or "*")
+        the current object must (not) have, else StorageError 412: compare-and-swap."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            body = data
+            headers["Content-Length"] = str(memoryview(data).nbytes)
+        elif hasattr(data, "read"):
+            length = _file_length(data)
+            body = _chunks(data)
+            if length is not None:
+                headers["Content-Length"] = str(length)
+        else:
+            raise StorageError("data must be bytes, str or a binary file object", 400, "invalid_value")
+        if metadata:
+            # ASCII-only JSON: any name or value survives as a header.
+            headers["X-Era-Metadata"] = json.dumps(metadata, ensure_ascii=True, separators=(",", ":"))
+        if if_match is not None:
+            headers["If-Match"] = _etag_header(if_match)
+        if if_none_match is not None:
+            headers["If-None-Match"] = _etag_header(if_none_match)
+        status, _, resp = _transport.request("PUT", _r2_path(namespace, key), body=body, headers=headers,
+                                             query={"raw": "1"})
+        doc = _decode(status, resp)
+        doc.pop("success", None)
+        return doc
+
+    def get(self, namespace, key, range=None):  # noqa: A002 - R2's name for it
+        """The object's bytes (or the range's: {"offset", "length"?} or {"suffix"}), or None if missing."""
+        obj = self.open(namespace, key, range)
+        if obj is None:
+            return None
+        with obj:
+            data = obj.read()
+        if len(data) != obj.info["length"]:
+            raise StorageError("the download ended early", 0, "incomplete_body")
+        return data
+
+    def open(self, namespace, key, range=None):  # noqa: A002
+        """An R2Object to read the body from in pieces, or None if missing. Close it (or use `with`)."""
+        headers = {"Accept": "application/octet-stream"}
+        if range is not None:
+            headers["Range"] = _range_header(range)
+        resp = _transport.request("GET", _r2_path(namespace, key), headers=headers, query={"raw": "1"},
+                                  stream=True)
+        if resp.status not in (200, 206):
+            data = resp.read()
+            if resp.getheader("Connection", "").lower() == "close":
+                _transport._drop()
+            if resp.status == 404:
+                return None
+            _decode(resp.status, data)
+        info = _info_from_headers(key, resp.headers)
+        info["length"] = int(resp.getheader("Content-Length") or 0)
+        if resp.status == 206:
+            info["range"] = resp.getheader("Content-Range")
+        return R2Object(resp, info)
+
+    def download(self, namespace, key, fileobj):
+        """Writes the object into a binary file object in chunks; returns its info, or None if missing."""
+        obj = self.open(namespace, key)
+        if obj is None:
+            return None
+        with obj:
+            written = 0
+            for chunk in obj:
+                fileobj.write(chunk)
+                written += len(chunk)
+        if written != obj.info["length"]:
+            raise StorageError("the download ended early", 0, "incomplete_body")
+        return obj.info
+
+    def head(self, namespace, key):
+        """The object's info without its body, or None if missing."""
+        status, headers, data = _transport.request("HEAD", _r2_path(namespace, key))
+        if status == 404:
+            return None
+        if status != 200:
+            raise StorageError(f"storage proxy answered HTTP {status}", status, "http_error")
+        return _info_from_headers(key, headers)
+
+    def delete(self, namespace, key):
+        """Deletes the object (a missing one is not an error); returns True."""
+        _transport.json("DELETE", _r2_path(namespace, key))
+        return True
+
+    def list_page(self, namespace, prefix="", limit=1000, cursor=None, delimiter=None):
+        """One page: {"objects", "truncated", "cursor", "delimitedPrefixes"}."""
+        query = {"prefix": prefix or None, "limit": limit, "cursor": cursor, "delimiter": delimiter or None}
+        return _transport.json("GET", f"/api/storage/r2/{_quote(namespace)}", query=query)
+
+    def list(self, namespace, prefix="", limit=1000, cursor=None, delimiter=None):
+        """Objects as [{"key", "size", "etag", "uploaded", "customMetadata", ...}] in byte order: one page."""
+        return self.list_page(namespace, prefix, limit, cursor, delimiter)["objects"]
+
+    def iter(self, namespace, prefix="", page_size=1000):
+        """Every object under prefix, across all pages."""
+        cursor = None
+        while True:
+            page = self.list_page(namespace, prefix, page_size, cursor)
+            yield from page["objects"]
+            if not page["truncated"]:
+                return
+            cursor = page["cursor"]
+
+
+def _etag_header(etag):
+    return "*" if etag == "*" else f'"{etag}"'
+
+
+r2 = R2Storage()

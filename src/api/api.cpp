@@ -9,6 +9,7 @@ void register_health(http::Router& router, Services&) {
 void register_all(http::Router& router, Services& services) {
   register_health(router, services);
   register_kv(router, services);
+  register_r2(router, services);
   register_d1(router, services);
   register_resources(router, services);
 }

@@ -15,6 +15,7 @@ struct Services {
 
 void register_health(http::Router& router, Services& services);
 void register_kv(http::Router& router, Services& services);
+void register_r2(http::Router& router, Services& services);
 void register_d1(http::Router& router, Services& services);
 void register_resources(http::Router& router, Services& services);
 

@@ -28,6 +28,20 @@ Setting int_setting(std::string key, std::string env, std::string flag, std::str
   return s;
 }
 
+Setting bytes_setting(std::string key, std::string env, std::string flag, std::string help,
+                      uint64_t Config::*field, unsigned long long min, unsigned long long max) {
+  Setting s{key, std::move(env), std::move(flag), std::move(help), false, nullptr};
+  s.apply = [key, field, min, max](Config& c, const std::string& v) {
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+    if (v.empty() || v[0] == '-' || errno != 0 || *end != '\0' || n < min || n > max)
+      fail(key, v, "a byte count from " + std::to_string(min) + " to " + std::to_string(max));
+    c.*field = n;
+  };
+  return s;
+}
+
 Setting string_setting(std::string key, std::string env, std::string flag, std::string help,
                        std::string Config::*field, bool allow_empty = false) {
   Setting s{key, std::move(env), std::move(flag), std::move(help), false, nullptr};
@@ -77,6 +91,9 @@ std::vector<Setting> make_settings() {
                            &Config::log_level, {"debug", "info", "warn", "error"}));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
+  t.push_back(bytes_setting("storage.r2_max_object_size", "ERA_PROXY_R2_MAX_OBJECT_SIZE", "r2-max-object-size",
+                            "largest R2 object accepted, in bytes (larger uploads get 413)",
+                            &Config::r2_max_object_size, 1, 5ull << 40));
   t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
                           "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
                           100000000));

@@ -39,6 +39,7 @@ struct Config {
 
   // [storage]
   std::string data_dir = "data";
+  uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
   // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
   int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text

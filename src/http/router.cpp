@@ -33,7 +33,26 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
-void mark_close(httplib::Response& res) { res.set_header("Connection", "close"); }
+void mark_close(httplib::Response& res) {
+  if (res.get_header_value("Connection") != "close") res.set_header("Connection", "close");
+}
+
+// cpp-httplib 0.11 keeps serving a connection whatever "Connection: close" a handler sets: it ends
+// one only when writing a response fails. Left so, the unread rest of a refused body would be parsed
+// as the next request (request smuggling behind a shared front proxy). So a response marked close is
+// sent through a content provider that writes the whole body and then reports failure, which makes
+// the library close the connection right after the last byte.
+void end_connection_after(httplib::Response& res) {
+  if (res.get_header_value("Connection") != "close" || res.body.empty()) return;
+  auto body = std::make_shared<const std::string>(std::move(res.body));
+  res.body.clear();
+  std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");  // set_content_provider sets it again
+  res.set_content_provider(body->size(), type, [body](size_t offset, size_t, httplib::DataSink& sink) {
+    if (offset < body->size()) sink.write(body->data() + offset, body->size() - offset);
+    return false;
+  });
+}
 
 }  // namespace
 
@@ -60,9 +79,13 @@ json Ctx::json_body(size_t limit) {
   return j;
 }
 
+// Bytes of a refused body that are still read (and dropped) before the answer. Most clients send the
+// whole body before they read the answer; had the proxy closed the connection instead, they would
+// see a broken pipe rather than the 413 or 412. Past this, the connection is closed after the answer.
+constexpr uint64_t kDrainLimit = 32ull << 20;
+
 uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink) {
   auto too_large = [&] {
-    mark_close(res);  // the rest of the body is not read: the connection cannot be reused
     return ApiError(413, "payload_too_large",
                     "request body too large: the limit for this request is " + std::to_string(limit) + " bytes");
   };
@@ -71,10 +94,14 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     char* end = nullptr;
     unsigned long long n = std::strtoull(cl.c_str(), &end, 10);
     if (cl.empty() || *end) throw ApiError(400, "bad_request", "invalid Content-Length header");
-    if (n > limit) throw too_large();
+    if (n > limit) {
+      drain_rest();
+      throw too_large();
+    }
   }
-  body_consumed_ = true;
+  body_state_ = BodyState::reading;
   if (!reader_) {
+    body_state_ = BodyState::done;  // the library read it already
     if (req.body.size() > limit) throw too_large();
     if (!req.body.empty() && !sink(req.body.data(), req.body.size())) mark_close(res);
     return req.body.size();
@@ -85,7 +112,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     total += n;
     if (total > limit) {
       over = true;
-      return false;
+      return total - limit <= kDrainLimit;  // drop the rest, up to a point
     }
     if (!sink(d, n)) {
       aborted = true;
@@ -93,7 +120,11 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     }
     return true;
   });
-  if (over) throw too_large();
+  if (over) {
+    if (complete) body_state_ = BodyState::done;
+    else mark_close(res);
+    throw too_large();
+  }
   if (aborted) {
     mark_close(res);
     return total;
@@ -102,7 +133,29 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
     mark_close(res);
     throw ApiError(400, "incomplete_body", "the request body ended before its declared length");
   }
+  body_state_ = BodyState::done;
   return total;
+}
+
+void Ctx::drain_rest() {
+  body_state_ = BodyState::done;
+  if (!reader_) return;
+  const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
+  if (!chunked && declared == 0) return;  // no body at all
+  if (!chunked && declared > kDrainLimit) return mark_close(res);
+  uint64_t total = 0;
+  bool complete = (*reader_)([&](const char*, size_t n) {
+    total += n;
+    return total <= kDrainLimit;
+  });
+  if (!complete) mark_close(res);
+}
+
+void Ctx::settle_body() {
+  if (!reader_ || body_state_ == BodyState::done) return;
+  if (body_state_ == BodyState::reading) return mark_close(res);  // stopped halfway
+  drain_rest();
 }
 
 void Ctx::send_json(int status, const json& body) {
@@ -175,6 +228,11 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
 
 void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
   const auto start = std::chrono::steady_clock::now();
+  // cpp-httplib 0.11 applies a Range header to whatever response a handler makes, JSON errors
+  // included (a GET with "Range: bytes=5-10" got six bytes of an error body). Ranges are the
+  // handler's business here (R2 parses the header itself), so the library's parsed ranges are
+  // dropped. The Request is a non-const object inside the library; only this reference is const.
+  const_cast<httplib::Request&>(req).ranges.clear();
   Ctx ctx(req, res, reader);
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);
@@ -206,12 +264,8 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
-  // A handler that answered without reading the body (an invalid namespace, say) leaves its bytes on
-  // the connection, where they would be parsed as the next request: close it instead.
-  if (reader && !ctx.body_consumed() &&
-      (req.has_header("Transfer-Encoding") ||
-       std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 0))
-    mark_close(res);
+  ctx.settle_body();
+  end_connection_after(res);
   if (ctx.route.empty()) ctx.route = "-";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -237,6 +291,7 @@ void Router::install(httplib::Server& server) {
     mark_close(res);
     write_error(res, std::make_exception_ptr(ApiError(413, "payload_too_large", "a " + req.method +
                                                       " request may not carry a body over 65536 bytes")));
+    end_connection_after(res);
     return httplib::Server::HandlerResponse::Handled;
   });
   server.Get(".*", plain);
@@ -247,9 +302,13 @@ void Router::install(httplib::Server& server) {
   server.Delete(".*", with_reader);
   // Requests that reach no handler (e.g. an unknown method) still get the JSON envelope.
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
+    if (!res.body.empty() || res.content_length_ > 0) return;  // a body (or provider) is already set
     json body = {{"success", false}, {"error", res.status == 413 ? "request body too large" : "bad request"},
                  {"code", res.status == 413 ? "payload_too_large" : "bad_request"}};
+    if (res.status == 416) {  // the library refuses a Range header it cannot parse before routing
+      body["error"] = "invalid Range header: expected one range, bytes=first-last, bytes=first- or bytes=-suffix";
+      body["code"] = "invalid_range";
+    }
     if (res.status == 404 || res.status == 405) {
       body["error"] = "no such endpoint";
       body["code"] = "not_found";

@@ -48,16 +48,20 @@ class Ctx {
   // `sink` returning false aborts the read (the handler should then throw).
   uint64_t stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink);
   bool has_body_reader() const { return reader_ != nullptr; }
-  // The handler read (or tried to read) the body. If it did not, the body's bytes are still on the
-  // connection, which then cannot carry another request.
-  bool body_consumed() const { return body_consumed_; }
+  // Called by the router after the handler: a body the handler left unread would be parsed as the
+  // next request on a kept-alive connection. Up to 32 MiB of it is read and dropped; past that, or
+  // after a body was abandoned halfway, the connection is closed after this response.
+  void settle_body();
 
   void send_json(int status, const json& body);
   void ok(const json& body) { send_json(200, body); }
 
  private:
+  // Reads and drops the rest of the body when it is at most 32 MiB, else marks the connection to close.
+  void drain_rest();
+
   const httplib::ContentReader* reader_;
-  bool body_consumed_ = false;
+  enum class BodyState { unread, reading, done } body_state_ = BodyState::unread;
 };
 
 using Handler = std::function<void(Ctx&)>;

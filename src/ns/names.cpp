@@ -65,6 +65,21 @@ std::string kv_name(std::string_view ns, std::string_view key) {
   return out;
 }
 
+void check_r2_key(std::string_view key) {
+  if (key.empty()) throw ApiError(400, "invalid_key", "invalid key: a key must not be empty");
+  if (key.size() > kMaxR2KeyBytes)
+    throw ApiError(400, "key_too_long", "key too long: an R2 key is at most 1024 bytes of UTF-8");
+  if (!is_valid_utf8(key)) throw ApiError(400, "invalid_key", "invalid key: a key must be valid UTF-8");
+}
+
+std::string r2_name(std::string_view ns, std::string_view key) {
+  std::string out;
+  out.reserve(ns.size() + 1 + key.size());
+  out.append(ns).push_back('/');
+  out.append(key);
+  return out;
+}
+
 std::string prefix_upper_bound(std::string_view prefix) {
   std::string s(prefix);
   while (!s.empty()) {

@@ -11,6 +11,7 @@ constexpr size_t kMaxNamespaceLength = 64;
 constexpr size_t kMaxKvKeyBytes = 512;          // Cloudflare KV's key limit
 constexpr size_t kMaxKvValueBytes = 25u << 20;  // 25 MiB, Cloudflare KV's value limit
 constexpr size_t kMaxKvMetadataBytes = 1024;    // serialized JSON, Cloudflare KV's metadata limit
+constexpr size_t kMaxR2KeyBytes = 1024;         // R2's object key limit
 
 // A namespace is 1 to 64 of [A-Za-z0-9_-]; so ':' and '/' can never be part of one.
 bool is_valid_namespace(std::string_view ns);
@@ -24,6 +25,13 @@ void check_kv_key(std::string_view key);
 
 // The internal name of a KV key in the shared namespace: "ns:key".
 std::string kv_name(std::string_view ns, std::string_view key);
+
+// An R2 key: 1..1024 bytes of UTF-8. Anything else is allowed ('/', "..", NUL, a leading '/'):
+// an object key is only ever data, never a file path.
+void check_r2_key(std::string_view key);
+
+// The internal name of an R2 key in the shared bucket: "ns/key".
+std::string r2_name(std::string_view ns, std::string_view key);
 
 // The smallest byte string greater than every string that starts with `prefix`, or "" if none exists
 // (prefix made only of 0xFF bytes).

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "store/kv_store.h"
+#include "store/object_store.h"
 #include "store/sql_store.h"
 #include "store/registry.h"
 
@@ -15,6 +16,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual KvStore& kv() = 0;
+  virtual ObjectStore& r2() = 0;
   virtual SqlStore& d1() = 0;
   virtual ResourceRegistry& registry() = 0;
   // Stops background work and closes the stores; called once, after the server stopped serving.

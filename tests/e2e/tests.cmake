@@ -10,4 +10,7 @@ add_test(NAME e2e_js
   COMMAND node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
 add_test(NAME conformance_local
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local)
-set_tests_properties(e2e_python e2e_js conformance_local PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+# A 1 GiB R2 round trip with the proxy's peak RSS checked (< 64 MiB): about 30 s, run once per ctest.
+add_test(NAME e2e_r2_1gib
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/r2_big.py)
+set_tests_properties(e2e_python e2e_js conformance_local e2e_r2_1gib PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)

@@ -17,6 +17,7 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
+  r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   D1Limits limits;
   limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
   limits.max_params = config.d1_max_params;
@@ -27,6 +28,8 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   std::vector<std::unique_ptr<ResourceSource>> sources;
   sources.push_back(make_d1_source(*d1_));
   sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
+                                      *meta_writer_, *meta_readers_, unix_now));
+  sources.push_back(make_table_source({"r2", "r2_objects", '/', "custom_metadata", "created_ms", "uploaded_ms", false},
                                       *meta_writer_, *meta_readers_, unix_now));
   registry_ = std::make_unique<LocalRegistry>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
