@@ -210,6 +210,8 @@ TEST_CASE("ownership: prefix-ambiguous and case-different namespaces cannot shar
   CHECK(f.d1->tables("a_b").at(0).name == "c");
   CHECK(f.d1->tables("a_b").at(0).bytes > 0);
   CHECK(f.d1->namespaces() == std::vector<std::string>{"App", "a", "a_b"});
+  const std::vector<std::pair<std::string, std::string>> all{{"App", "t"}, {"a", "own"}, {"a_b", "c"}};
+  CHECK(f.d1->all_tables() == all);
   // Ownership survives a restart.
   f.open();
   CHECK(status_of([&] { f.exec("a", "CREATE TABLE b_c (y)"); }) == 409);
