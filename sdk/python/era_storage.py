@@ -13,6 +13,7 @@ StorageError (an Exception) carrying .status, .code and the server's message.
 import http.client
 import json
 import os
+import select
 import threading
 import time
 import urllib.parse
@@ -62,7 +63,8 @@ class _Transport:
         local = self._local
         key = (parts.scheme, parts.hostname, parts.port)
         conn = getattr(local, "conn", None)
-        if conn is not None and (local.key != key or time.monotonic() - local.used > local.idle):
+        if conn is not None and (local.key != key or time.monotonic() - local.used > local.idle
+                                 or _dropped(conn)):
             conn.close()
             conn = None
         if conn is None:
@@ -134,6 +136,19 @@ class _Transport:
         if allow_404 and status == 404:
             return None
         return _decode(status, data)
+
+
+def _dropped(conn):
+    """True if the proxy has closed this kept-alive connection (e.g. it restarted): the socket then
+    reads as end-of-file. Checked before reuse, so a non-idempotent call is never sent into it."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)  # an idle HTTP connection has nothing to read unless it was closed
 
 
 def _idle_seconds(keep_alive):

@@ -271,8 +271,10 @@ class KvDurabilityTest(unittest.TestCase):
             for i in range(200):
                 era_storage.kv.set(ns, f"k{i}", f"v{i}")
             proxy.kill()  # SIGKILL right after the last 200
-            proxy.start()
+            proxy.start()  # same port: the SDK's kept-alive connection now points at a dead socket
             os.environ["ERA_STORAGE_URL"] = proxy.url
+            # A non-idempotent call first: the SDK must notice the closed connection before sending.
+            era_storage.d1.exec(ns, "CREATE TABLE after_restart (x)")
             for i in range(200):
                 self.assertEqual(era_storage.kv.get(ns, f"k{i}"), f"v{i}")
         finally:

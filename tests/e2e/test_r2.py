@@ -405,10 +405,11 @@ class R2LimitTest(ProxyTestCase):
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=30) as s:
             s.sendall(f"PUT {path(ns, 'victim')} HTTP/1.1\r\nHost: x\r\nIf-Match: \"stale\"\r\n"
                       f"Content-Length: {len(smuggled)}\r\n\r\n".encode() + smuggled)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             first = http.client.HTTPResponse(s)
             first.begin()
             first.read()
+            # Only now: each HTTPResponse reads through its own buffer, which must not swallow the next.
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             second = http.client.HTTPResponse(s)
             second.begin()
             self.assertEqual((first.status, second.status), (412, 200))

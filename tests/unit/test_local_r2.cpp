@@ -434,3 +434,29 @@ TEST_CASE("Precondition::holds follows If-Match / If-None-Match") {
   CHECK_FALSE(p.holds(std::string("e")));
   CHECK(p.holds(std::string("x")));
 }
+
+TEST_CASE("the registry's r2 counters follow puts, replacements, failed puts and deletes") {
+  Fixture f;
+  auto counter = [&](const std::string& ns) {
+    auto db = f.readers->lease();
+    sqlite::StmtUse st(db->cached("SELECT count, bytes FROM resource_counters WHERE type = 'r2' AND ns = ?1"));
+    st->bind_text(1, ns);
+    return st->step() ? std::make_pair(st->int64(0), st->int64(1)) : std::make_pair(int64_t(0), int64_t(0));
+  };
+  put(*f.r2, "ns", "a", "12345");
+  put(*f.r2, "ns", "b", "1");
+  put(*f.r2, "other", "a", "1");
+  CHECK(counter("ns") == std::make_pair(int64_t(2), int64_t(6)));
+  put(*f.r2, "ns", "a", "12");  // replaced: same count, new bytes
+  CHECK(counter("ns") == std::make_pair(int64_t(2), int64_t(3)));
+  PutOptions o;
+  o.precondition.if_none_match = std::vector<std::string>{"*"};
+  CHECK(status_of([&] { put(*f.r2, "ns", "a", "1234567", o); }) == 412);
+  CHECK(counter("ns") == std::make_pair(int64_t(2), int64_t(3)));
+  f.r2->remove("ns", "a");
+  f.r2->remove("ns", "a");
+  CHECK(counter("ns") == std::make_pair(int64_t(1), int64_t(1)));
+  f.r2->remove("ns", "b");
+  CHECK(counter("ns") == std::make_pair(int64_t(0), int64_t(0)));
+  CHECK(counter("other") == std::make_pair(int64_t(1), int64_t(1)));
+}
