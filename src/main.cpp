@@ -1,5 +1,8 @@
 // era-storage-proxy: the command line.
 //   serve    run the proxy
+//   check    verify the configuration against the backend's real resources
+//   token    mint a session token offline, from the same secret serve uses
+//   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
 #include <csignal>
 #include <cstdio>
@@ -11,9 +14,14 @@
 #include <cxxopts.hpp>
 
 #include "api/api.h"
+#include "auth/credentials.h"
+#include "auth/setup.h"
+#include "auth/token.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "ns/names.h"
 #include "store/backend.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace {
@@ -25,7 +33,9 @@ void usage() {
   std::cout << "usage: era-storage-proxy <command> [options]\n\n"
                "commands:\n"
                "  serve     run the storage proxy (see `era-storage-proxy serve --help`)\n"
+               "  check     verify the configuration against the backend (token, namespace, database, bucket)\n"
                "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
+               "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
                "  version   print the version\n";
 }
 
@@ -69,8 +79,22 @@ int serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Auth policy first: a refused configuration exits before anything is opened or bound.
+  std::string notes;
+  era::auth::AuthSettings auth_settings = era::auth::auth_settings(config, notes);
   auto backend = era::open_backend(config);
-  era::api::Services services{config, *backend};
+  era::auth::Authenticator authenticator(std::move(auth_settings), backend->sessions(), era::unix_now);
+  era::auth::RateLimiter limiter(era::auth::rate_limits(config), [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  });
+  authenticator.start([&limiter] { limiter.forget_idle(); });
+  for (size_t i = 0, j; i < notes.size(); i = j + 1) {
+    j = notes.find('\n', i);
+    std::string line = notes.substr(i, j - i);
+    if (line.rfind("WARNING: ", 0) == 0) era::log::warn(line.substr(9));
+    else era::log::info(line);
+  }
+  era::api::Services services{config, *backend, authenticator, limiter.enabled() ? &limiter : nullptr};
   era::http::Server server(config);
   era::api::register_all(server.router(), services);
   const int port = server.bind();
@@ -86,10 +110,12 @@ int serve(int argc, char** argv) {
   });
   signals.detach();
 
-  std::printf("era-storage-proxy listening on http://%s:%d (backend %s, data dir %s)\n", config.host.c_str(), port,
-              config.backend.c_str(), config.data_dir.c_str());
+  const std::string where = config.backend == "cloudflare" ? "api base " + config.cf_api_base : "data dir " + config.data_dir;
+  std::printf("era-storage-proxy listening on http://%s:%d (backend %s, %s)\n", config.host.c_str(), port,
+              config.backend.c_str(), where.c_str());
   std::fflush(stdout);
   server.run();
+  authenticator.stop();
   backend->close();
   era::log::info("stopped cleanly");
   return 0;
@@ -114,6 +140,91 @@ int reindex(int argc, char** argv) {
   return 0;
 }
 
+// Mints a token from the signing secret, found exactly as `serve` finds it (same config file,
+// environment and flags; the generated <data_dir>/token_secret otherwise). Prints only the token, so
+// `ERA_STORAGE_TOKEN=$(era-storage-proxy token ...)` works; --json prints what POST /api/sessions does.
+int token(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy token", "Mint a session token offline.");
+  options.add_options()("session", "session id (1 to 128 of A-Z a-z 0-9 _ . -)", cxxopts::value<std::string>())(
+      "namespaces", "comma-separated namespaces, or *", cxxopts::value<std::string>())(
+      "permissions", "read or read_write", cxxopts::value<std::string>()->default_value("read_write"))(
+      "ttl", "seconds the token is valid (default auth.default_ttl, at most auth.max_ttl)",
+      cxxopts::value<std::string>())("json", "print a JSON object with the token and its claims");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  if (!r.count("session") || !r.count("namespaces"))
+    throw ConfigError("token needs --session ID and --namespaces a,b (or '*')");
+  era::auth::Claims claims;
+  claims.session_id = r["session"].as<std::string>();
+  if (!era::auth::is_valid_session_id(claims.session_id))
+    throw ConfigError("invalid --session: a session id is 1 to 128 of A-Z a-z 0-9 _ . -");
+  const std::string list = r["namespaces"].as<std::string>();
+  if (list == "*") {
+    claims.scope.all = true;
+  } else {
+    for (size_t i = 0, j; i <= list.size(); i = j + 1) {
+      j = list.find(',', i);
+      if (j == std::string::npos) j = list.size();
+      const std::string ns = list.substr(i, j - i);
+      if (!era::ns::is_valid_namespace(ns))
+        throw ConfigError("invalid namespace '" + ns + "' in --namespaces: 1 to 64 of A-Z a-z 0-9 _ -");
+      claims.scope.namespaces.insert(ns);
+    }
+  }
+  if (!era::auth::parse_permissions(r["permissions"].as<std::string>(), claims.permissions))
+    throw ConfigError("invalid --permissions: read or read_write");
+  long long ttl = config.default_ttl;
+  if (r.count("ttl")) {
+    const std::string t = r["ttl"].as<std::string>();
+    char* end = nullptr;
+    ttl = std::strtoll(t.c_str(), &end, 10);
+    if (t.empty() || *end || ttl < 1 || ttl > config.max_ttl)
+      throw ConfigError("invalid --ttl: seconds from 1 to auth.max_ttl (" + std::to_string(config.max_ttl) + ")");
+  }
+  claims.expires_at = era::unix_now() + ttl;
+  const std::string tok = era::auth::sign_token(claims, era::auth::resolve_token_secret(config).value);
+  if (r.count("json")) {
+    nlohmann::json out = {{"session_id", claims.session_id},
+                          {"token", tok},
+                          {"expires_at", claims.expires_at},
+                          {"namespaces", claims.scope.all ? nlohmann::json("*") : nlohmann::json(claims.scope.namespaces)},
+                          {"permissions", era::auth::to_string(claims.permissions)}};
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << tok << std::endl;
+  }
+  return 0;
+}
+
+// Loads the configuration, opens the backend and checks each resource it uses; one line per check.
+// Exit 0 when all pass, 1 when one fails, 2 for a configuration error. Never prints a secret.
+int check(int argc, char** argv) {
+  cxxopts::Options options("era-storage-proxy check", "Verify the configuration against the backend.");
+  add_setting_flags(options);
+  auto r = options.parse(argc, argv);
+  if (r.count("help")) {
+    std::cout << options.help() << std::endl;
+    return 0;
+  }
+  Config config = config_from(r);
+  era::log::set_level(era::log::Level::error);  // retries are summed up in the verdict, not logged
+  std::cout << "backend: " << config.backend << std::endl;
+  auto backend = era::open_backend(config);
+  int failed = 0;
+  for (const auto& item : backend->check()) {
+    std::cout << (item.ok ? "ok    " : "FAIL  ") << item.what << (item.ok ? "" : ": " + item.detail) << std::endl;
+    failed += !item.ok;
+  }
+  backend->close();
+  std::cout << (failed ? std::to_string(failed) + " check(s) failed" : std::string("all checks passed")) << std::endl;
+  return failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,7 +235,9 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
+    if (command == "check") return check(argc - 1, argv + 1);
     if (command == "reindex") return reindex(argc - 1, argv + 1);
+    if (command == "token") return token(argc - 1, argv + 1);
     if (command == "version" || command == "--version") {
       std::cout << "era-storage-proxy " << ERA_VERSION << std::endl;
       return 0;

@@ -1,5 +1,7 @@
 #include "api/api.h"
 
+#include "auth/middleware.h"
+
 namespace era::api {
 
 void register_health(http::Router& router, Services&) {
@@ -7,8 +9,11 @@ void register_health(http::Router& router, Services&) {
 }
 
 void register_all(http::Router& router, Services& services) {
+  auth::install_middleware(router, services.auth, services.limiter);
   register_health(router, services);
   register_kv(router, services);
+  register_sessions(router, services);
+  register_sdk(router, services);
   register_r2(router, services);
   register_d1(router, services);
   register_resources(router, services);

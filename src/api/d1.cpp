@@ -2,6 +2,10 @@
 // plus D1's batch(). Request bodies are {"sql", "params"} (batch: {"statements": [{"sql",
 // "params"}]}); types follow D1: booleans bind as 0/1, integers are int64 exactly, BLOBs travel as
 // arrays of byte values.
+//
+// Auth: the middleware lets read-only session tokens through to these POST routes (the statement,
+// not the method, decides whether a call writes); each statement carries read_only, and the store
+// refuses one that would write with 403 read_only_token before it runs.
 #include <cmath>
 #include <limits>
 
@@ -106,6 +110,7 @@ void register_d1(http::Router& router, Services& services) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
     SqlStatement st = statement(c.json_body(kMaxBody), "the body");
+    st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
     c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
   });
@@ -114,6 +119,7 @@ void register_d1(http::Router& router, Services& services) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
     SqlStatement st = statement(c.json_body(kMaxBody), "the body");
+    st.read_only = !c.principal.may_write();
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
     c.ok({{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
@@ -128,8 +134,10 @@ void register_d1(http::Router& router, Services& services) {
     if (!body.contains("statements") || !body["statements"].is_array() || body["statements"].empty())
       throw bad_request("invalid_statements", "statements is required: a non-empty array of {sql, params}");
     std::vector<SqlStatement> list;
-    for (size_t i = 0; i < body["statements"].size(); ++i)
+    for (size_t i = 0; i < body["statements"].size(); ++i) {
       list.push_back(statement(body["statements"][i], ("statements[" + std::to_string(i) + "]").c_str()));
+      list.back().read_only = !c.principal.may_write();
+    }
     auto results = d1.batch(ns, list);
     json out = json::array();
     for (auto& r : results)

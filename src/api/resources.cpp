@@ -52,8 +52,9 @@ json resource_json(Resource& r) {
   return j;
 }
 
-// The namespaces the caller may see; nullopt means all of them.
-std::optional<std::set<std::string>> scope_of(const http::Ctx&) { return std::nullopt; }
+// The namespaces the caller may see; nullopt means all of them. (An explicit ?namespace= outside the
+// scope was already refused with 403 by the auth middleware.)
+std::optional<std::set<std::string>> scope_of(const http::Ctx& c) { return auth::visible_namespaces(c.principal); }
 
 }  // namespace
 

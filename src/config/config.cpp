@@ -5,7 +5,10 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
+
+#include "store/cloudflare/sigv4.h"
 
 namespace era {
 namespace {
@@ -71,7 +74,7 @@ Setting enum_setting(std::string key, std::string env, std::string flag, std::st
 std::vector<Setting> make_settings() {
   std::vector<Setting> t;
   t.push_back(enum_setting("backend", "ERA_PROXY_BACKEND", "backend", "storage backend", &Config::backend,
-                           {"local"}));
+                           {"local", "cloudflare"}));
   t.push_back(string_setting("server.host", "ERA_PROXY_HOST", "host", "address to listen on", &Config::host));
   t.push_back(int_setting("server.port", "ERA_PROXY_PORT", "port", "TCP port to listen on (0: any free port)",
                           &Config::port, 0, 65535));
@@ -89,11 +92,91 @@ std::vector<Setting> make_settings() {
                           "pending connections the kernel queues", &Config::listen_backlog, 1, 65535));
   t.push_back(enum_setting("server.log_level", "ERA_PROXY_LOG_LEVEL", "log-level", "log level",
                            &Config::log_level, {"debug", "info", "warn", "error"}));
+  t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
+                             "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
+                             "(default: http:// + the request's Host)",
+                             &Config::public_url));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
   t.push_back(bytes_setting("storage.r2_max_object_size", "ERA_PROXY_R2_MAX_OBJECT_SIZE", "r2-max-object-size",
                             "largest R2 object accepted, in bytes (larger uploads get 413)",
                             &Config::r2_max_object_size, 1, 5ull << 40));
+
+  // [cloudflare]: secrets have no flag (a flag shows in `ps`) and are marked secret (never printed).
+  auto cf = [&t](const char* key, const char* env, const char* flag, const char* help, std::string Config::*f,
+                 bool secret = false) {
+    Setting s = string_setting(std::string("cloudflare.") + key, env, flag, help, f);
+    s.secret = secret;
+    t.push_back(std::move(s));
+  };
+  cf("account_id", "ERA_CF_ACCOUNT_ID", "cf-account-id", "Cloudflare account id", &Config::cf_account_id);
+  cf("api_token", "ERA_CF_API_TOKEN", "", "Cloudflare API token (secret)", &Config::cf_api_token, true);
+  cf("api_token_file", "ERA_CF_API_TOKEN_FILE", "cf-api-token-file", "file holding the Cloudflare API token",
+     &Config::cf_api_token_file);
+  cf("api_token_id", "ERA_CF_API_TOKEN_ID", "cf-api-token-id",
+     "the API token's id: derive the R2 S3 keys from the token instead of giving them",
+     &Config::cf_api_token_id);
+  cf("kv_namespace_id", "ERA_CF_KV_NAMESPACE_ID", "cf-kv-namespace-id", "the one KV namespace every ns maps into",
+     &Config::cf_kv_namespace_id);
+  cf("d1_database_id", "ERA_CF_D1_DATABASE_ID", "cf-d1-database-id", "the one D1 database every ns maps into",
+     &Config::cf_d1_database_id);
+  cf("r2_bucket", "ERA_CF_R2_BUCKET", "cf-r2-bucket", "the one R2 bucket every ns maps into",
+     &Config::cf_r2_bucket);
+  cf("r2_access_key_id", "ERA_CF_R2_ACCESS_KEY_ID", "", "R2 S3 access key id (secret)",
+     &Config::cf_r2_access_key_id, true);
+  cf("r2_access_key_id_file", "ERA_CF_R2_ACCESS_KEY_ID_FILE", "cf-r2-access-key-id-file",
+     "file holding the R2 S3 access key id", &Config::cf_r2_access_key_id_file);
+  cf("r2_secret_access_key", "ERA_CF_R2_SECRET_ACCESS_KEY", "", "R2 S3 secret access key (secret)",
+     &Config::cf_r2_secret_access_key, true);
+  cf("r2_secret_access_key_file", "ERA_CF_R2_SECRET_ACCESS_KEY_FILE", "cf-r2-secret-access-key-file",
+     "file holding the R2 S3 secret access key", &Config::cf_r2_secret_access_key_file);
+  cf("api_base", "ERA_CF_API_BASE", "cf-api-base",
+     "base of every KV and D1 URL (default https://api.cloudflare.com/client/v4/accounts/<account id>)",
+     &Config::cf_api_base);
+  cf("r2_endpoint", "ERA_CF_R2_ENDPOINT", "cf-r2-endpoint",
+     "R2 S3 endpoint, bucket in the path (default https://<account id>.r2.cloudflarestorage.com)",
+     &Config::cf_r2_endpoint);
+  t.push_back(int_setting("cloudflare.connect_timeout_ms", "ERA_CF_CONNECT_TIMEOUT_MS", "",
+                          "milliseconds to connect to Cloudflare", &Config::cf_connect_timeout_ms, 100, 60000));
+  t.push_back(int_setting("cloudflare.timeout_ms", "ERA_CF_TIMEOUT_MS", "",
+                          "milliseconds for one upstream call (streams: the stall limit)", &Config::cf_timeout_ms,
+                          100, 600000));
+  t.push_back(int_setting("cloudflare.max_attempts", "ERA_CF_MAX_ATTEMPTS", "",
+                          "tries of an upstream call that may be retried, first included", &Config::cf_max_attempts,
+                          1, 10));
+  t.push_back(int_setting("cloudflare.r2_part_size_mib", "ERA_CF_R2_PART_SIZE_MIB", "",
+                          "objects larger than this many MiB are uploaded to R2 in parts of this size",
+                          &Config::cf_r2_part_size_mib, 5, 5000));
+  t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
+                           "authentication: off (loopback hosts only) or token", &Config::auth_mode,
+                           {"off", "token"}));
+  t.push_back(string_setting("auth.admin_token", "ERA_ADMIN_TOKEN", "",
+                             "the admin credential (at least 16 bytes)", &Config::admin_token));
+  t.back().secret = true;
+  t.push_back(string_setting("auth.admin_token_file", "ERA_ADMIN_TOKEN_FILE", "admin-token-file",
+                             "file holding the admin credential (mode 0600)", &Config::admin_token_file));
+  t.push_back(string_setting("auth.token_secret", "ERA_TOKEN_SECRET", "",
+                             "secret that signs session tokens (at least 32 bytes)", &Config::token_secret));
+  t.back().secret = true;
+  t.push_back(string_setting("auth.token_secret_file", "ERA_TOKEN_SECRET_FILE", "token-secret-file",
+                             "file holding the token secret (mode 0600)", &Config::token_secret_file));
+  t.push_back(int_setting("auth.default_ttl", "ERA_PROXY_DEFAULT_TTL", "",
+                          "seconds a session lasts when it names no ttl_seconds", &Config::default_ttl, 1, INT_MAX));
+  t.push_back(int_setting("auth.max_ttl", "ERA_PROXY_MAX_TTL", "", "the longest a session or token may last, in seconds",
+                          &Config::max_ttl, 1, INT_MAX));
+  t.push_back(int_setting("auth.revocation_refresh", "ERA_PROXY_REVOCATION_REFRESH", "",
+                          "seconds between reloads of revoked sessions from the store", &Config::revocation_refresh,
+                          1, 3600));
+  t.push_back(int_setting("auth.rate_limit", "ERA_PROXY_RATE_LIMIT", "",
+                          "requests per second per session (0: no limit)", &Config::rate_limit, 0, INT_MAX));
+  t.push_back(int_setting("auth.rate_burst", "ERA_PROXY_RATE_BURST", "",
+                          "requests a session may make at once (0: the rate)", &Config::rate_burst, 0, INT_MAX));
+  t.push_back(int_setting("auth.write_bytes_per_sec", "ERA_PROXY_WRITE_BYTES_PER_SEC", "",
+                          "request-body bytes per second per session (0: no limit)", &Config::write_bytes_per_sec, 0,
+                          INT_MAX));
+  t.push_back(int_setting("auth.write_burst_bytes", "ERA_PROXY_WRITE_BURST_BYTES", "",
+                          "request-body bytes a session may send at once (0: the rate)", &Config::write_burst_bytes, 0,
+                          INT_MAX));
   t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
                           "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
                           100000000));
@@ -196,11 +279,77 @@ Config load_config(const std::string& config_file, const FlagValues& flags,
     c.source[s->key] = "flag";
   }
   validate(c);
+  if (c.backend == "cloudflare") resolve_cloudflare(c);
   return c;
+}
+
+namespace {
+
+std::string read_secret_file(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(key + ": cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string v = ss.str();
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ')) v.pop_back();
+  if (v.empty()) throw ConfigError(key + ": " + path + " is empty");
+  return v;
+}
+
+}  // namespace
+
+void resolve_cloudflare(Config& c) {
+  auto from_file = [](std::string& value, const std::string& file, const std::string& key) {
+    if (!file.empty()) {
+      if (!value.empty()) throw ConfigError(key + " and " + key + "_file are both set: give one");
+      value = read_secret_file(key + "_file", file);
+    }
+  };
+  from_file(c.cf_api_token, c.cf_api_token_file, "cloudflare.api_token");
+  from_file(c.cf_r2_access_key_id, c.cf_r2_access_key_id_file, "cloudflare.r2_access_key_id");
+  from_file(c.cf_r2_secret_access_key, c.cf_r2_secret_access_key_file, "cloudflare.r2_secret_access_key");
+  if (c.cf_r2_access_key_id.empty() && c.cf_r2_secret_access_key.empty() && !c.cf_api_token_id.empty() &&
+      !c.cf_api_token.empty()) {
+    // Cloudflare's documented derivation: id = the token's id, secret = hex SHA-256 of the token value.
+    c.cf_r2_access_key_id = c.cf_api_token_id;
+    c.cf_r2_secret_access_key = cf::sigv4::secret_from_api_token(c.cf_api_token);
+  }
+  std::vector<std::string> missing;
+  auto need = [&](const std::string& v, const char* what) {
+    if (v.empty()) missing.push_back(what);
+  };
+  if (c.cf_api_base.empty() || c.cf_r2_endpoint.empty()) need(c.cf_account_id, "cloudflare.account_id (ERA_CF_ACCOUNT_ID)");
+  need(c.cf_api_token, "cloudflare.api_token (ERA_CF_API_TOKEN or ERA_CF_API_TOKEN_FILE)");
+  need(c.cf_kv_namespace_id, "cloudflare.kv_namespace_id (ERA_CF_KV_NAMESPACE_ID)");
+  need(c.cf_d1_database_id, "cloudflare.d1_database_id (ERA_CF_D1_DATABASE_ID)");
+  need(c.cf_r2_bucket, "cloudflare.r2_bucket (ERA_CF_R2_BUCKET)");
+  need(c.cf_r2_access_key_id,
+       "cloudflare.r2_access_key_id (ERA_CF_R2_ACCESS_KEY_ID, or ERA_CF_API_TOKEN_ID to derive it from the token)");
+  need(c.cf_r2_secret_access_key,
+       "cloudflare.r2_secret_access_key (ERA_CF_R2_SECRET_ACCESS_KEY, or ERA_CF_API_TOKEN_ID to derive it)");
+  if (!missing.empty()) {
+    std::string m = "backend \"cloudflare\" needs ";
+    for (size_t i = 0; i < missing.size(); ++i) m += (i ? ", " : "") + missing[i];
+    throw ConfigError(m);
+  }
+  if (c.cf_api_base.empty()) c.cf_api_base = "https://api.cloudflare.com/client/v4/accounts/" + c.cf_account_id;
+  if (c.cf_r2_endpoint.empty()) c.cf_r2_endpoint = "https://" + c.cf_account_id + ".r2.cloudflarestorage.com";
+  while (!c.cf_api_base.empty() && c.cf_api_base.back() == '/') c.cf_api_base.pop_back();
+  while (!c.cf_r2_endpoint.empty() && c.cf_r2_endpoint.back() == '/') c.cf_r2_endpoint.pop_back();
+  for (const std::string* url : {&c.cf_api_base, &c.cf_r2_endpoint})
+    if (url->rfind("https://", 0) != 0 && url->rfind("http://", 0) != 0)
+      throw ConfigError("invalid value '" + *url + "' for cloudflare.api_base/r2_endpoint: an http(s) URL");
 }
 
 void validate(const Config& c) {
   if (c.threads < 2) throw ConfigError("server.threads must be at least 2");
+  if (c.default_ttl > c.max_ttl)
+    throw ConfigError("auth.default_ttl (" + std::to_string(c.default_ttl) + ") is longer than auth.max_ttl (" +
+                      std::to_string(c.max_ttl) + ")");
+  if (!c.admin_token.empty() && !c.admin_token_file.empty())
+    throw ConfigError("give the admin credential once: auth.admin_token or auth.admin_token_file, not both");
+  if (!c.token_secret.empty() && !c.token_secret_file.empty())
+    throw ConfigError("give the token secret once: auth.token_secret or auth.token_secret_file, not both");
 }
 
 }  // namespace era

@@ -33,6 +33,7 @@ struct Config {
   int read_timeout = 60;              // seconds to wait for bytes of a request in progress
   int listen_backlog = 1024;
   std::string log_level = "info";
+  std::string public_url;  // the URL sandboxes reach the proxy at (session env); "": from the Host header
 
   // top level
   std::string backend = "local";
@@ -41,6 +42,39 @@ struct Config {
   std::string data_dir = "data";
   uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
 
+  // [cloudflare]: used when backend = "cloudflare". Secrets (api_token, r2_secret_access_key and
+  // r2_access_key_id) come from the environment, the file, or a *_file path; they are never printed.
+  std::string cf_account_id;
+  std::string cf_api_token;
+  std::string cf_api_token_file;
+  std::string cf_api_token_id;  // the token's id: with the token, derives the R2 S3 keys
+  std::string cf_kv_namespace_id;
+  std::string cf_d1_database_id;
+  std::string cf_r2_bucket;
+  std::string cf_r2_access_key_id;
+  std::string cf_r2_access_key_id_file;
+  std::string cf_r2_secret_access_key;
+  std::string cf_r2_secret_access_key_file;
+  std::string cf_api_base;     // default https://api.cloudflare.com/client/v4/accounts/<account id>
+  std::string cf_r2_endpoint;  // default https://<account id>.r2.cloudflarestorage.com
+  int cf_connect_timeout_ms = 5000;
+  int cf_timeout_ms = 30000;
+  int cf_max_attempts = 4;
+  int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
+
+  // [auth] (see auth/setup.h for how they combine, and config.example.toml)
+  std::string auth_mode = "off";       // "off" (loopback hosts only) or "token"
+  std::string admin_token;             // secret: never printed or logged
+  std::string admin_token_file;        // or: a file holding it (refused if others may read it)
+  std::string token_secret;            // secret: the HMAC key that signs session tokens
+  std::string token_secret_file;       // or: a file holding it; neither: <data_dir>/token_secret
+  int default_ttl = 86400;             // seconds a session lasts when ttl_seconds is not given
+  int max_ttl = 2592000;               // the longest a session or a minted token may last (30 days)
+  int revocation_refresh = 5;          // seconds between reloads of the revocation set from the store
+  int rate_limit = 0;                  // requests per second per session; 0: no limit
+  int rate_burst = 0;                  // requests a session may make at once; 0: rate_limit
+  int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit
+  int write_burst_bytes = 0;           // bytes a session may send at once; 0: write_bytes_per_sec
   // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
   int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
   int d1_max_params = 100;                // bound parameters per statement
@@ -74,5 +108,11 @@ Config load_config(const std::string& config_file, const FlagValues& flags,
 
 // Cross-field checks run after all sources are applied. Throws ConfigError.
 void validate(const Config& config);
+
+// For backend = "cloudflare": reads secrets given as *_file paths, derives the R2 S3 keys from the API
+// token when asked to, fills in the default API base and R2 endpoint, and checks that everything the
+// backend needs is there (the message names each missing setting with its environment variable).
+// Called by load_config. Throws ConfigError.
+void resolve_cloudflare(Config& config);
 
 }  // namespace era

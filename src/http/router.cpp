@@ -61,6 +61,12 @@ std::optional<std::string> Ctx::query(const std::string& name) const {
   return req.get_param_value(name);
 }
 
+const std::string* Ctx::param_named(std::string_view name) const {
+  for (size_t i = 0; i < param_names.size() && i < params.size(); ++i)
+    if (param_names[i] == name) return &params[i];
+  return nullptr;
+}
+
 std::string Ctx::body(size_t limit) {
   std::string out;
   stream_body(limit, [&](const char* d, size_t n) {
@@ -103,6 +109,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
   if (!reader_) {
     body_state_ = BodyState::done;  // the library read it already
     if (req.body.size() > limit) throw too_large();
+    body_bytes_ += req.body.size();
     if (!req.body.empty() && !sink(req.body.data(), req.body.size())) mark_close(res);
     return req.body.size();
   }
@@ -110,6 +117,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
   bool over = false, aborted = false;
   bool complete = (*reader_)([&](const char* d, size_t n) {
     total += n;
+    body_bytes_ += n;
     if (total > limit) {
       over = true;
       return total - limit <= kDrainLimit;  // drop the rest, up to a point
@@ -185,7 +193,7 @@ std::string write_error(httplib::Response& res, std::exception_ptr e) {
 }
 
 void Router::add(const std::string& method, const std::string& pattern, Handler handler) {
-  Route r{method, pattern, {}, std::move(handler)};
+  Route r{method, pattern, {}, {}, std::move(handler)};
   for (auto seg : split_path(pattern)) {
     if (seg.size() > 5 && seg.front() == '{' && seg.substr(seg.size() - 4) == "...}")
       r.segments.push_back({Segment::rest, std::string(seg.substr(1, seg.size() - 5))});
@@ -194,6 +202,8 @@ void Router::add(const std::string& method, const std::string& pattern, Handler 
     else
       r.segments.push_back({Segment::literal, std::string(seg)});
   }
+  for (const auto& seg : r.segments)
+    if (seg.kind != Segment::literal) r.param_names.push_back(seg.text);
   routes_.push_back(std::move(r));
 }
 
@@ -258,12 +268,14 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
     }
     ctx.params = std::move(params);
     ctx.route = found->pattern;
+    ctx.param_names = found->param_names;
     for (const auto& m : middleware_) m(ctx);
     found->handler(ctx);
     if (res.status < 0) res.status = 200;
   } catch (...) {
     outcome = write_error(res, std::current_exception());
   }
+  for (auto& f : ctx.on_finish) f(ctx);
   ctx.settle_body();
   end_connection_after(res);
   if (ctx.route.empty()) ctx.route = "-";

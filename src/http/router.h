@@ -19,6 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "auth/principal.h"
+
 namespace era::http {
 
 using json = nlohmann::json;
@@ -34,6 +36,17 @@ class Ctx {
   std::vector<std::string> params;  // decoded path parameters, in pattern order
   std::string request_id;
   std::string route;  // the pattern that matched, for logs
+  std::vector<std::string> param_names;  // the pattern's parameter names, in order
+  // Who is calling, set by the auth middleware before the handler runs (auth/middleware.h). Handlers
+  // that decide themselves whether a request writes call auth::require_write(principal).
+  auth::Principal principal;
+  // Run after the handler (or its error) in order, whatever the outcome; must not throw.
+  std::vector<std::function<void(Ctx&)>> on_finish;
+
+  // The decoded path parameter called `name`, or nullptr if the route has none.
+  const std::string* param_named(std::string_view name) const;
+  // Request-body bytes read so far (by body(), json_body() or stream_body()).
+  uint64_t body_bytes_read() const { return body_bytes_; }
 
   const std::string& param(size_t i) const { return params.at(i); }
   // A query parameter, or nullopt if absent.
@@ -61,6 +74,7 @@ class Ctx {
   void drain_rest();
 
   const httplib::ContentReader* reader_;
+  uint64_t body_bytes_ = 0;
   enum class BodyState { unread, reading, done } body_state_ = BodyState::unread;
 };
 
@@ -86,6 +100,7 @@ class Router {
     std::string method;
     std::string pattern;
     std::vector<Segment> segments;
+    std::vector<std::string> param_names;
     Handler handler;
   };
   static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,

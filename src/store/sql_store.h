@@ -35,6 +35,10 @@ using SqlValue = std::variant<std::nullptr_t, int64_t, double, std::string, SqlB
 struct SqlStatement {
   std::string sql;
   std::vector<SqlValue> params;  // bound by position: ?1 (or the first ?) is params[0]
+  // The caller may only read (a read-only session token): a statement that would write — anything
+  // sqlite3_stmt_readonly() says is not read-only — is refused with ApiError 403 "read_only_token"
+  // before it runs, and the call changes nothing.
+  bool read_only = false;
 };
 
 // D1's meta. rows_read / rows_written follow SQLite's counters (rows produced plus rows visited by

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Runs the shared conformance scripts (the guide's examples) against a freshly started proxy.
 
-    python3 tests/e2e/run_conformance.py [--backend local]
+    python3 tests/e2e/run_conformance.py [--backend local] [--auth]
+
+--auth: the proxy requires tokens (auth.mode = "token" with an admin credential), and the scripts run
+with a session token of scope "*" in ERA_STORAGE_TOKEN, as a sandbox would.
 
 The scripts live in ../shared/conformance beside the repository (ERA_SHARED_DIR overrides). Both the
 Python and the JavaScript script run; prints their output and one closing 'N passed, N failed' line.
@@ -10,6 +13,7 @@ Python and the JavaScript script run; prints their output and one closing 'N pas
 import argparse
 import os
 import re
+import secrets
 import subprocess
 import sys
 
@@ -17,9 +21,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
+def session_token(proxy, admin):
+    """A session of scope "*" created by the admin; None (and why) if auth is not really on."""
+    status, doc = proxy.call("GET", "/api/storage/kv/conformance")
+    if status != 401:
+        print(f"--auth: a call without a token got {status}, not 401: auth is not on")
+        return None
+    status, doc = proxy.call("POST", "/api/sessions", {"language": "python", "namespaces": "*"},
+                             {"Authorization": f"Bearer {admin}"})
+    if status != 201:
+        print(f"--auth: creating the session failed: {status} {doc}")
+        return None
+    return doc["token"]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default=os.environ.get("ERA_TEST_BACKEND", "local"))
+    parser.add_argument("--auth", action="store_true", help="require tokens; run with a session token")
     args = parser.parse_args()
     os.environ["ERA_TEST_BACKEND"] = args.backend
     shared = os.environ.get("ERA_SHARED_DIR") or os.path.join(os.path.dirname(harness.ROOT), "shared")
@@ -29,13 +48,23 @@ def main():
         print("0 passed, 1 failed")
         return 1
     passed = failed = 0
-    with harness.Proxy() as proxy:
+    admin = secrets.token_hex(24)
+    proxy_args, proxy_env = (["--auth", "token"], {"ERA_ADMIN_TOKEN": admin}) if args.auth else ([], None)
+    with harness.Proxy(proxy_args, proxy_env) as proxy:
         env = dict(os.environ, ERA_STORAGE_URL=proxy.url,
                    PYTHONPATH=os.path.join(harness.ROOT, "sdk", "python"),
                    ERA_STORAGE_SDK=os.path.join(harness.ROOT, "sdk", "js", "era_storage.js"))
+        env.pop("ERA_STORAGE_TOKEN", None)
+        if args.auth:
+            token = session_token(proxy, admin)
+            if token is None:
+                print("0 passed, 1 failed")
+                return 1
+            env["ERA_STORAGE_TOKEN"] = token
         for cmd in (["python3", os.path.join(conformance, "seed_examples.py")],
                     ["node", os.path.join(conformance, "seed_examples.js")]):
-            print(f"== {' '.join(os.path.basename(c) for c in cmd)} ({args.backend})", flush=True)
+            mode = args.backend + (", auth" if args.auth else "")
+            print(f"== {' '.join(os.path.basename(c) for c in cmd)} ({mode})", flush=True)
             out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
             text = out.stdout.decode(errors="replace")
             print(text, flush=True)

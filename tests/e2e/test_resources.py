@@ -4,10 +4,11 @@ import json
 import os
 import random
 import threading
+import unittest
 import urllib.request
 import uuid
 
-from harness import Proxy, ProxyTestCase
+from harness import Proxy, ProxyTestCase, backend
 
 import era_storage
 from era_storage import StorageError
@@ -32,6 +33,7 @@ def truth(namespaces):
     return count, size, per
 
 
+@unittest.skipIf(backend() == "cloudflare", "resource discovery is not implemented for the cloudflare backend yet (501)")
 class ResourcesApiTest(ProxyTestCase):
     def test_guide_resource_discovery_over_plain_http(self):
         app = unique("myapp")
@@ -138,6 +140,7 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertTrue(original <= set(seen), "a resource present for the whole walk was skipped")
 
 
+@unittest.skipIf(backend() == "cloudflare", "resource discovery is not implemented for the cloudflare backend yet (501)")
 class ResourcesCrashTest(ProxyTestCase):
     def test_counts_equal_data_after_sigkill_mid_writes(self):
         nss = [unique("crash") for _ in range(4)]

@@ -1,16 +1,26 @@
 # End-to-end suites: they start the real binary (ERA_PROXY_BIN) on a free port with a temporary
-# data dir and talk to it over HTTP through the SDKs.
+# data dir and talk to it over HTTP through the SDKs. Every suite runs twice: against the local
+# backend, and against the cloudflare backend pointed at Cloudflare's own emulator (Miniflare, started
+# by with_emulator.py from wrangler/; ERA_TEST_BACKEND tells the harnesses which).
 set(ERA_E2E_ENV
   "ERA_PROXY_BIN=$<TARGET_FILE:era-storage-proxy>"
   "ERA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
   "PYTHONDONTWRITEBYTECODE=1")
-add_test(NAME e2e_python
-  COMMAND python3 -m unittest discover -s ${CMAKE_SOURCE_DIR}/tests/e2e -p "test_*.py" -t ${CMAKE_SOURCE_DIR}/tests/e2e)
-add_test(NAME e2e_js
-  COMMAND node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
+set(ERA_WITH_EMULATOR python3 ${CMAKE_SOURCE_DIR}/tests/e2e/with_emulator.py)
+set(ERA_PY_SUITES -m unittest discover -s ${CMAKE_SOURCE_DIR}/tests/e2e -p "test_*.py" -t ${CMAKE_SOURCE_DIR}/tests/e2e)
+add_test(NAME e2e_python COMMAND python3 ${ERA_PY_SUITES})
+add_test(NAME e2e_js COMMAND node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
 add_test(NAME conformance_local
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local)
+add_test(NAME e2e_python_cloudflare COMMAND ${ERA_WITH_EMULATOR} python3 ${ERA_PY_SUITES})
+add_test(NAME e2e_js_cloudflare COMMAND ${ERA_WITH_EMULATOR} node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
+add_test(NAME conformance_cloudflare
+  COMMAND ${ERA_WITH_EMULATOR} python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend cloudflare)
+# The same scripts with tokens required, holding a session token of scope "*" (as a sandbox would).
+add_test(NAME conformance_local_auth
+  COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local --auth)
 # A 1 GiB R2 round trip with the proxy's peak RSS checked (< 64 MiB): about 30 s, run once per ctest.
 add_test(NAME e2e_r2_1gib
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/r2_big.py)
-set_tests_properties(e2e_python e2e_js conformance_local e2e_r2_1gib PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_r2_1gib e2e_python_cloudflare
+  e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)

@@ -18,6 +18,7 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
+  sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
   D1Limits limits;
   limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
   limits.max_params = config.d1_max_params;
@@ -61,11 +62,6 @@ void LocalBackend::sweeper() {
     }
     lock.lock();
   }
-}
-
-std::unique_ptr<Backend> open_backend(const Config& config) {
-  if (config.backend == "local") return std::make_unique<LocalBackend>(config);
-  throw std::runtime_error("unknown backend '" + config.backend + "'");
 }
 
 }  // namespace era

@@ -1,5 +1,5 @@
 // The local backend: everything under one data directory.
-//   meta.sqlite3  KV entries (and, with their issues, R2 metadata and the resource registry),
+//   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 //   objects/      R2 object bytes (see local_r2.h)
 //   d1.sqlite3    every namespace's D1 tables, with its own writer thread (store/local/local_d1.h), so
@@ -15,6 +15,7 @@
 #include "store/backend.h"
 #include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
+#include "store/local/local_sessions.h"
 #include "store/local/local_r2.h"
 #include "store/local/local_registry.h"
 #include "store/local/sqlite.h"
@@ -27,6 +28,7 @@ class LocalBackend : public Backend {
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
+  SessionStore& sessions() override { return *sessions_; }
   ObjectStore& r2() override { return *r2_; }
   SqlStore& d1() override { return *d1_; }
   ResourceRegistry& registry() override { return *registry_; }
@@ -39,6 +41,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;
+  std::unique_ptr<LocalSessions> sessions_;
   std::unique_ptr<LocalR2> r2_;
   std::unique_ptr<LocalD1> d1_;
   std::unique_ptr<LocalRegistry> registry_;

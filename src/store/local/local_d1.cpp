@@ -195,7 +195,8 @@ SqlResult LocalD1::step_all(sqlite::Db& db, sqlite3_stmt* stmt, const std::strin
 }
 
 std::vector<SqlResult> LocalD1::run(sqlite::Db& db, const std::string& ns, const sql::Rewritten& rw,
-                                    const std::vector<SqlValue>& params, Undo* undo, Budget& budget) {
+                                    const std::vector<SqlValue>& params, bool read_only, Undo* undo,
+                                    Budget& budget) {
   sqlite3* h = db.handle();
   std::vector<SqlResult> out;
   const char* p = rw.sql.data();
@@ -217,6 +218,8 @@ std::vector<SqlResult> LocalD1::run(sqlite::Db& db, const std::string& ns, const
       p = tail;
       if (!stmt) continue;  // only whitespace or comments were left
       sql::check_statement_text(text);
+      if (read_only && !sqlite3_stmt_readonly(stmt.get()))
+        throw ApiError(403, "read_only_token", "this session's token is read-only: the statement would write");
       if (!undo && !sqlite3_stmt_readonly(stmt.get())) throw NeedsWriter{};
       out.push_back(step_all(db, stmt.get(), ns, params, budget));
       schema = guard.changes_schema();
@@ -298,7 +301,7 @@ SqlResult LocalD1::query(const std::string& ns, const SqlStatement& st) {
     auto lease = readers_->lease();
     try {
       Budget budget;
-      auto out = run(*lease, ns, rw, st.params, nullptr, budget);
+      auto out = run(*lease, ns, rw, st.params, st.read_only, nullptr, budget);
       finish_meta(*lease, out);
       return out.empty() ? SqlResult{} : std::move(out.front());
     } catch (const NeedsWriter&) {
@@ -306,7 +309,7 @@ SqlResult LocalD1::query(const std::string& ns, const SqlStatement& st) {
   }
   auto out = on_writer([&](sqlite::Db& db, Undo& undo) {
     Budget budget;
-    auto r = run(db, ns, rw, st.params, &undo, budget);
+    auto r = run(db, ns, rw, st.params, st.read_only, &undo, budget);
     finish_meta(db, r);
     return r;
   });
@@ -321,7 +324,7 @@ SqlResult LocalD1::exec(const std::string& ns, const SqlStatement& st, int& stat
                           " (send them one by one, or use batch)");
   auto results = on_writer([&](sqlite::Db& db, Undo& undo) {
     Budget budget;
-    auto r = run(db, ns, rw, st.params, &undo, budget);
+    auto r = run(db, ns, rw, st.params, st.read_only, &undo, budget);
     finish_meta(db, r);
     return r;
   });
@@ -357,7 +360,7 @@ std::vector<SqlResult> LocalD1::batch(const std::string& ns, const std::vector<S
     std::vector<SqlResult> out;
     for (size_t i = 0; i < rws.size(); ++i) {
       try {
-        auto r = run(db, ns, rws[i], statements[i].params, &undo, budget);
+        auto r = run(db, ns, rws[i], statements[i].params, statements[i].read_only, &undo, budget);
         out.push_back(r.empty() ? SqlResult{} : std::move(r.front()));
       } catch (const ApiError& e) {
         throw ApiError(e.status(), e.code(), "statement " + std::to_string(i) + ": " + e.what());

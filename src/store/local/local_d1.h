@@ -58,8 +58,9 @@ class LocalD1 : public SqlStore {
   sql::Rewritten rewrite(const std::string& ns, const SqlStatement& st) const;
   // Runs every statement of `rw` on `db`. With undo == nullptr (a reader), throws NeedsWriter at the
   // first statement that is not read-only.
+  // read_only: refuse (403) a statement that would write, before it runs.
   std::vector<SqlResult> run(sqlite::Db& db, const std::string& ns, const sql::Rewritten& rw,
-                             const std::vector<SqlValue>& params, Undo* undo, Budget& budget);
+                             const std::vector<SqlValue>& params, bool read_only, Undo* undo, Budget& budget);
   SqlResult step_all(sqlite::Db& db, sqlite3_stmt* stmt, const std::string& ns, const std::vector<SqlValue>& params,
                      Budget& budget);
   void schema_changed(sqlite::Db& db, const std::string& ns, Undo& undo);

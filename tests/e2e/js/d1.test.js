@@ -1,6 +1,9 @@
 'use strict';
 // D1 end to end through the JavaScript SDK against the real binary.
-const test = require('node:test');
+const baseTest = require('node:test');
+// D1 is not implemented for the cloudflare backend yet (it answers 501).
+const skip = process.env.ERA_TEST_BACKEND === 'cloudflare' ? 'not implemented for the cloudflare backend yet' : false;
+const test = (name, fn) => baseTest(name, { skip }, fn);
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
 const { startProxy, SDK } = require('./harness');
@@ -9,8 +12,8 @@ const { D1Storage, StorageError } = require(SDK);
 const unique = (name = 'js') => `${name}_${crypto.randomBytes(4).toString('hex')}`;
 
 let proxy;
-test.before(async () => { proxy = await startProxy(); });
-test.after(async () => { await proxy.stop(); });
+baseTest.before(async () => { if (!skip) proxy = await startProxy(); });
+baseTest.after(async () => { if (proxy) await proxy.stop(); });
 
 test('the guide flow: exec, query, update', async () => {
   const app = unique('myapp');

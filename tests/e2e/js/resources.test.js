@@ -1,6 +1,6 @@
 'use strict';
 // ResourcesAPI through the JavaScript SDK against the real binary.
-const test = require('node:test');
+const baseTest = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('crypto');
 const { startProxy, SDK } = require('./harness');
@@ -8,9 +8,13 @@ const { startProxy, SDK } = require('./harness');
 const { KVStorage, ResourcesAPI, StorageError } = require(SDK);
 const unique = (name = 'jsres') => `${name}_${crypto.randomBytes(4).toString('hex')}`;
 
+// Resource discovery is not implemented for the cloudflare backend yet (it answers 501).
+const skip = process.env.ERA_TEST_BACKEND === 'cloudflare' ? 'not implemented for the cloudflare backend yet' : false;
+const test = (name, fn) => baseTest(name, { skip }, fn);
+
 let proxy;
-test.before(async () => { proxy = await startProxy(); });
-test.after(async () => { await proxy.stop(); });
+baseTest.before(async () => { if (!skip) proxy = await startProxy(); });
+baseTest.after(async () => { if (proxy) await proxy.stop(); });
 
 test('list, iterate and stats reflect what was written', async () => {
   const ns = unique();

@@ -1,0 +1,133 @@
+#include "auth/authenticator.h"
+
+#include <cctype>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace era::auth {
+namespace {
+
+ApiError unauthorized(const std::string& code, const std::string& message) {
+  ApiError e(401, code, message);
+  e.header = {"WWW-Authenticate", "Bearer realm=\"era-storage-proxy\""};
+  return e;
+}
+
+// "Bearer <token>", the scheme case-insensitive (RFC 7235); nullopt for anything else.
+std::optional<std::string_view> bearer(std::string_view h) {
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  constexpr std::string_view scheme = "bearer";
+  if (h.size() <= scheme.size() || h[scheme.size()] != ' ') return std::nullopt;
+  for (size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(h[i])) != scheme[i]) return std::nullopt;
+  h.remove_prefix(scheme.size());
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  while (!h.empty() && h.back() == ' ') h.remove_suffix(1);
+  if (h.empty()) return std::nullopt;
+  return h;
+}
+
+}  // namespace
+
+Claims claims_for(const SessionRecord& s) {
+  Claims c;
+  c.session_id = s.id;
+  c.scope.all = s.all_namespaces;
+  c.scope.namespaces.insert(s.namespaces.begin(), s.namespaces.end());
+  parse_permissions(s.permissions, c.permissions);
+  c.expires_at = s.expires_at;
+  return c;
+}
+
+Authenticator::Authenticator(AuthSettings settings, SessionStore& store, std::function<int64_t()> now)
+    : settings_(std::move(settings)), store_(store), now_(std::move(now)) {}
+
+Authenticator::~Authenticator() { stop(); }
+
+void Authenticator::start(std::function<void()> tick) {
+  refresh();
+  thread_ = std::thread([this, tick = std::move(tick)] { loop(tick); });
+}
+
+void Authenticator::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Authenticator::loop(std::function<void()> tick) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, std::chrono::seconds(settings_.refresh_seconds), [&] { return stopping_; })) {
+    lock.unlock();
+    try {
+      refresh();
+      store_.sweep(now_());
+      if (tick) tick();
+    } catch (const std::exception& e) {
+      log::warn(std::string("revocation refresh failed (keeping the previous set): ") + e.what());
+    }
+    lock.lock();
+  }
+}
+
+void Authenticator::refresh() {
+  std::vector<std::string> ids = store_.revoked(now_());
+  std::unordered_set<std::string> fresh(ids.begin(), ids.end());
+  std::unique_lock<std::shared_mutex> lock(set_mu_);
+  // A revocation made here while the store was being read may be missing from `ids`: keep it.
+  for (auto it = recent_.begin(); it != recent_.end();) {
+    if (fresh.count(*it)) {
+      it = recent_.erase(it);
+    } else {
+      fresh.insert(*it);
+      ++it;
+    }
+  }
+  revoked_.swap(fresh);
+}
+
+bool Authenticator::revoke(const std::string& id) {
+  const int64_t now = now_();
+  const bool existed = store_.revoke(id, now, now + settings_.max_ttl);
+  std::unique_lock<std::shared_mutex> lock(set_mu_);
+  revoked_.insert(id);
+  recent_.insert(id);
+  return existed;
+}
+
+bool Authenticator::is_revoked(const std::string& id) const {
+  std::shared_lock<std::shared_mutex> lock(set_mu_);
+  return revoked_.count(id) > 0;
+}
+
+Principal Authenticator::authenticate(const std::optional<std::string>& header) const {
+  if (!header) {
+    if (!settings_.required) return Principal::administrator();
+    throw unauthorized("missing_token", "authentication required: send the session token as "
+                                        "'Authorization: Bearer <token>' (ERA_STORAGE_TOKEN in the SDKs)");
+  }
+  auto token = bearer(*header);
+  if (!token) throw unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'");
+  if (settings_.admin_token && constant_time_equal(*token, *settings_.admin_token)) return Principal::administrator();
+  Verified v = verify_token(*token, settings_.secret, now_());
+  switch (v.status) {
+    case TokenStatus::ok: break;
+    case TokenStatus::expired: throw unauthorized("token_expired", "the session token has expired");
+    case TokenStatus::malformed:
+    case TokenStatus::bad_signature: throw unauthorized("invalid_token", "the token is not valid");
+  }
+  if (is_revoked(v.claims.session_id)) throw unauthorized("token_revoked", "the session has been ended");
+  Principal p;
+  p.authenticated = true;
+  p.session_id = std::move(v.claims.session_id);
+  p.scope = std::move(v.claims.scope);
+  p.permissions = v.claims.permissions;
+  p.expires_at = v.claims.expires_at;
+  return p;
+}
+
+}  // namespace era::auth

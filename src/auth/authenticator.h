@@ -1,0 +1,81 @@
+// Authenticator: turns an Authorization header into a Principal.
+//
+// The hot path touches no store: the admin credential is compared in constant time, a session token
+// is checked by its MAC and expiry (auth/token.h), and revocation is one lookup in an in-memory set.
+// That set is loaded from the SessionStore at start, updated at once by revoke(), and reloaded every
+// `refresh_seconds` by a background thread (which is how a revocation made by another replica sharing
+// the store arrives). The same thread sweeps expired sessions from the store.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+
+#include "auth/principal.h"
+#include "auth/token.h"
+#include "store/session_store.h"
+
+namespace era::auth {
+
+struct AuthSettings {
+  bool required = true;                     // false: auth "off" — a request without a token is the admin
+  std::string secret;                       // signs session tokens
+  std::optional<std::string> admin_token;   // none: no admin credential
+  int64_t max_ttl = 2592000;                // revocations of unknown ids are kept this long
+  int refresh_seconds = 5;
+};
+
+// The claims a stored session's token carries (so its token can be minted again: it is deterministic).
+Claims claims_for(const SessionRecord& session);
+
+class Authenticator {
+ public:
+  Authenticator(AuthSettings settings, SessionStore& store, std::function<int64_t()> now);
+  ~Authenticator();
+  Authenticator(const Authenticator&) = delete;
+  Authenticator& operator=(const Authenticator&) = delete;
+
+  // Loads the revocation set and starts the refresh thread. `tick` (optional) runs on each refresh
+  // too (the rate limiter's housekeeping).
+  void start(std::function<void()> tick = nullptr);
+  void stop();
+
+  bool required() const { return settings_.required; }
+  bool has_admin() const { return settings_.admin_token.has_value(); }
+
+  // The principal for a request whose Authorization header is `header` (nullopt: none sent).
+  // Throws ApiError 401 (missing_token, invalid_token, token_expired, token_revoked).
+  Principal authenticate(const std::optional<std::string>& header) const;
+
+  std::string mint(const Claims& claims) const { return sign_token(claims, settings_.secret); }
+
+  // Revokes a session id durably, then in memory; returns whether a live session record existed.
+  bool revoke(const std::string& session_id);
+  bool is_revoked(const std::string& session_id) const;
+
+ private:
+  void refresh();
+  void loop(std::function<void()> tick);
+
+  AuthSettings settings_;
+  SessionStore& store_;
+  std::function<int64_t()> now_;
+
+  mutable std::shared_mutex set_mu_;
+  std::unordered_set<std::string> revoked_;
+  std::unordered_set<std::string> recent_;  // revoked here since the last reload began
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace era::auth

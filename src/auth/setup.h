@@ -1,0 +1,25 @@
+// Start-up policy for auth, shared by `serve` (and the checks the `token` command needs):
+// - auth "off" is allowed only when the proxy listens on a loopback address, and then with a warning;
+//   on any other address it is refused, admin credential or not;
+// - auth "token" on a non-loopback address needs an admin credential;
+// - a refusal is a ConfigError whose message says why and what to change (serve exits non-zero).
+#pragma once
+
+#include <string>
+
+#include "auth/authenticator.h"
+#include "auth/rate_limit.h"
+#include "config/config.h"
+
+namespace era::auth {
+
+// "localhost", 127.0.0.0/8, ::1 (and ::ffff:127.x): addresses no other machine can reach.
+bool is_loopback_host(const std::string& host);
+
+// Resolves the credentials (auth/credentials.h) and applies the policy above. Throws ConfigError.
+// The log lines to print at start (never a secret) are appended to `notes`.
+AuthSettings auth_settings(const Config& config, std::string& notes);
+
+RateLimits rate_limits(const Config& config);
+
+}  // namespace era::auth

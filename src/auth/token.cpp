@@ -1,0 +1,116 @@
+#include "auth/token.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "ns/names.h"
+#include "util/encoding.h"
+
+namespace era::auth {
+namespace {
+
+constexpr std::string_view kPrefix = "era1.";
+constexpr size_t kMaxTokenLength = 64 * 1024;  // a scope of many namespaces still fits; more is garbage
+
+std::string sha256(std::string_view data) {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
+  return std::string(reinterpret_cast<char*>(out), sizeof out);
+}
+
+bool parse_claims(const std::string& text, Claims& out) {
+  using nlohmann::json;
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.size() != 4) return false;
+  const json* sid = j.contains("sid") ? &j["sid"] : nullptr;
+  const json* ns = j.contains("ns") ? &j["ns"] : nullptr;
+  const json* perm = j.contains("perm") ? &j["perm"] : nullptr;
+  const json* exp = j.contains("exp") ? &j["exp"] : nullptr;
+  if (!sid || !ns || !perm || !exp) return false;
+  if (!sid->is_string() || !is_valid_session_id(sid->get_ref<const std::string&>())) return false;
+  if (!perm->is_string() || !parse_permissions(perm->get_ref<const std::string&>(), out.permissions)) return false;
+  if (!exp->is_number_integer()) return false;
+  out.session_id = sid->get<std::string>();
+  out.expires_at = exp->get<int64_t>();
+  if (ns->is_string() && ns->get_ref<const std::string&>() == "*") {
+    out.scope.all = true;
+  } else if (ns->is_array()) {
+    for (const auto& n : *ns) {
+      if (!n.is_string() || !ns::is_valid_namespace(n.get_ref<const std::string&>())) return false;
+      out.scope.namespaces.insert(n.get<std::string>());
+    }
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool is_valid_session_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+            data.size(), out, &len))
+    throw std::runtime_error("HMAC-SHA256 failed");
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  // Hashing first gives two equal-length strings to compare, so a length mismatch takes the same path.
+  const std::string ha = sha256(a), hb = sha256(b);
+  return CRYPTO_memcmp(ha.data(), hb.data(), ha.size()) == 0;
+}
+
+std::string sign_token(const Claims& c, std::string_view secret) {
+  nlohmann::json j;
+  j["sid"] = c.session_id;
+  if (c.scope.all) j["ns"] = "*";
+  else j["ns"] = c.scope.namespaces;  // std::set: sorted, so equal scopes sign equally
+  j["perm"] = to_string(c.permissions);
+  j["exp"] = c.expires_at;
+  std::string signed_part = std::string(kPrefix) + enc::base64_encode(j.dump(), true);
+  return signed_part + "." + enc::base64_encode(hmac_sha256(secret, signed_part), true);
+}
+
+Verified verify_token(std::string_view token, std::string_view secret, int64_t now) {
+  Verified v;
+  if (token.size() > kMaxTokenLength || token.substr(0, kPrefix.size()) != kPrefix) return v;
+  const size_t dot = token.rfind('.');
+  if (dot < kPrefix.size()) return v;  // the only dot is the prefix's
+  const std::string_view signed_part = token.substr(0, dot);
+  auto mac = enc::base64_decode(token.substr(dot + 1), true);
+  if (!mac || mac->size() != SHA256_DIGEST_LENGTH) return v;
+  const std::string expected = hmac_sha256(secret, signed_part);
+  if (CRYPTO_memcmp(expected.data(), mac->data(), expected.size()) != 0) {
+    v.status = TokenStatus::bad_signature;
+    return v;
+  }
+  auto payload = enc::base64_decode(signed_part.substr(kPrefix.size()), true);
+  if (!payload || !parse_claims(*payload, v.claims)) {
+    v.claims = Claims{};
+    return v;  // signed by us but not a token we would mint: treat as malformed
+  }
+  if (v.claims.expires_at <= now) {
+    v.status = TokenStatus::expired;
+    return v;
+  }
+  v.status = TokenStatus::ok;
+  return v;
+}
+
+}  // namespace era::auth

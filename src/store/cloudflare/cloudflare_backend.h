@@ -1,0 +1,48 @@
+// The cloudflare backend: every store forwards to the real Cloudflare account named in [cloudflare]
+// (KV and D1 over the v4 REST API, R2 over its S3 API), through one pooled HttpClient. Nothing is
+// kept on local disk; what each replica holds in memory is listed in docs/operations.md.
+#pragma once
+
+#include <memory>
+
+#include "store/backend.h"
+#include "store/cloudflare/cloudflare_kv.h"
+#include "store/cloudflare/cloudflare_r2.h"
+#include "store/cloudflare/cloudflare_sessions.h"
+#include "store/cloudflare/d1_client.h"
+#include "store/cloudflare/http_client.h"
+#include "store/cloudflare/rest_api.h"
+#include "store/cloudflare/s3_client.h"
+
+namespace era::cf {
+
+class CloudflareBackend : public Backend {
+ public:
+  explicit CloudflareBackend(const Config& config);
+
+  KvStore& kv() override { return *kv_; }
+  ObjectStore& r2() override { return *r2_; }
+  SessionStore& sessions() override { return *sessions_; }
+  // Not yet: user SQL over D1 (rewrite and guard on a shadow schema before /raw). Until then every
+  // D1 call answers 501 with this reason, before anything is sent upstream.
+  SqlStore& d1() override { return *d1_store_; }
+  // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
+  // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.
+  ResourceRegistry& registry() override { return *registry_; }
+  void close() override {}
+  std::vector<CheckItem> check() override;
+
+ private:
+  const Config& config_;
+  std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<RestApi> api_;
+  std::unique_ptr<S3Client> s3_;
+  std::unique_ptr<CloudflareKv> kv_;
+  std::unique_ptr<CloudflareR2> r2_;
+  std::unique_ptr<ResourceRegistry> registry_;
+  std::unique_ptr<D1Client> d1_;
+  std::unique_ptr<CloudflareSessions> sessions_;
+  std::unique_ptr<SqlStore> d1_store_;
+};
+
+}  // namespace era::cf

@@ -1,0 +1,165 @@
+"""KV through the proxy in cloudflare mode, against Cloudflare's own emulator: what the proxy writes is
+read back directly from the emulator under the documented internal name "ns:key", and by Cloudflare's
+official npm client; limits are enforced before anything reaches the upstream."""
+
+import json
+import os
+import subprocess
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from cf_emulator import NODE22, WRANGLER_DIR, Emulator
+from proxy_process import Proxy
+
+
+def call(method, url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def key_url(base, ns, key):
+    return f"{base}/api/storage/kv/{ns}/" + urllib.parse.quote(key, safe="")
+
+
+@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare",
+                 "starts its own upstream: runs once, in the local-mode run")
+class CloudflareKvTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+        cls.proxy = Proxy(cls.emu.proxy_env())
+        cls.base = cls.proxy.url
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.emu.stop()
+
+    def put(self, ns, key, body):
+        return call("PUT", key_url(self.base, ns, key), body)
+
+    def get(self, ns, key):
+        return call("GET", key_url(self.base, ns, key))
+
+    def test_value_lands_under_ns_colon_key_byte_for_byte(self):
+        value = "héllo\u0000wörld ✓ \U0001F600"
+        status, body = self.put("cfkv1", "user:123", {"value": value, "metadata": {"by": "test", "n": 1}})
+        self.assertEqual((status, body), (200, {"success": True}))
+        self.assertEqual(self.emu.kv_get("cfkv1:user:123"), value.encode())
+        status, body = self.get("cfkv1", "user:123")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["value"], value)
+        self.assertEqual(body["metadata"], {"by": "test", "n": 1})
+
+    def test_awkward_keys_are_percent_encoded_exactly_once(self):
+        for key in ["a/b/c", "100% sure", "q?x=1&y=2#frag", "sp ace", "plus+sign", "ü/😀", "..a", "semi;colon"]:
+            with self.subTest(key=key):
+                status, _ = self.put("cfkv2", key, {"value": "v:" + key})
+                self.assertEqual(status, 200)
+                self.assertEqual(self.emu.kv_get("cfkv2:" + key), ("v:" + key).encode())
+                self.assertEqual(self.get("cfkv2", key)[1]["value"], "v:" + key)
+
+    def test_overwrite_replaces_value_and_metadata(self):
+        self.put("cfkv3", "k", {"value": "one", "metadata": {"v": 1}})
+        self.put("cfkv3", "k", {"value": "two"})
+        status, body = self.get("cfkv3", "k")
+        self.assertEqual(body["value"], "two")
+        self.assertIsNone(body["metadata"])
+
+    def test_delete_and_missing(self):
+        self.put("cfkv4", "gone", {"value": "x"})
+        self.assertEqual(call("DELETE", key_url(self.base, "cfkv4", "gone")), (200, {"success": True}))
+        self.assertIsNone(self.emu.kv_get("cfkv4:gone"))
+        status, body = self.get("cfkv4", "gone")
+        self.assertEqual((status, body["code"]), (404, "key_not_found"))
+        self.assertEqual(call("DELETE", key_url(self.base, "cfkv4", "never-was"))[0], 200)
+
+    def test_list_pages_walk_every_key_once_in_order_and_stay_in_the_namespace(self):
+        keys = sorted(f"item:{i:03d}" for i in range(23))
+        for k in keys:
+            self.put("cfkv5", k, {"value": k, "metadata": {"k": k}})
+        # Neighbours that a sloppy prefix would leak: another namespace starting the same way.
+        self.put("cfkv5x", "item:000", {"value": "other"})
+        self.put("cfkv", "5:item:999", {"value": "other"})
+        for limit in (1, 3, 10, 11, 1000):
+            with self.subTest(limit=limit):
+                seen, cursor = [], None
+                for _ in range(100):
+                    q = f"?prefix=item:&limit={limit}" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+                    status, page = call("GET", f"{self.base}/api/storage/kv/cfkv5{q}")
+                    self.assertEqual(status, 200, page)
+                    self.assertLessEqual(len(page["keys"]), limit)
+                    seen += [k["name"] for k in page["keys"]]
+                    for k in page["keys"]:
+                        self.assertEqual(k["metadata"], {"k": k["name"]})
+                    if page["list_complete"]:
+                        self.assertIsNone(page["cursor"])
+                        break
+                    cursor = page["cursor"]
+                self.assertEqual(seen, keys)
+
+    def test_bad_cursor_is_a_clear_400(self):
+        status, body = call("GET", f"{self.base}/api/storage/kv/cfkv6?cursor=notacursor")
+        self.assertEqual((status, body["code"]), (400, "invalid_cursor"))
+
+    def test_limits_are_enforced_before_any_upstream_call(self):
+        ns = "cfkv7"
+        # 512-byte key: fine locally, but "cfkv7:" + key would exceed Cloudflare's 512-byte name limit.
+        status, body = self.put(ns, "k" * 512, {"value": "x"})
+        self.assertEqual((status, body["code"]), (400, "key_too_long"))
+        self.assertIn("506 bytes", body["error"])
+        status, _ = self.put(ns, "k" * 506, {"value": "fits"})
+        self.assertEqual(status, 200)
+        status, body = self.put(ns, "meta", {"value": "x", "metadata": {"m": "x" * 1100}})
+        self.assertEqual((status, body["code"]), (413, "metadata_too_large"))
+        status, body = self.put(ns, "ttl", {"value": "x", "expiration_ttl": 30})
+        self.assertEqual(status, 400)
+        self.assertEqual(self.emu.kv_names(ns + ":"), [ns + ":" + "k" * 506])
+
+    def test_d1_and_resource_discovery_refuse_clearly_until_implemented(self):
+        for path in ("/api/resources/list", "/api/resources/stats"):
+            status, body = call("GET", self.base + path)
+            self.assertEqual((status, body["code"]), (501, "not_implemented"))
+            self.assertIn("cloudflare backend", body["error"])
+        # D1 likewise, and nothing reaches the database: no table appears upstream.
+        status, body = call("POST", self.base + "/api/storage/d1/cfd1/exec", {"sql": "CREATE TABLE t (a)"})
+        self.assertEqual((status, body["code"]), (501, "not_implemented"))
+        status, env = self.emu.d1_raw("SELECT name FROM sqlite_master WHERE name LIKE 'cfd1%'")
+        self.assertEqual(env["result"][0]["results"]["rows"], [])
+
+    def test_official_cloudflare_client_reads_what_the_proxy_wrote(self):
+        self.put("cfkv8", "shared:doc", {"value": "from the proxy", "metadata": {"owner": "alice"}})
+        i = self.emu.info
+        # The emulator serves the account base without the /accounts/<id> segment the SDK adds: a
+        # fetch wrapper drops it; every other byte of the request is the official client's.
+        script = r"""
+const Cloudflare = require('cloudflare');
+const [base, account, ns] = process.argv.slice(1);
+const client = new Cloudflare({ apiToken: 'era-emulator-token', baseURL: base, maxRetries: 0,
+  fetch: (url, init) => fetch(String(url).replace('/accounts/' + account, ''), init) });
+(async () => {
+  const res = await client.kv.namespaces.values.get('cfkv8:shared:doc', { account_id: account, namespace_id: ns });
+  const keys = [];
+  for await (const k of client.kv.namespaces.keys.list(ns, { account_id: account, prefix: 'cfkv8:' })) keys.push(k);
+  console.log(JSON.stringify({ value: await res.text(), keys }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+        out = subprocess.run([NODE22, "-e", script, i["api_base"], i["account_id"], i["kv_namespace_id"]],
+                             cwd=WRANGLER_DIR, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        got = json.loads(out.stdout)
+        self.assertEqual(got["value"], "from the proxy")
+        self.assertEqual(got["keys"], [{"name": "cfkv8:shared:doc", "metadata": {"owner": "alice"}}])
+
+
+if __name__ == "__main__":
+    unittest.main()

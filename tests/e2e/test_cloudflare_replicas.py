@@ -1,0 +1,81 @@
+"""Two proxies in cloudflare mode on one account (Cloudflare's emulator) agree on sessions and
+revocations: those live in the D1 database ("era:sessions", "era:revocations"), not per replica."""
+
+import json
+import os
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from cf_emulator import Emulator
+from proxy_process import Proxy
+
+ADMIN = "replica-admin-credential-0123456789"
+SECRET = "replica-token-secret-0123456789abcdef0123456789"
+
+
+def api(base, method, path, token=None, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare",
+                 "starts its own emulator: runs once, in the local-mode run")
+class CloudflareReplicasTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+        env = dict(cls.emu.proxy_env(), ERA_PROXY_AUTH="token", ERA_ADMIN_TOKEN=ADMIN, ERA_TOKEN_SECRET=SECRET,
+                   ERA_PROXY_REVOCATION_REFRESH="1")
+        cls.a = Proxy(env)
+        cls.b = Proxy(env)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.b.stop()
+        cls.emu.stop()
+
+    def test_a_session_made_on_one_replica_is_revoked_on_every_replica(self):
+        status, s = api(self.a.url, "POST", "/api/sessions", ADMIN,
+                        {"namespaces": ["replns"], "permissions": "read_write"})
+        self.assertEqual(status, 201, s)
+        token, sid = s["token"], s["session_id"]
+        # Both replicas accept it, and B lists the session A made.
+        for p in (self.a, self.b):
+            self.assertEqual(api(p.url, "PUT", "/api/storage/kv/replns/k", token, {"value": "v"})[0], 200)
+        status, listed = api(self.b.url, "GET", "/api/sessions", ADMIN)
+        self.assertEqual(status, 200, listed)
+        self.assertIn(sid, json.dumps(listed))
+        # The session id is taken for every replica.
+        status, body = api(self.b.url, "POST", "/api/sessions", ADMIN,
+                           {"session_id": sid, "namespaces": ["replns"], "permissions": "read"})
+        self.assertEqual((status, body["code"]), (409, "session_exists"))
+        # Revoked on A: refused by B once B reloads its revocations (every second here).
+        self.assertEqual(api(self.a.url, "DELETE", f"/api/sessions/{sid}", ADMIN)[0], 200)
+        deadline = time.monotonic() + 15
+        status = 200
+        while time.monotonic() < deadline:
+            status, body = api(self.b.url, "GET", "/api/storage/kv/replns/k", token)
+            if status == 401:
+                break
+            time.sleep(0.3)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["code"], "token_revoked")
+        # Stored where the docs say, outside every user namespace.
+        status, env = self.emu.d1_raw('SELECT id FROM "era:revocations" WHERE id = ?', [sid])
+        self.assertEqual(env["result"][0]["results"]["rows"], [[sid]])
+
+
+if __name__ == "__main__":
+    unittest.main()

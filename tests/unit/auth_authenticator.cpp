@@ -1,0 +1,176 @@
+// The authenticator over the real local session store (SQLite in a temporary directory).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "auth/authenticator.h"
+#include "store/local/local_sessions.h"
+#include "util/error.h"
+
+using namespace era;
+using namespace era::auth;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  const char* base = std::getenv("ERA_TEST_TMP");
+  std::filesystem::path p = std::filesystem::path(base ? base : "/tmp") /
+                            ("auth-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+struct Fixture {
+  std::string dir;
+  sqlite::Writer writer;
+  sqlite::ReaderPool readers;
+  LocalSessions store;
+  std::atomic<int64_t> now{1000};
+
+  explicit Fixture(const std::string& name)
+      : dir(temp_dir(name)), writer(dir + "/meta.sqlite3"), readers(dir + "/meta.sqlite3", 2), store(writer, readers) {}
+  ~Fixture() { writer.stop(); }
+
+  AuthSettings settings(bool required = true) {
+    AuthSettings s;
+    s.required = required;
+    s.secret = "unit-test-secret-unit-test-secret-0123";
+    s.admin_token = "the-admin-credential";
+    s.max_ttl = 3600;
+    return s;
+  }
+};
+
+SessionRecord record(const std::string& id, int64_t expires_at) {
+  SessionRecord r;
+  r.id = id;
+  r.language = "python";
+  r.namespaces = {"a", "b"};
+  r.permissions = "read";
+  r.created_at = 1000;
+  r.expires_at = expires_at;
+  return r;
+}
+
+int status_of(const Authenticator& a, const std::optional<std::string>& header, std::string* code = nullptr) {
+  try {
+    a.authenticate(header);
+    return 200;
+  } catch (const ApiError& e) {
+    if (code) *code = e.code();
+    return e.status();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("authenticate: admin, session, and every kind of refusal") {
+  Fixture f("authn");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  const std::string token = a.mint(claims_for(record("s1", 2000)));
+
+  Principal admin = a.authenticate(std::string("Bearer the-admin-credential"));
+  CHECK(admin.admin);
+  CHECK(admin.may_access("anything"));
+
+  Principal p = a.authenticate("bearer " + token);  // the scheme is case-insensitive
+  CHECK_FALSE(p.admin);
+  CHECK(p.session_id == "s1");
+  CHECK(p.may_access("a"));
+  CHECK_FALSE(p.may_access("c"));
+  CHECK_FALSE(p.may_write());
+
+  std::string code;
+  CHECK(status_of(a, std::nullopt, &code) == 401);
+  CHECK(code == "missing_token");
+  CHECK(status_of(a, std::string("Basic abc"), &code) == 401);
+  CHECK(code == "invalid_token");
+  CHECK(status_of(a, std::string("Bearer the-admin-credentiaL"), &code) == 401);
+  CHECK(code == "invalid_token");
+  CHECK(status_of(a, "Bearer " + token + "x", &code) == 401);
+  CHECK(code == "invalid_token");
+  f.now = 2000;
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "token_expired");
+}
+
+TEST_CASE("revocation is immediate, durable, and survives a reload of the set") {
+  Fixture f("revoke");
+  f.store.create(record("s1", 5000));
+  std::string token;
+  {
+    Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+    a.start();
+    token = a.mint(claims_for(record("s1", 5000)));
+    CHECK(status_of(a, "Bearer " + token) == 200);
+    CHECK(a.revoke("s1"));
+    std::string code;
+    CHECK(status_of(a, "Bearer " + token, &code) == 401);
+    CHECK(code == "token_revoked");
+    CHECK_FALSE(f.store.get("s1", f.now).has_value());
+    // An id never stored (a token minted offline) can be revoked too.
+    CHECK_FALSE(a.revoke("offline"));
+  }
+  // A new authenticator (a restart, or another replica) loads the revocations from the store.
+  Authenticator b(f.settings(), f.store, [&] { return f.now.load(); });
+  b.start();
+  CHECK(status_of(b, "Bearer " + token) == 401);
+  CHECK(b.is_revoked("offline"));
+  CHECK_FALSE(b.is_revoked("s2"));
+}
+
+TEST_CASE("auth off: no token is the admin, but a presented token is still checked") {
+  Fixture f("off");
+  Authenticator a(f.settings(false), f.store, [&] { return f.now.load(); });
+  a.start();
+  CHECK(a.authenticate(std::nullopt).admin);
+  CHECK(status_of(a, std::string("Bearer garbage")) == 401);
+  Principal p = a.authenticate("Bearer " + a.mint(claims_for(record("s1", 2000))));
+  CHECK_FALSE(p.admin);
+  CHECK_FALSE(p.may_access("c"));
+}
+
+TEST_CASE("local session store: create, get, list, ids never reused, sweep") {
+  Fixture f("store");
+  SessionRecord r = record("s1", 2000);
+  r.metadata = R"({"k":"v"})";
+  f.store.create(r);
+  SessionRecord all = record("s2", 3000);
+  all.all_namespaces = true;
+  all.namespaces.clear();
+  all.permissions = "read_write";
+  f.store.create(all);
+
+  auto got = f.store.get("s1", 1000);
+  REQUIRE(got);
+  CHECK(got->namespaces == std::vector<std::string>{"a", "b"});
+  CHECK(got->metadata == R"({"k":"v"})");
+  CHECK(f.store.get("s2", 1000)->all_namespaces);
+
+  CHECK_THROWS_AS(f.store.create(r), ApiError);  // 409: in use
+  auto page = f.store.list(1000, "", 1);
+  REQUIRE(page.size() == 1);
+  CHECK(page[0].id == "s1");
+  CHECK(f.store.list(1000, "s1", 10).size() == 1);
+  CHECK(f.store.list(2500, "", 10).size() == 1);  // s1 expired
+  CHECK_FALSE(f.store.get("s1", 2000).has_value());
+
+  CHECK(f.store.revoke("s2", 1000, 1500));
+  CHECK(f.store.revoked(1000) == std::vector<std::string>{"s2"});
+  try {
+    f.store.create(all);  // a revoked id is never handed out again while its tokens could live
+    FAIL("expected 409");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 409);
+  }
+  // The revocation is kept until the session's own expiry (3000), not just `until` (1500).
+  CHECK(f.store.revoked(2999) == std::vector<std::string>{"s2"});
+  CHECK(f.store.sweep(3000) >= 2);
+  CHECK(f.store.revoked(3000).empty());
+  f.store.create(all);  // past every expiry, the id may be used again
+}
