@@ -238,10 +238,11 @@ void CloudflareD1::reload(const std::string& ns) {
                        {ns}}},
                      Retry::idempotent, "D1 schema");
   if (r.size() != 2) throw ApiError(502, "upstream_error", "D1 schema: unexpected answer");
-  registry_.clear();
+  std::vector<sql::SchemaObject> objects;
   for (const auto& row : r[0].rows)
     if (row.size() == 3 && row[0].is_string() && row[1].is_string() && row[2].is_string())
-      registry_.add({row[0].get<std::string>(), row[1].get<std::string>(), row[2].get<std::string>()});
+      objects.push_back({row[0].get<std::string>(), row[1].get<std::string>(), row[2].get<std::string>()});
+  registry_.replace_all(objects);
   sqlite3* raw = nullptr;
   if (sqlite3_open_v2(":memory:", &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
     sqlite3_close_v2(raw);
@@ -258,6 +259,7 @@ void CloudflareD1::reload(const std::string& ns) {
       sqlite3_exec(raw, row[0].get<std::string>().c_str(), nullptr, nullptr, nullptr);
     }
   Shadow& s = shadow(ns);
+  std::lock_guard<std::mutex> lock(s.mu);
   s.db = std::move(db);
   s.stale = false;
 }
