@@ -115,6 +115,13 @@ void ObjectRegistry::remove(std::string_view physical) {
   by_lower_.erase(ascii_lower(physical));
 }
 
+void ObjectRegistry::replace_all(const std::vector<SchemaObject>& objects) {
+  std::map<std::string, SchemaObject> next;
+  for (const auto& o : objects) next[ascii_lower(o.physical)] = o;
+  std::unique_lock lock(mu_);
+  by_lower_.swap(next);
+}
+
 void ObjectRegistry::clear() {
   std::unique_lock lock(mu_);
   by_lower_.clear();

@@ -61,6 +61,8 @@ class ObjectRegistry : public ObjectOwners {
   void add(const SchemaObject& o);
   void remove(std::string_view physical);
   void clear();
+  // Replaces every entry at once (readers see the old set or the new one, never a partial one).
+  void replace_all(const std::vector<SchemaObject>& objects);
 
  private:
   mutable std::shared_mutex mu_;

@@ -125,16 +125,11 @@ class CloudflareKvTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertEqual(self.emu.kv_names(ns + ":"), [ns + ":" + "k" * 506])
 
-    def test_d1_and_resource_discovery_refuse_clearly_until_implemented(self):
+    def test_resource_discovery_refuses_clearly_until_implemented(self):
         for path in ("/api/resources/list", "/api/resources/stats"):
             status, body = call("GET", self.base + path)
             self.assertEqual((status, body["code"]), (501, "not_implemented"))
             self.assertIn("cloudflare backend", body["error"])
-        # D1 likewise, and nothing reaches the database: no table appears upstream.
-        status, body = call("POST", self.base + "/api/storage/d1/cfd1/exec", {"sql": "CREATE TABLE t (a)"})
-        self.assertEqual((status, body["code"]), (501, "not_implemented"))
-        status, env = self.emu.d1_raw("SELECT name FROM sqlite_master WHERE name LIKE 'cfd1%'")
-        self.assertEqual(env["result"][0]["results"]["rows"], [])
 
     def test_official_cloudflare_client_reads_what_the_proxy_wrote(self):
         self.put("cfkv8", "shared:doc", {"value": "from the proxy", "metadata": {"owner": "alice"}})

@@ -33,23 +33,6 @@ class UnavailableRegistry : public ResourceRegistry {
   }
 };
 
-// The SQL store of a backend that cannot run user SQL yet: every call is a clear 501, and nothing of
-// the statement goes anywhere.
-class UnavailableSql : public SqlStore {
- public:
-  SqlResult query(const std::string&, const SqlStatement&) override { fail(); }
-  SqlResult exec(const std::string&, const SqlStatement&, int&) override { fail(); }
-  std::vector<SqlResult> batch(const std::string&, const std::vector<SqlStatement>&) override { fail(); }
-  std::vector<SqlTable> tables(const std::string&) override { fail(); }
-  std::vector<std::string> namespaces() override { fail(); }
-
- private:
-  [[noreturn]] static void fail() {
-    throw ApiError(501, "not_implemented",
-                   "D1 is not available with the cloudflare backend yet; the KV and R2 endpoints are");
-  }
-};
-
 }  // namespace
 
 CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
@@ -66,7 +49,12 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   registry_ = std::make_unique<UnavailableRegistry>();
   d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
   sessions_ = std::make_unique<CloudflareSessions>(*d1_);
-  d1_store_ = std::make_unique<UnavailableSql>();
+  D1Limits limits;
+  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
+  limits.max_params = config.d1_max_params;
+  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
+  limits.max_result_bytes = config.d1_max_result_bytes;
+  d1_store_ = std::make_unique<CloudflareD1>(*d1_, limits);
 }
 
 std::vector<CheckItem> CloudflareBackend::check() {

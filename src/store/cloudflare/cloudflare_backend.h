@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "store/backend.h"
+#include "store/cloudflare/cloudflare_d1.h"
 #include "store/cloudflare/cloudflare_kv.h"
 #include "store/cloudflare/cloudflare_r2.h"
 #include "store/cloudflare/cloudflare_sessions.h"
@@ -23,8 +24,7 @@ class CloudflareBackend : public Backend {
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
   SessionStore& sessions() override { return *sessions_; }
-  // Not yet: user SQL over D1 (rewrite and guard on a shadow schema before /raw). Until then every
-  // D1 call answers 501 with this reason, before anything is sent upstream.
+  // User SQL over D1: rewritten and guarded on a shadow schema before /raw (cloudflare_d1.h).
   SqlStore& d1() override { return *d1_store_; }
   // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
   // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.

@@ -1,0 +1,75 @@
+// CloudflareD1: the user's SQL over the one D1 database (D1Client, /raw), with the same namespace rules
+// as local mode, proven here before anything is sent.
+//
+// Every statement is rewritten (ns/sql_rewrite.h) and prepared under the guard (ns/sql_guard.h) on an
+// in-memory "shadow" of the namespace's schema: the CREATE statements of the namespace's own objects,
+// read from D1's sqlite_master and cached per replica. A denied or unpreparable statement never
+// leaves the proxy. A statement that changes the schema is also run on the shadow (inside a savepoint
+// rolled back afterwards) to learn what it creates or drops and to prove dependent views and triggers
+// still compile; the registry rows for those objects travel upstream in the same D1 batch as the DDL,
+// so they commit (or fail) together.
+//
+// Ownership lives in the D1 table "era:d1_objects" (physical name, case-insensitive primary key):
+// shared by every replica, outside every user namespace (':' never appears in a physical name).
+// The cache is reloaded before any DDL, after it, and once whenever the shadow refuses a statement
+// (another replica may have changed the schema).
+//
+// Parameters: D1's /raw takes strings only. Strings are sent as parameters (renumbered ?1..?K);
+// integers, reals and NULL are written into the SQL as literals by us (exact, typed); BLOBs as
+// unhex(?K) of a hex parameter. User text never becomes SQL.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ns/sql_guard.h"
+#include "ns/sql_rewrite.h"
+#include "store/cloudflare/d1_client.h"
+#include "store/local/local_d1.h"
+#include "store/sql_store.h"
+
+namespace era::cf {
+
+class CloudflareD1 : public SqlStore {
+ public:
+  CloudflareD1(D1Client& client, const D1Limits& limits);
+  ~CloudflareD1() override;
+
+  SqlResult query(const std::string& ns, const SqlStatement& statement) override;
+  SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) override;
+  std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) override;
+  std::vector<SqlTable> tables(const std::string& ns) override;
+  std::vector<std::string> namespaces() override;
+  std::vector<std::pair<std::string, std::string>> all_tables() override;
+
+  struct Shadow;
+  struct Plan;
+  struct Unit {
+    sql::Rewritten rw;
+    const SqlStatement* st;
+  };
+
+ private:
+  sql::Rewritten rewrite(const std::string& ns, const SqlStatement& st) const;
+  std::vector<SqlResult> run(const std::string& ns, const std::vector<Unit>& units, bool one_per_unit);
+  Plan plan(const std::string& ns, const std::vector<Unit>& units, bool fresh);
+  // Reads the registry (every namespace) and `ns`'s schema from D1 and rebuilds the shadow.
+  void reload(const std::string& ns);
+  // reload() if this replica has no current copy of ns's schema.
+  void load(const std::string& ns);
+  Shadow& shadow(const std::string& ns);
+  void ensure_schema();
+  std::vector<sql::SchemaObject> read_registry();
+
+  D1Client& d1_;
+  D1Limits limits_;
+  sql::ObjectRegistry registry_;
+  std::mutex mu_;  // guards shadows_ and schema_ready_
+  std::map<std::string, std::unique_ptr<Shadow>> shadows_;
+  bool schema_ready_ = false;
+};
+
+}  // namespace era::cf
