@@ -13,6 +13,7 @@ const { R2Storage, StorageError } = require(SDK);
 const unique = (name = 'js') => `${name}_${crypto.randomBytes(4).toString('hex')}`;
 const md5 = (b) => crypto.createHash('md5').update(b).digest('hex');
 
+const CLOUDFLARE = process.env.ERA_TEST_BACKEND === 'cloudflare';
 let proxy;
 test.before(async () => { proxy = await startProxy([], { ERA_PROXY_R2_MAX_OBJECT_SIZE: String(16 << 20) }); });
 test.after(async () => { await proxy.stop(); });
@@ -27,7 +28,10 @@ test('the guide example: put with metadata, get, list, delete', async () => {
   assert.ok(Buffer.isBuffer(got) && got.equals(image));
   const objects = await R2Storage.list(ns, 'avatars/', 50);
   assert.deepEqual(objects.map((o) => [o.key, o.size]), [['avatars/user123.jpg', image.length]]);
-  assert.deepEqual(objects[0].customMetadata, { user_id: '123', uploaded_by: 'web_ui' });
+  // S3 lists carry no custom metadata: with the cloudflare backend list entries have none (docs/api.md).
+  if (!CLOUDFLARE) assert.deepEqual(objects[0].customMetadata, { user_id: '123', uploaded_by: 'web_ui' });
+  assert.deepEqual((await R2Storage.head(ns, 'avatars/user123.jpg')).customMetadata,
+    { user_id: '123', uploaded_by: 'web_ui' });
   assert.equal(await R2Storage.delete(ns, 'avatars/user123.jpg'), true);
   assert.equal(await R2Storage.get(ns, 'avatars/user123.jpg'), null);
   assert.equal(await R2Storage.head(ns, 'avatars/user123.jpg'), null);
@@ -68,17 +72,25 @@ test('every kind of body round-trips byte for byte', async () => {
 test('ranges, streaming reads and unusual keys', async () => {
   const ns = unique();
   const data = crypto.randomBytes(10000);
-  const keys = ['../../etc/passwd', '/abs', '..', 'a//b', 'ü✓ ?#%'];
+  const dotted = ['../../etc/passwd', '..'];
+  const keys = ['/abs', 'a//b', 'ü✓ ?#%', ...(CLOUDFLARE ? [] : dotted)];
+  // With the cloudflare backend, "." and ".." segments are refused: URLs resolve them (docs/api.md).
+  if (CLOUDFLARE) {
+    for (const k of dotted) {
+      await assert.rejects(R2Storage.put(ns, k, data), (e) => e.status === 400 && e.code === 'invalid_key');
+    }
+  }
+  const rangeKey = keys[keys.length - 1];
   for (const k of keys) await R2Storage.put(ns, k, data);
   for (const k of keys) assert.ok((await R2Storage.get(ns, k)).equals(data), k);
-  assert.ok((await R2Storage.get(ns, '..', { range: { offset: 10, length: 5 } })).equals(data.subarray(10, 15)));
-  assert.ok((await R2Storage.get(ns, '..', { range: { suffix: 3 } })).equals(data.subarray(9997)));
+  assert.ok((await R2Storage.get(ns, rangeKey, { range: { offset: 10, length: 5 } })).equals(data.subarray(10, 15)));
+  assert.ok((await R2Storage.get(ns, rangeKey, { range: { suffix: 3 } })).equals(data.subarray(9997)));
   const obj = await R2Storage.getStream(ns, '/abs');
   const chunks = [];
   for await (const c of obj.stream) chunks.push(c);
   assert.ok(Buffer.concat(chunks).equals(data));
   assert.equal(obj.info.etag, md5(data));
-  await assert.rejects(R2Storage.get(ns, '..', { range: { offset: 20000 } }), (e) => e.status === 416);
+  await assert.rejects(R2Storage.get(ns, rangeKey, { range: { offset: 20000 } }), (e) => e.status === 416);
 });
 
 test('conditional puts and errors', async () => {
