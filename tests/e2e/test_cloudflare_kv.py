@@ -125,12 +125,13 @@ class CloudflareKvTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertEqual(self.emu.kv_names(ns + ":"), [ns + ":" + "k" * 506])
 
-    def test_d1_and_resource_discovery_refuse_clearly_until_implemented(self):
+    def test_d1_refuses_clearly_until_implemented_and_resources_answer(self):
+        # Resource discovery is served (from the registry in D1), D1 tables counted as none yet.
         for path in ("/api/resources/list", "/api/resources/stats"):
             status, body = call("GET", self.base + path)
-            self.assertEqual((status, body["code"]), (501, "not_implemented"))
-            self.assertIn("cloudflare backend", body["error"])
-        # D1 likewise, and nothing reaches the database: no table appears upstream.
+            self.assertEqual(status, 200, body)
+        self.assertEqual(body["by_type"]["d1"], 0)
+        # D1 refuses, and nothing reaches the database: no table appears upstream.
         status, body = call("POST", self.base + "/api/storage/d1/cfd1/exec", {"sql": "CREATE TABLE t (a)"})
         self.assertEqual((status, body["code"]), (501, "not_implemented"))
         status, env = self.emu.d1_raw("SELECT name FROM sqlite_master WHERE name LIKE 'cfd1%'")
