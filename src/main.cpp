@@ -7,7 +7,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <pthread.h>
 #include <thread>
 
@@ -19,6 +21,8 @@
 #include "auth/token.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "api/sdk_files.h"
+#include "runner/runner.h"
 #include "ns/names.h"
 #include "store/backend.h"
 #include "util/clock.h"
@@ -95,9 +99,30 @@ int serve(int argc, char** argv) {
     else era::log::info(line);
   }
   era::api::Services services{config, *backend, authenticator, limiter.enabled() ? &limiter : nullptr};
+  std::unique_ptr<era::runner::Runner> runner;
+  if (config.runner_enabled) {
+    // The same embedded SDK files GET /api/sdk serves.
+    auto sdk = [](std::string_view name) {
+      for (const auto& f : era::api::sdk_files())
+        if (f.name == name) return std::string(f.bytes);
+      throw std::runtime_error("SDK file " + std::string(name) + " is not embedded");
+    };
+    auto run_options = era::runner::options_from(config, sdk("era_storage.py"), sdk("era_storage.js"));
+    era::SessionStore& sessions = backend->sessions();
+    run_options.is_live = [&sessions](const std::string& id) { return sessions.get(id, era::unix_now()).has_value(); };
+    runner = std::make_unique<era::runner::Runner>(std::move(run_options));
+    services.runner = runner.get();
+  }
   era::http::Server server(config);
   era::api::register_all(server.router(), services);
   const int port = server.bind();
+  if (runner) {
+    // The sandbox's one way out: the proxy on a Unix socket bound into it (runner/sandbox.h).
+    server.listen_unix(runner->options().socket_path);
+    era::log::info("sandboxed runs reach the proxy on the Unix socket " + runner->options().socket_path +
+                   (runner->options().run_as ? " and run as uid " + std::to_string(runner->options().run_as->first) : "") +
+                   (runner->cgroup_version().empty() ? "" : ", each in a cgroup (" + runner->cgroup_version() + ")"));
+  }
 
   std::thread signals([&] {
     int sig = 0;

@@ -4,8 +4,10 @@
 //   const { KVStorage, D1Storage, R2Storage } = require('./era_storage.js');
 //   await KVStorage.set('myapp', 'user:123', '{"theme": "dark"}');
 //
-// The proxy is found through ERA_STORAGE_URL (default http://localhost:8787); ERA_STORAGE_TOKEN, when
-// set, is sent as a bearer token. Connections are kept alive and pooled. Every failure rejects with
+// The proxy is found through ERA_STORAGE_URL (default http://localhost:8787): an http:// or https://
+// URL, or unix:///path/to/socket for a proxy listening on a Unix socket (how code run by the proxy's
+// own sandbox reaches it: that sandbox has no network). ERA_STORAGE_TOKEN, when set, is sent as a
+// bearer token. Connections are kept alive and pooled. Every failure rejects with
 // StorageError (an Error) carrying .status, .code and the server's message.
 
 const http = require('http');
@@ -26,6 +28,7 @@ class StorageError extends Error {
 const agents = {
   'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
   'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+  'unix:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
 };
 
 function target() {
@@ -36,8 +39,14 @@ function target() {
   } catch (e) {
     throw new StorageError(`ERA_STORAGE_URL is not a URL: ${raw}`, 0, 'bad_url');
   }
+  if (url.protocol === 'unix:') {
+    if (url.host || !url.pathname || url.pathname === '/') {
+      throw new StorageError(`ERA_STORAGE_URL must be unix:///path/to/socket, got ${raw}`, 0, 'bad_url');
+    }
+    return url;
+  }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new StorageError(`ERA_STORAGE_URL must be an http:// URL, got ${raw}`, 0, 'bad_url');
+    throw new StorageError(`ERA_STORAGE_URL must be an http:// or unix:// URL, got ${raw}`, 0, 'bad_url');
   }
   return url;
 }
@@ -59,7 +68,8 @@ function queryString(query) {
 // { status, headers, body: Buffer } — or { status, headers, stream } when opts.stream is set.
 function request(method, path, opts = {}) {
   const url = target();
-  const base = url.pathname.replace(/\/+$/, '');
+  const unix = url.protocol === 'unix:';
+  const base = unix ? '' : url.pathname.replace(/\/+$/, '');  // a unix URL's path is the socket
   const headers = { Accept: 'application/json', ...(opts.headers || {}) };
   const token = process.env.ERA_STORAGE_TOKEN;
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -70,11 +80,12 @@ function request(method, path, opts = {}) {
   }
   const send = (attempt) => new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
+    const where = unix
+      ? { socketPath: decodeURIComponent(url.pathname) }
+      : { protocol: url.protocol, hostname: url.hostname, port: url.port || (url.protocol === 'https:' ? 443 : 80) };
     let answered = false;
     const req = mod.request({
-      protocol: url.protocol,
-      hostname: url.hostname,
-      port: url.port || (url.protocol === 'https:' ? 443 : 80),
+      ...where,
       method,
       path: base + path + queryString(opts.query),
       headers,
@@ -100,7 +111,8 @@ function request(method, path, opts = {}) {
         send(1).then(resolve, reject);
         return;
       }
-      reject(new StorageError(`cannot reach the storage proxy at ${url.origin}: ${err.message}`, 0, 'unreachable'));
+      const at = unix ? url.href : url.origin;
+      reject(new StorageError(`cannot reach the storage proxy at ${at}: ${err.message}`, 0, 'unreachable'));
     });
     if (streaming) {
       body.on('error', (err) => req.destroy(err));

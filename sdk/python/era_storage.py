@@ -5,8 +5,10 @@
     era_storage.kv.get("myapp", "user:123")
     era_storage.d1.query("myapp", "SELECT * FROM todos WHERE completed = ?", [0])
 
-The proxy is found through ERA_STORAGE_URL (default http://localhost:8787); ERA_STORAGE_TOKEN, when
-set, is sent as a bearer token. Connections are kept alive, one per thread. Every failure raises
+The proxy is found through ERA_STORAGE_URL (default http://localhost:8787): an http:// or https:// URL,
+or unix:///path/to/socket for a proxy listening on a Unix socket (how code run by the proxy's own
+sandbox reaches it: that sandbox has no network). ERA_STORAGE_TOKEN, when set, is sent as a bearer
+token. Connections are kept alive, one per thread. Every failure raises
 StorageError (an Exception) carrying .status, .code and the server's message.
 """
 
@@ -14,6 +16,7 @@ import http.client
 import json
 import os
 import select
+import socket
 import threading
 import time
 import urllib.parse
@@ -42,6 +45,24 @@ class StorageError(Exception):
         return f"StorageError(status={self.status}, code={self.code!r}, message={self.message!r})"
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix stream socket (ERA_STORAGE_URL=unix:///path/to/socket)."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def _quote(segment):
     return urllib.parse.quote(segment, safe="")
 
@@ -55,21 +76,29 @@ class _Transport:
     def _target(self):
         url = os.environ.get("ERA_STORAGE_URL") or DEFAULT_URL
         parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "unix":
+            if parts.netloc or not parts.path:
+                raise StorageError(f"ERA_STORAGE_URL must be unix:///path/to/socket, got {url!r}", 0, "bad_url")
+            return parts
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StorageError(f"ERA_STORAGE_URL must be an http:// URL, got {url!r}", 0, "bad_url")
+            raise StorageError(f"ERA_STORAGE_URL must be an http:// or unix:// URL, got {url!r}", 0, "bad_url")
         return parts
 
     def _connection(self, parts):
         local = self._local
-        key = (parts.scheme, parts.hostname, parts.port)
+        key = (parts.scheme, parts.hostname, parts.port, parts.path if parts.scheme == "unix" else None)
         conn = getattr(local, "conn", None)
         if conn is not None and (local.key != key or time.monotonic() - local.used > local.idle
                                  or _dropped(conn)):
             conn.close()
             conn = None
         if conn is None:
-            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            conn = cls(parts.hostname, parts.port, timeout=float(os.environ.get("ERA_STORAGE_TIMEOUT", "300")))
+            timeout = float(os.environ.get("ERA_STORAGE_TIMEOUT", "300"))
+            if parts.scheme == "unix":
+                conn = _UnixConnection(urllib.parse.unquote(parts.path), timeout)
+            else:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = cls(parts.hostname, parts.port, timeout=timeout)
             local.conn, local.key, local.fresh = conn, key, True
         return conn
 
@@ -82,7 +111,7 @@ class _Transport:
     def request(self, method, path, body=None, headers=None, query=None, stream=False):
         """Sends one request; returns (status, headers, body bytes) — or the open response if stream."""
         parts = self._target()
-        base = parts.path.rstrip("/")
+        base = "" if parts.scheme == "unix" else parts.path.rstrip("/")  # a unix URL's path is the socket
         if query:
             items = [(k, v) for k, v in query.items() if v is not None]
             if items:
@@ -113,7 +142,8 @@ class _Transport:
                 # whose body can be sent again (not a stream that is partly consumed).
                 if attempt == 0 and reused and method in _IDEMPOTENT and _resendable(body):
                     continue
-                raise StorageError(f"cannot reach the storage proxy at {parts.geturl()}: {e}", 0,
+                where = "unix://" + parts.path if parts.scheme == "unix" else parts.geturl()
+                raise StorageError(f"cannot reach the storage proxy at {where}: {e}", 0,
                                    "unreachable") from None
             self._local.fresh = False
             self._local.used = time.monotonic()

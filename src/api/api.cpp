@@ -14,6 +14,7 @@ void register_all(http::Router& router, Services& services) {
   register_kv(router, services);
   register_sessions(router, services);
   register_sdk(router, services);
+  register_run(router, services);
   register_r2(router, services);
   register_d1(router, services);
   register_resources(router, services);

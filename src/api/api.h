@@ -8,6 +8,10 @@
 #include "http/router.h"
 #include "store/backend.h"
 
+namespace era::runner {
+class Runner;
+}
+
 namespace era::api {
 
 struct Services {
@@ -15,12 +19,14 @@ struct Services {
   Backend& backend;
   auth::Authenticator& auth;
   auth::RateLimiter* limiter = nullptr;  // per-session limits; null: none
+  runner::Runner* runner = nullptr;  // runs sessions' code (POST /api/sessions/{id}/run); null: off
 };
 
 void register_health(http::Router& router, Services& services);
 void register_kv(http::Router& router, Services& services);
 void register_sessions(http::Router& router, Services& services);
 void register_sdk(http::Router& router, Services& services);
+void register_run(http::Router& router, Services& services);
 void register_r2(http::Router& router, Services& services);
 void register_d1(http::Router& router, Services& services);
 void register_resources(http::Router& router, Services& services);

@@ -2,7 +2,8 @@
 //   POST   /api/sessions        create one and get its token and the env a sandbox needs
 //   GET    /api/sessions        list live sessions (no tokens)
 //   GET    /api/sessions/{id}   one session (also for that session's own token)
-//   DELETE /api/sessions/{id}   end it: its token is refused from the next call on
+//   DELETE /api/sessions/{id}   end it: its token is refused from the next call on, and its working
+//                               directory (POST /api/sessions/{id}/run) is deleted
 #include <openssl/rand.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "api/api.h"
 #include "auth/token.h"
 #include "ns/names.h"
+#include "runner/runner.h"
 #include "util/clock.h"
 #include "util/encoding.h"
 #include "util/error.h"
@@ -171,10 +173,12 @@ void register_sessions(http::Router& router, Services& services) {
     c.ok(session_json(*s));
   });
 
-  router.add("DELETE", "/api/sessions/{id}", [&](http::Ctx& c) {
+  runner::Runner* runner = services.runner;
+  router.add("DELETE", "/api/sessions/{id}", [&, runner](http::Ctx& c) {
     const std::string& id = c.param(0);
     check_session_id(id);
     const bool existed = auth.revoke(id);
+    if (runner) runner->remove_session(id);  // its working directory goes with it (after a run in progress)
     c.ok({{"success", true}, {"session_id", id}, {"revoked", true}, {"existed", existed}});
   });
 }

@@ -41,6 +41,11 @@ void install_middleware(http::Router& router, const Authenticator& auth, RateLim
     // A refusal leaves the body unread; the router then drains or closes it (Ctx::settle_body).
     std::optional<std::string> header;
     if (c.req.has_header("Authorization")) header = c.req.get_header_value("Authorization");
+    // Code in the runner's sandbox always shows its session's token: with auth off a token-less
+    // caller would be the admin, and sandboxed code must stay inside its session's scope.
+    if (c.from_sandbox && !header)
+      throw ApiError(401, "missing_token", "requests from a session's sandbox must carry its token "
+                                           "(ERA_STORAGE_TOKEN)");
     c.principal = auth.authenticate(header);
     authorize(c);
     if (!limiter || c.principal.admin || !limiter->enabled()) return;

@@ -3,6 +3,8 @@
 // nothing changes. Which rule applies is decided from the route pattern and method:
 //
 //   /healthz, /api/sdk/...            open to anyone (no token needed; the SDKs are not secret)
+//   anything else on the Unix socket  (Ctx::from_sandbox: code run by the runner) needs a token,
+//                                     whatever auth.mode says
 //   POST|GET /api/sessions            the admin
 //   DELETE /api/sessions/{id}         the admin
 //   other /api/sessions/{id}[/...]    the admin, or that session's own token

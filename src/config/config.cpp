@@ -71,6 +71,16 @@ Setting enum_setting(std::string key, std::string env, std::string flag, std::st
   return s;
 }
 
+Setting bool_setting(std::string key, std::string env, std::string flag, std::string help, bool Config::*field) {
+  Setting s{key, std::move(env), std::move(flag), std::move(help), false, nullptr};
+  s.apply = [key, field](Config& c, const std::string& v) {
+    if (v == "true") c.*field = true;
+    else if (v == "false") c.*field = false;
+    else fail(key, v, "true or false");
+  };
+  return s;
+}
+
 std::vector<Setting> make_settings() {
   std::vector<Setting> t;
   t.push_back(enum_setting("backend", "ERA_PROXY_BACKEND", "backend", "storage backend", &Config::backend,
@@ -177,6 +187,44 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("auth.write_burst_bytes", "ERA_PROXY_WRITE_BURST_BYTES", "",
                           "request-body bytes a session may send at once (0: the rate)", &Config::write_burst_bytes, 0,
                           INT_MAX));
+  t.push_back(bool_setting("runner.enabled", "ERA_PROXY_RUNNER_ENABLED", "",
+                           "serve POST /api/sessions/{id}/run (code in a bubblewrap sandbox)", &Config::runner_enabled));
+  t.push_back(string_setting("runner.sessions_dir", "ERA_PROXY_RUNNER_SESSIONS_DIR", "",
+                             "sessions' working directories (\"\": <data_dir>/sessions)", &Config::runner_sessions_dir,
+                             true));
+  t.push_back(string_setting("runner.socket", "ERA_PROXY_RUNNER_SOCKET", "",
+                             "Unix socket the proxy also listens on, the sandbox's way to it (\"\": <data_dir>/proxy.sock)",
+                             &Config::runner_socket, true));
+  t.push_back(string_setting("runner.bwrap", "ERA_PROXY_RUNNER_BWRAP", "", "bubblewrap executable", &Config::runner_bwrap));
+  t.push_back(string_setting("runner.python", "ERA_PROXY_RUNNER_PYTHON", "", "python3 used in the sandbox (under /usr)",
+                             &Config::runner_python));
+  t.push_back(string_setting("runner.node", "ERA_PROXY_RUNNER_NODE", "", "node used in the sandbox (under /usr)",
+                             &Config::runner_node));
+  t.push_back(int_setting("runner.default_timeout", "ERA_PROXY_RUNNER_DEFAULT_TIMEOUT", "",
+                          "seconds a run may take when the request gives no timeout", &Config::runner_default_timeout, 1,
+                          86400));
+  t.push_back(int_setting("runner.max_timeout", "ERA_PROXY_RUNNER_MAX_TIMEOUT", "",
+                          "largest timeout a request may ask for, in seconds", &Config::runner_max_timeout, 1, 86400));
+  t.push_back(int_setting("runner.max_concurrent", "ERA_PROXY_RUNNER_MAX_CONCURRENT", "",
+                          "runs at once (of different sessions; a session's runs take turns)",
+                          &Config::runner_max_concurrent, 1, 1024));
+  t.push_back(int_setting("runner.queue_timeout", "ERA_PROXY_RUNNER_QUEUE_TIMEOUT", "",
+                          "seconds a run waits for a free slot before a 503", &Config::runner_queue_timeout, 1, 3600));
+  t.push_back(int_setting("runner.memory_mb", "ERA_PROXY_RUNNER_MEMORY_MB", "",
+                          "memory of a run (cgroup) and of each of its processes (RLIMIT_DATA), MiB", &Config::runner_memory_mb, 16, 1048576));
+  t.push_back(int_setting("runner.max_processes", "ERA_PROXY_RUNNER_MAX_PROCESSES", "",
+                          "processes and threads per run", &Config::runner_max_processes, 4, 65536));
+  t.push_back(int_setting("runner.max_output_bytes", "ERA_PROXY_RUNNER_MAX_OUTPUT_BYTES", "",
+                          "stdout and stderr kept per run, each; more ends the run", &Config::runner_max_output_bytes,
+                          1024, 64 << 20));
+  t.push_back(int_setting("runner.max_file_mb", "ERA_PROXY_RUNNER_MAX_FILE_MB", "",
+                          "largest file a run may write, MiB (RLIMIT_FSIZE)", &Config::runner_max_file_mb, 1, 1048576));
+  t.push_back(int_setting("runner.tmp_mb", "ERA_PROXY_RUNNER_TMP_MB", "",
+                          "size of the sandbox's private /tmp and /dev/shm, MiB each", &Config::runner_tmp_mb, 1, 65536));
+  t.push_back(int_setting("runner.uid", "ERA_PROXY_RUNNER_UID", "",
+                          "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
+  t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",
+                          "host gid the sandbox runs as when the proxy runs as root", &Config::runner_gid, 1, 2147483646));
   t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
                           "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
                           100000000));
@@ -343,6 +391,9 @@ void resolve_cloudflare(Config& c) {
 
 void validate(const Config& c) {
   if (c.threads < 2) throw ConfigError("server.threads must be at least 2");
+  if (c.runner_default_timeout > c.runner_max_timeout)
+    throw ConfigError("runner.default_timeout (" + std::to_string(c.runner_default_timeout) +
+                      ") must not exceed runner.max_timeout (" + std::to_string(c.runner_max_timeout) + ")");
   if (c.default_ttl > c.max_ttl)
     throw ConfigError("auth.default_ttl (" + std::to_string(c.default_ttl) + ") is longer than auth.max_ttl (" +
                       std::to_string(c.max_ttl) + ")");

@@ -62,6 +62,25 @@ struct Config {
   int cf_max_attempts = 4;
   int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
 
+  // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
+  bool runner_enabled = true;
+  std::string runner_sessions_dir;  // "" = <data_dir>/sessions
+  std::string runner_socket;        // "" = <data_dir>/proxy.sock
+  std::string runner_bwrap = "/usr/bin/bwrap";
+  std::string runner_python = "/usr/bin/python3";
+  std::string runner_node = "/usr/bin/node";
+  int runner_default_timeout = 30;  // seconds
+  int runner_max_timeout = 300;     // seconds
+  int runner_max_concurrent = 4;
+  int runner_queue_timeout = 60;  // seconds a run waits for a free slot
+  int runner_memory_mb = 512;     // per run (cgroup, where there is one) and per process (RLIMIT_DATA)
+  int runner_max_processes = 64;  // per run
+  int runner_max_output_bytes = 1048576;  // per stream
+  int runner_max_file_mb = 64;
+  int runner_tmp_mb = 64;
+  int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
+  int runner_gid = 65534;
+
   // [auth] (see auth/setup.h for how they combine, and config.example.toml)
   std::string auth_mode = "off";       // "off" (loopback hosts only) or "token"
   std::string admin_token;             // secret: never printed or logged

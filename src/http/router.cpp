@@ -236,7 +236,8 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
   return raw.size() == r.segments.size();
 }
 
-void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader) {
+void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader,
+                      bool from_sandbox) {
   const auto start = std::chrono::steady_clock::now();
   // cpp-httplib 0.11 applies a Range header to whatever response a handler makes, JSON errors
   // included (a GET with "Range: bytes=5-10" got six bytes of an error body). Ranges are the
@@ -244,6 +245,7 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   // dropped. The Request is a non-const object inside the library; only this reference is const.
   const_cast<httplib::Request&>(req).ranges.clear();
   Ctx ctx(req, res, reader);
+  ctx.from_sandbox = from_sandbox;
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);
   std::string outcome;
@@ -289,10 +291,12 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   }
 }
 
-void Router::install(httplib::Server& server) {
-  auto plain = [this](const httplib::Request& req, httplib::Response& res) { dispatch(req, res, nullptr); };
-  auto with_reader = [this](const httplib::Request& req, httplib::Response& res,
-                            const httplib::ContentReader& reader) { dispatch(req, res, &reader); };
+void Router::install(httplib::Server& server, bool from_sandbox) {
+  auto plain = [this, from_sandbox](const httplib::Request& req, httplib::Response& res) {
+    dispatch(req, res, nullptr, from_sandbox);
+  };
+  auto with_reader = [this, from_sandbox](const httplib::Request& req, httplib::Response& res,
+                            const httplib::ContentReader& reader) { dispatch(req, res, &reader, from_sandbox); };
   // Routes without a body reader get their (small) body buffered by the library; refuse a large one
   // before it is read.
   server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -36,6 +36,10 @@ class Ctx {
   std::vector<std::string> params;  // decoded path parameters, in pattern order
   std::string request_id;
   std::string route;  // the pattern that matched, for logs
+  // True for requests that came in on the Unix socket, i.e. from code in the runner's sandbox: they
+  // must always bring a token (auth "off" makes token-less callers the admin, which sandboxed code
+  // must never be).
+  bool from_sandbox = false;
   std::vector<std::string> param_names;  // the pattern's parameter names, in order
   // Who is calling, set by the auth middleware before the handler runs (auth/middleware.h). Handlers
   // that decide themselves whether a request writes call auth::require_write(principal).
@@ -89,7 +93,8 @@ class Router {
   void use(Middleware m) { middleware_.push_back(std::move(m)); }
 
   // Installs the router into the server: every method and path goes through dispatch().
-  void install(httplib::Server& server);
+  // `from_sandbox`: the server is the Unix-socket listener (Ctx::from_sandbox).
+  void install(httplib::Server& server, bool from_sandbox = false);
 
  private:
   struct Segment {
@@ -105,7 +110,8 @@ class Router {
   };
   static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,
                     std::string_view raw_path);
-  void dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader);
+  void dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader,
+                bool from_sandbox);
 
   std::vector<Route> routes_;
   std::vector<Middleware> middleware_;

@@ -1,8 +1,17 @@
 #include "http/server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
+#include <thread>
 
 namespace era::http {
 
@@ -13,10 +22,13 @@ class Server::Impl : public httplib::Server {
     socket_t s = svr_sock_;
     if (s != INVALID_SOCKET) ::listen(s, backlog);  // listen() again on a listening socket resizes its queue
   }
+  // Serves on a listening socket made elsewhere (an AF_UNIX one); the server owns it from here.
+  void adopt_listening_socket(int fd) { svr_sock_ = fd; }
 };
 
-Server::Server(const Config& config) : config_(config), impl_(std::make_unique<Impl>()) {
-  auto& s = *impl_;
+namespace {
+
+void configure(httplib::Server& s, const Config& config) {
   const size_t threads = static_cast<size_t>(config.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_tcp_nodelay(true);
@@ -29,7 +41,66 @@ Server::Server(const Config& config) : config_(config), impl_(std::make_unique<I
   s.set_payload_max_length(std::numeric_limits<size_t>::max());
 }
 
-Server::~Server() = default;
+// A listening AF_UNIX socket at `path`. sun_path holds 108 bytes, so the socket is bound through
+// /proc/self/fd/N of its directory: any path length works.
+int unix_listener(const std::string& path, int backlog) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  const std::string name = p.filename().string();
+  if (name.empty()) throw std::runtime_error("Unix socket path " + path + " names no file");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  int dfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw std::runtime_error("cannot open " + dir + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      ::close(dfd);
+      throw std::runtime_error(path + " exists and is not a socket");
+    }
+    ::unlinkat(dfd, name.c_str(), 0);  // left by an earlier run of the proxy
+  }
+  const std::string via = "/proc/self/fd/" + std::to_string(dfd) + "/" + name;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (via.size() >= sizeof addr.sun_path) {
+    ::close(dfd);
+    throw std::runtime_error("Unix socket name too long: " + name);
+  }
+  std::memcpy(addr.sun_path, via.c_str(), via.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int err = 0;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::fchmodat(dfd, name.c_str(), 0666, 0) != 0 || ::listen(fd, backlog) != 0)
+    err = errno;
+  ::close(dfd);
+  if (err) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("cannot listen on " + path + ": " + std::strerror(err));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Server::Server(const Config& config) : config_(config), impl_(std::make_unique<Impl>()) {
+  configure(*impl_, config);
+}
+
+Server::~Server() {
+  if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
+}
+
+void Server::listen_unix(const std::string& path) {
+  unix_ = std::make_unique<Impl>();
+  configure(*unix_, config_);
+  router_.install(*unix_, /*from_sandbox=*/true);
+  unix_->adopt_listening_socket(unix_listener(path, config_.listen_backlog));
+  // accept() blocks; waking up periodically lets stop() (which closes the socket) end the loop.
+  unix_->set_idle_interval(0, 200000);
+  unix_path_ = path;
+}
 
 int Server::bind() {
   router_.install(*impl_);
@@ -45,8 +116,24 @@ int Server::bind() {
   return port;
 }
 
-void Server::run() { impl_->listen_after_bind(); }
-void Server::stop() { impl_->stop(); }
+void Server::run() {
+  std::thread unix_thread;
+  if (unix_) {
+    unix_thread = std::thread([this] { unix_->listen_after_bind(); });
+    // stop() only stops a server that is running: make sure it is before anything can call stop().
+    for (int i = 0; i < 5000 && !unix_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  impl_->listen_after_bind();
+  if (unix_thread.joinable()) {
+    unix_->stop();
+    unix_thread.join();
+  }
+}
+
+void Server::stop() {
+  impl_->stop();
+  if (unix_) unix_->stop();
+}
 bool Server::is_running() const { return impl_->is_running(); }
 
 }  // namespace era::http

@@ -25,6 +25,11 @@ class Server {
   Router& router() { return router_; }
   // Binds the socket; returns the bound port (useful with port 0). Throws on failure.
   int bind();
+  // Also listens on a Unix socket at `path` (mode 0666: the sandboxed code, which runs as another
+  // uid, connects to it; a stale socket there is replaced). cpp-httplib 0.11 cannot bind AF_UNIX
+  // itself, so the socket is made here and handed to a second httplib::Server with the same router
+  // and settings. Throws on failure. Call after bind(), before run().
+  void listen_unix(const std::string& path);
   // Serves until stop(); returns when every in-flight request has finished.
   void run();
   // Stops accepting; safe from any thread (and from a signal-handling thread).
@@ -36,6 +41,8 @@ class Server {
   const Config& config_;
   Router router_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> unix_;  // the Unix-socket listener, if any
+  std::string unix_path_;
 };
 
 }  // namespace era::http

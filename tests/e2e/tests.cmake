@@ -24,3 +24,7 @@ add_test(NAME e2e_r2_1gib
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/r2_big.py)
 set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_r2_1gib e2e_python_cloudflare
   e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+
+# The benchmark must keep working (timings are not checked: timings are not tests).
+add_test(NAME bench_quick COMMAND ${CMAKE_SOURCE_DIR}/scripts/bench quick)
+set_tests_properties(bench_quick PROPERTIES ENVIRONMENT "ERA_PROXY_BIN=$<TARGET_FILE:era-storage-proxy>" TIMEOUT 600)

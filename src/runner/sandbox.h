@@ -1,0 +1,91 @@
+// Sandbox: runs one command inside bubblewrap, with limits, and collects what it printed.
+//
+// The sandbox has new user, PID, IPC, UTS, network and cgroup namespaces; the root is an empty
+// tmpfs with the host's /usr (and the /bin, /lib... links into it) bound read-only, a private /proc,
+// a minimal /dev, a small private /tmp, and exactly two things from the host bound read-write: the
+// working directory and (optionally) the proxy's Unix socket. Nothing else of the host's file
+// system — the proxy's data dir and config included — exists inside. The network namespace has
+// only its own loopback, so no TCP or UDP connection can leave it; the Unix socket is the one way
+// out, and it leads to the proxy (which checks the session's token like any other caller's).
+//
+// Limits:
+// - wall clock: past `timeout`, the whole sandbox is killed (SIGKILL to bwrap, whose death takes the
+//   PID namespace and every process in it with it);
+// - output: stdout and stderr are kept up to `max_output` bytes each; a stream that goes past it
+//   is truncated there and the sandbox is killed (printing forever must not hold a slot or memory);
+// - memory and processes for the whole run: a control group per run (runner/cgroup.h) when the
+//   machine gives us one; it is what names a "memory" (OOM kill) or "processes" (fork refused) limit;
+// - processes, memory per process, file size, open files: rlimits set by prlimit(1) inside the
+//   sandbox, after the user namespace exists, always (the floor when there is no cgroup, and a
+//   bound on untouched virtual memory when there is). RLIMIT_NPROC then counts the processes of that
+//   one namespace, so each run has its own process budget. The kernel does not apply RLIMIT_NPROC to
+//   real uid 0, so when the proxy runs as root the sandbox is started as an unprivileged uid
+//   (`run_as`): that also means the sandbox owns nothing on the host but its working directory.
+//
+// Everything given to bwrap by path is opened by the proxy first and passed as a file descriptor,
+// so an unprivileged bwrap needs no access to the data dir's path, and a path swapped under us
+// (a symlink planted by earlier code) cannot redirect a bind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace era::runner {
+
+// A limit a run hit.
+enum class Limit { none, memory, processes, output, timeout };
+const char* to_string(Limit limit);
+
+struct SandboxLimits {
+  int timeout_ms = 30000;
+  size_t max_output = 1 << 20;          // bytes kept per stream
+  uint64_t memory_bytes = 512ull << 20;  // the run's memory (cgroup), and RLIMIT_DATA per process
+  int max_processes = 64;                // the run's processes and threads (cgroup pids, RLIMIT_NPROC)
+  uint64_t max_file_bytes = 64ull << 20; // RLIMIT_FSIZE
+  uint64_t tmp_bytes = 64ull << 20;      // size of the private /tmp
+  int max_open_files = 256;              // RLIMIT_NOFILE
+};
+
+struct SandboxSpec {
+  std::string bwrap = "/usr/bin/bwrap";
+  std::string prlimit = "/usr/bin/prlimit";
+  std::vector<std::string> command;  // absolute path inside the sandbox first
+  std::string stdin_data;            // given to the command on its stdin (then EOF)
+
+  int workdir_fd = -1;  // an open directory: bound read-write at `workdir`, the command's cwd
+  std::string workdir = "/home/session";
+  int socket_fd = -1;   // an O_PATH fd of the proxy's Unix socket, bound at `socket_path`; -1 for none
+  std::string socket_path = "/run/era/storage.sock";
+
+  std::vector<std::pair<std::string, std::string>> env;  // the command's whole environment
+  std::optional<std::pair<uid_t, gid_t>> run_as;          // host ids to drop to before bwrap
+  std::string cgroup_name;  // unique per run: the run's control group; "" for rlimits only
+  SandboxLimits limits;
+};
+
+struct SandboxResult {
+  int exit_code = -1;  // the command's exit status, or 128 + signal
+  std::string stdout_data;
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  Limit limit = Limit::none;  // the first of `limits`
+  std::vector<Limit> limits;  // every limit hit, most telling first: memory, processes, output, timeout
+  bool cgroup = false;        // whether a control group held the run (memory/processes can be named)
+  double duration = 0;  // seconds, wall clock
+};
+
+// The bwrap command line for `spec` (without the environment, which goes to execve: a token in
+// argv would be readable by every local user through /proc/PID/cmdline). Exposed for tests.
+std::vector<std::string> bwrap_argv(const SandboxSpec& spec);
+
+// Runs the command to completion or to a limit. Throws std::runtime_error if the sandbox could not
+// be set up (bwrap missing, namespaces not permitted...); the code's own failures are results.
+SandboxResult run_sandbox(const SandboxSpec& spec);
+
+}  // namespace era::runner

@@ -1,0 +1,243 @@
+// The runner: per-session working directories, the SDK and environment it injects, concurrency.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <future>
+#include <thread>
+#include <string>
+
+#include "runner/runner.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using namespace era;
+using namespace era::runner;
+
+namespace {
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+struct Fixture {
+  fs::path root;
+  RunnerOptions opts;
+  Fixture() {
+    const char* t = std::getenv("ERA_TEST_TMP");
+    root = fs::path(t && *t ? t : fs::temp_directory_path().string()) / ("runner-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    fs::create_directories(root);
+    opts.sessions_dir = (root / "sessions").string();
+    opts.sdk_python = "def hello():\n    return 'hello from the sdk'\n";
+    opts.sdk_js = "module.exports = { hello: async () => 'hello from the js sdk' };\n";
+    if (::geteuid() == 0) opts.run_as = std::make_pair(uid_t(65534), gid_t(65534));
+    opts.default_timeout_s = 10;
+    opts.max_timeout_s = 20;
+  }
+  ~Fixture() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  RunRequest py(const std::string& session, const std::string& code) {
+    RunRequest r;
+    r.session_id = session;
+    r.language = Language::python;
+    r.token = "token-of-" + session;
+    r.code = code;
+    return r;
+  }
+};
+
+int status_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ApiError& e) {
+    return e.status();
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("runner: the guide's environment and SDK, in Python") {
+  Fixture f;
+  Runner runner(f.opts);
+  auto r = runner.run(f.py("ses_a", R"(import os, era_storage
+print(era_storage.hello())
+for k in ("ERA_SESSION", "ERA_SESSION_ID", "ERA_LANGUAGE", "ERA_STORAGE_TOKEN", "GREETING"):
+    print(k, os.environ.get(k))
+)"));
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout_data ==
+        "hello from the sdk\nERA_SESSION true\nERA_SESSION_ID ses_a\nERA_LANGUAGE python\n"
+        "ERA_STORAGE_TOKEN token-of-ses_a\nGREETING None\n");
+  CHECK(fs::exists(fs::path(runner.session_dir("ses_a")) / "era_storage.py"));
+  CHECK(fs::exists(fs::path(runner.session_dir("ses_a")) / "era_storage.js"));
+}
+
+TEST_CASE("runner: JavaScript requires ./era_storage.js and may await at the top level") {
+  Fixture f;
+  Runner runner(f.opts);
+  RunRequest req = f.py("ses_js", R"(const { hello } = require('./era_storage.js');
+const msg = await hello();
+console.log(msg, process.env.ERA_LANGUAGE, process.env.GREETING);
+)");
+  req.language = Language::javascript;
+  req.env = {{"GREETING", "hi"}};
+  auto r = runner.run(req);
+  CHECK(r.stderr_data == "");
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout_data == "hello from the js sdk javascript hi\n");
+
+  req.code = "await Promise.reject(new Error('boom'));";
+  auto failed = runner.run(req);
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.stderr_data.find("boom") != std::string::npos);
+}
+
+TEST_CASE("runner: a session's files persist across runs and go with remove_session") {
+  Fixture f;
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_p", "open('data.txt','w').write('state')")).exit_code == 0);
+  CHECK(runner.run(f.py("ses_p", "print(open('data.txt').read())")).stdout_data == "state\n");
+  runner.remove_session("ses_p");
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_p")));
+  CHECK(runner.run(f.py("ses_p", "import os; print(os.path.exists('data.txt'))")).stdout_data == "False\n");
+}
+
+TEST_CASE("runner: one session cannot reach another's directory") {
+  Fixture f;
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_victim", "open('secret.txt','w').write('s3cret')")).exit_code == 0);
+  auto r = runner.run(f.py("ses_thief", R"(import os
+found = []
+for p in ("../ses_victim/secret.txt", "/home/ses_victim/secret.txt", "/home/session/../ses_victim/secret.txt"):
+    try:
+        found.append(open(p).read())
+    except OSError:
+        pass
+for root, dirs, files in os.walk("/"):
+    if root.startswith("/proc") or root.startswith("/sys") or root.startswith("/usr"):
+        continue
+    found += [os.path.join(root, n) for n in files if n == "secret.txt"]
+print(found, os.listdir("/home"))
+)"));
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout_data == "[] ['session']\n");
+}
+
+TEST_CASE("runner: a symlink planted as era_storage.py is replaced, never written through") {
+  Fixture f;
+  Runner runner(f.opts);
+  const fs::path victim = f.root / "victim.txt";
+  std::ofstream(victim) << "intact";
+  fs::permissions(victim, fs::perms::all);
+  auto planted = runner.run(f.py("ses_s", "import os\nos.remove('era_storage.py')\nos.symlink('" +
+                                              victim.string() + "', 'era_storage.py')\n"));
+  CHECK(planted.exit_code == 0);
+  auto r = runner.run(f.py("ses_s", "import era_storage; print(era_storage.hello())"));
+  CHECK(r.stdout_data == "hello from the sdk\n");
+  CHECK(read(victim) == "intact");
+  CHECK_FALSE(fs::is_symlink(fs::path(runner.session_dir("ses_s")) / "era_storage.py"));
+
+  // remove_session deletes the link, not what it points to.
+  CHECK(runner.run(f.py("ses_s", "import os; os.symlink('" + f.root.string() + "', 'outside')")).exit_code == 0);
+  runner.remove_session("ses_s");
+  CHECK(read(victim) == "intact");
+}
+
+TEST_CASE("runner: bad requests are refused before anything runs") {
+  Fixture f;
+  Runner runner(f.opts);
+  auto with = [&](auto change) {
+    RunRequest r = f.py("ses_bad", "print(1)");
+    change(r);
+    return status_of([&] { runner.run(r); });
+  };
+  CHECK(with([](RunRequest& r) { r.env = {{"ERA_STORAGE_TOKEN", "forged"}}; }) == 400);
+  CHECK(with([](RunRequest& r) { r.env = {{"BAD-NAME", "x"}}; }) == 400);
+  CHECK(with([](RunRequest& r) { r.env = {{"X", std::string("a\0b", 3)}}; }) == 400);
+  CHECK(with([](RunRequest& r) { r.timeout_s = 0; }) == 400);
+  CHECK(with([](RunRequest& r) { r.timeout_s = 21; }) == 400);
+  CHECK(with([](RunRequest& r) { r.session_id = ".."; }) == 400);
+  CHECK(with([](RunRequest& r) { r.session_id = "a/b"; }) == 400);
+  CHECK(with([](RunRequest& r) { r.code = std::string(kMaxCodeBytes + 1, '#'); }) == 413);
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_bad")));
+  CHECK_FALSE(fs::exists(f.root / "sessions" / "a"));
+}
+
+TEST_CASE("runner: a session's runs take turns; different sessions run side by side") {
+  Fixture f;
+  f.opts.max_concurrent = 2;
+  Runner runner(f.opts);
+  const std::string nap = "import time; time.sleep(1.5)";
+  auto both = [&](const std::string& a, const std::string& b) {
+    auto start = std::chrono::steady_clock::now();
+    auto x = std::async(std::launch::async, [&] { return runner.run(f.py(a, nap)); });
+    auto y = std::async(std::launch::async, [&] { return runner.run(f.py(b, nap)); });
+    CHECK(x.get().exit_code == 0);
+    CHECK(y.get().exit_code == 0);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  CHECK(both("ses_same", "ses_same") >= 3.0);
+  CHECK(both("ses_one", "ses_two") < 2.9);
+}
+
+TEST_CASE("runner: past max_concurrent, a run waits and then gets 503 runner_busy") {
+  Fixture f;
+  f.opts.max_concurrent = 1;
+  f.opts.queue_timeout_s = 1;
+  Runner runner(f.opts);
+  auto slow = std::async(std::launch::async, [&] { return runner.run(f.py("ses_slow", "import time; time.sleep(3)")); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int status = 0;
+  std::string code;
+  try {
+    runner.run(f.py("ses_other", "print(1)"));
+  } catch (const ApiError& e) {
+    status = e.status();
+    code = e.code();
+  }
+  CHECK(status == 503);
+  CHECK(code == "runner_busy");
+  CHECK(slow.get().exit_code == 0);
+  CHECK(runner.run(f.py("ses_other", "print(1)")).stdout_data == "1\n");
+}
+
+TEST_CASE("runner: prune removes the directories of sessions that are no longer live") {
+  Fixture f;
+  Runner runner(f.opts);
+  for (const char* id : {"ses_live", "ses_gone"}) CHECK(runner.run(f.py(id, "open('f','w').write('x')")).exit_code == 0);
+  CHECK(runner.prune([](const std::string& id) { return id == "ses_live"; }) == 1);
+  CHECK(fs::exists(fs::path(runner.session_dir("ses_live")) / "f"));
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_gone")));
+}
+
+TEST_CASE("runner: with is_live, runs prune the directories of dead sessions") {
+  Fixture f;
+  std::set<std::string> live = {"ses_first", "ses_second"};
+  std::mutex mu;
+  f.opts.is_live = [&](const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu);
+    return live.count(id) > 0;
+  };
+  f.opts.prune_interval_s = 0;
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_first", "pass")).exit_code == 0);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    live.erase("ses_first");  // expired
+  }
+  CHECK(fs::exists(runner.session_dir("ses_first")));
+  CHECK(runner.run(f.py("ses_second", "pass")).exit_code == 0);
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_first")));
+  CHECK(fs::exists(runner.session_dir("ses_second")));
+}
