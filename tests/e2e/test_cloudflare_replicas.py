@@ -1,5 +1,6 @@
-"""Two proxies in cloudflare mode on one account (Cloudflare's emulator) agree on sessions and
-revocations: those live in the D1 database ("era:sessions", "era:revocations"), not per replica."""
+"""Two proxies in cloudflare mode on one account (Cloudflare's emulator) agree on sessions,
+revocations and the resource registry: those live in the D1 database ("era:sessions",
+"era:revocations", "era:resources", "era:resource_counters"), not per replica."""
 
 import json
 import os
@@ -75,6 +76,26 @@ class CloudflareReplicasTest(unittest.TestCase):
         # Stored where the docs say, outside every user namespace.
         status, env = self.emu.d1_raw('SELECT id FROM "era:revocations" WHERE id = ?', [sid])
         self.assertEqual(env["result"][0]["results"]["rows"], [[sid]])
+
+    def test_two_replicas_see_the_same_resources_and_stats(self):
+        ns = "replres"
+        # Written through A, deleted through B: each replica's answer is the registry both share.
+        for i in range(3):
+            self.assertEqual(api(self.a.url, "PUT", f"/api/storage/kv/{ns}/k{i}", ADMIN, {"value": "x" * (i + 1)})[0], 200)
+        self.assertEqual(api(self.b.url, "DELETE", f"/api/storage/kv/{ns}/k0", ADMIN)[0], 200)
+        answers = [api(p.url, "GET", f"/api/resources/stats?namespace={ns}", ADMIN) for p in (self.a, self.b)]
+        for status, stats in answers:
+            self.assertEqual(status, 200, stats)
+            self.assertEqual((stats["total"], stats["total_size"], stats["by_type"]["kv"]), (2, 5, 2), stats)
+        self.assertEqual(answers[0][1], answers[1][1])
+        for p in (self.a, self.b):
+            status, listed = api(p.url, "GET", f"/api/resources/list?namespace={ns}", ADMIN)
+            self.assertEqual(status, 200, listed)
+            self.assertEqual([r["key"] for r in listed["resources"]], ["k1", "k2"])
+        # Kept where the docs say: a D1 table outside every user namespace.
+        status, env = self.emu.d1_raw('SELECT count, bytes FROM "era:resource_counters" WHERE type = ? AND ns = ?',
+                                      ["kv", ns])
+        self.assertEqual(env["result"][0]["results"]["rows"], [[2, 5]])
 
 
 if __name__ == "__main__":

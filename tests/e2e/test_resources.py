@@ -33,7 +33,6 @@ def truth(namespaces):
     return count, size, per
 
 
-@unittest.skipIf(backend() == "cloudflare", "resource discovery is not implemented for the cloudflare backend yet (501)")
 class ResourcesApiTest(ProxyTestCase):
     def test_guide_resource_discovery_over_plain_http(self):
         app = unique("myapp")
@@ -78,6 +77,7 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertEqual(era_storage.resources.stats(namespace=a)["total"], 5)
         self.assertNotIn("other", [r["key"] for r in era_storage.resources.list(namespace=a)["resources"]])
 
+    @unittest.skipIf(backend() == "cloudflare", "D1 is not implemented for the cloudflare backend yet (501)")
     def test_d1_tables_are_listed_and_counted_from_the_schema(self):
         ns = unique("sql")
         era_storage.d1.exec(ns, "CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT)")
@@ -140,7 +140,6 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertTrue(original <= set(seen), "a resource present for the whole walk was skipped")
 
 
-@unittest.skipIf(backend() == "cloudflare", "resource discovery is not implemented for the cloudflare backend yet (501)")
 class ResourcesCrashTest(ProxyTestCase):
     def test_counts_equal_data_after_sigkill_mid_writes(self):
         nss = [unique("crash") for _ in range(4)]
@@ -172,6 +171,17 @@ class ResourcesCrashTest(ProxyTestCase):
         for t in threads:
             t.join()
         self.assertEqual(errors, [])
+        import subprocess
+        from harness import BIN
+        if backend() == "cloudflare":
+            # The registry is recorded before an upstream put and after an upstream delete, so the kill
+            # may leave it showing an entry that is not there (never missing one that is): reindex
+            # repairs exactly that, reading the stores.
+            out = subprocess.run([BIN, "reindex", "--data-dir", self.proxy.data_dir], capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            for line in out.stdout.splitlines():
+                if line.startswith("repaired kv crash_") and ": missing, added" in line:
+                    self.fail("the registry lost an entry the store holds: " + line)
         self.proxy.start()
         os.environ["ERA_STORAGE_URL"] = self.proxy.url
         count, size, per = truth(nss)
@@ -183,8 +193,6 @@ class ResourcesCrashTest(ProxyTestCase):
             self.assertEqual(era_storage.resources.list(namespace=ns)["total"], per.get(ns, 0))
         # reindex finds nothing to repair: the counters were right all along.
         self.proxy.stop()
-        import subprocess
-        from harness import BIN
         out = subprocess.run([BIN, "reindex", "--data-dir", self.proxy.data_dir], capture_output=True, text=True)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("reindex: 0 counter(s) repaired", out.stdout)

@@ -16,23 +16,6 @@ CheckItem run_check(const std::string& what, const std::function<void()>& fn) {
   }
 }
 
-// The registry of a backend that cannot list resources yet: every call is a clear 501.
-class UnavailableRegistry : public ResourceRegistry {
- public:
-  ResourcePage list(const ResourceQuery&) override { fail(); }
-  ResourceStats stats(const std::optional<std::string>&, const std::optional<std::set<std::string>>&) override {
-    fail();
-  }
-  ReindexReport reindex() override { fail(); }
-
- private:
-  [[noreturn]] static void fail() {
-    throw ApiError(501, "not_implemented",
-                   "resource discovery is not available with the cloudflare backend yet; the KV and R2 "
-                   "endpoints are");
-  }
-};
-
 }  // namespace
 
 CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
@@ -44,10 +27,21 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   api_ = std::make_unique<RestApi>(*http_, config.cf_api_base, config.cf_api_token);
   s3_ = std::make_unique<S3Client>(*http_, config.cf_r2_endpoint, config.cf_r2_bucket,
                                    sigv4::Credentials{config.cf_r2_access_key_id, config.cf_r2_secret_access_key});
-  kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id);
-  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20);
-  registry_ = std::make_unique<UnavailableRegistry>();
   d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
+  registry_ = std::make_unique<CloudflareRegistry>(*d1_);
+  kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id, registry_.get());
+  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20, registry_.get());
+  registry_->set_walkers(
+      {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },
+        [this](const std::string& ns, const std::string& key) -> std::optional<int64_t> {
+          auto v = kv_->get(ns, key);
+          return v ? std::optional<int64_t>(int64_t(v->value.size())) : std::nullopt;
+        }},
+       {"r2", '/', [this](const std::function<void(StoredEntry)>& fn) { r2_->walk(fn); },
+        [this](const std::string& ns, const std::string& key) -> std::optional<int64_t> {
+          auto info = r2_->head(ns, key);
+          return info ? std::optional<int64_t>(int64_t(info->size)) : std::nullopt;
+        }}});
   sessions_ = std::make_unique<CloudflareSessions>(*d1_);
   D1Limits limits;
   limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);

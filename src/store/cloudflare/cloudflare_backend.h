@@ -9,6 +9,7 @@
 #include "store/cloudflare/cloudflare_d1.h"
 #include "store/cloudflare/cloudflare_kv.h"
 #include "store/cloudflare/cloudflare_r2.h"
+#include "store/cloudflare/cloudflare_registry.h"
 #include "store/cloudflare/cloudflare_sessions.h"
 #include "store/cloudflare/d1_client.h"
 #include "store/cloudflare/http_client.h"
@@ -26,8 +27,7 @@ class CloudflareBackend : public Backend {
   SessionStore& sessions() override { return *sessions_; }
   // User SQL over D1: rewritten and guarded on a shadow schema before /raw (cloudflare_d1.h).
   SqlStore& d1() override { return *d1_store_; }
-  // Not yet: resource discovery over Cloudflare needs counters shared by every replica (a D1 table
-  // kept with each write). Until then its endpoints answer 501 with this reason; the stores work.
+  // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h).
   ResourceRegistry& registry() override { return *registry_; }
   void close() override {}
   std::vector<CheckItem> check() override;
@@ -37,10 +37,10 @@ class CloudflareBackend : public Backend {
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<S3Client> s3_;
+  std::unique_ptr<D1Client> d1_;
+  std::unique_ptr<CloudflareRegistry> registry_;
   std::unique_ptr<CloudflareKv> kv_;
   std::unique_ptr<CloudflareR2> r2_;
-  std::unique_ptr<ResourceRegistry> registry_;
-  std::unique_ptr<D1Client> d1_;
   std::unique_ptr<CloudflareSessions> sessions_;
   std::unique_ptr<SqlStore> d1_store_;
 };

@@ -96,7 +96,48 @@ void CloudflareKv::put(const std::string& ns, const std::string& key, const KvVa
   HttpRequest req = api_.request("PUT", path, "KV put");
   req.headers.emplace_back("Content-Type", "multipart/form-data; boundary=" + boundary);
   req.body = multipart_body(boundary, v);
-  api_.call(req);
+  // Registry first: a crash between the two can only show a resource that is not there.
+  if (recorder_) recorder_->record_put("kv", ns, key, int64_t(v.value.size()), v.metadata, v.expiration);
+  try {
+    api_.call(req);
+  } catch (...) {
+    if (recorder_) resync(ns, key);
+    throw;
+  }
+}
+
+void CloudflareKv::resync(const std::string& ns, const std::string& key) noexcept {
+  try {
+    if (auto now = get(ns, key))
+      recorder_->record_put("kv", ns, key, int64_t(now->value.size()), now->metadata, now->expiration);
+    else
+      recorder_->record_remove("kv", ns, key);
+  } catch (...) {
+    // The row may stay showing a value that is not there; reindex repairs it.
+  }
+}
+
+void CloudflareKv::walk(const std::function<void(StoredEntry)>& fn) {
+  std::string cursor;
+  for (;;) {
+    std::string q = "/keys?limit=" + std::to_string(kUpstreamMaxLimit);
+    if (!cursor.empty()) q += "&cursor=" + enc::percent_encode(cursor);
+    HttpRequest req = api_.request("GET", path_ + q, "KV list (reindex)");
+    json env = api_.call(req);
+    if (!env.contains("result") || !env["result"].is_array())
+      throw ApiError(502, "upstream_error", "Cloudflare KV list failed: the answer has no result list");
+    for (const auto& item : env["result"]) {
+      const std::string name = item.value("name", "");
+      const auto at = name.find(':');
+      if (at == std::string::npos || !ns::is_valid_namespace(name.substr(0, at))) continue;  // not ours
+      fn(StoredEntry{name.substr(0, at), name.substr(at + 1), std::nullopt, metadata_text(item), expiration_of(item)});
+    }
+    cursor.clear();
+    if (env.contains("result_info") && env["result_info"].is_object() && env["result_info"].contains("cursor") &&
+        env["result_info"]["cursor"].is_string())
+      cursor = env["result_info"]["cursor"].get<std::string>();
+    if (cursor.empty()) return;
+  }
 }
 
 std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::string& key) {
@@ -132,8 +173,9 @@ std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::strin
 void CloudflareKv::remove(const std::string& ns, const std::string& key) {
   HttpRequest req = api_.request("DELETE", value_path(stored_name(ns, key)), "KV delete");
   HttpResponse r = api_.send(req);
-  if (r.status == 404) return;  // already gone: deleting a missing key is not an error
-  if (r.status < 200 || r.status >= 300) throw upstream_error(req.what, r);
+  if (r.status != 404 && (r.status < 200 || r.status >= 300)) throw upstream_error(req.what, r);
+  // 404: already gone, not an error. The registry forgets it only now that the store has.
+  if (recorder_) recorder_->record_remove("kv", ns, key);
 }
 
 KvPage CloudflareKv::list(const std::string& ns, const std::string& prefix, int limit, const std::string& cursor) {

@@ -12,8 +12,10 @@
 // - Cloudflare's limits apply to the stored name: "ns:key" must fit in 512 bytes; checked before any call.
 #pragma once
 
+#include <functional>
 #include <string>
 
+#include "store/cloudflare/cloudflare_registry.h"
 #include "store/cloudflare/rest_api.h"
 #include "store/kv_store.h"
 
@@ -21,12 +23,17 @@ namespace era::cf {
 
 class CloudflareKv : public KvStore {
  public:
-  CloudflareKv(RestApi& api, std::string namespace_id) : api_(api), path_("/storage/kv/namespaces/" + namespace_id) {}
+  // `recorder` (may be null) learns of every put and delete, in the order cloudflare_registry.h gives.
+  CloudflareKv(RestApi& api, std::string namespace_id, ResourceRecorder* recorder = nullptr)
+      : api_(api), path_("/storage/kv/namespaces/" + namespace_id), recorder_(recorder) {}
 
   void put(const std::string& ns, const std::string& key, const KvValue& value) override;
   std::optional<KvValue> get(const std::string& ns, const std::string& key) override;
   void remove(const std::string& ns, const std::string& key) override;
   KvPage list(const std::string& ns, const std::string& prefix, int limit, const std::string& cursor) override;
+
+  // Every stored entry of every namespace (names shaped "ns:key"), without sizes: for reindex.
+  void walk(const std::function<void(StoredEntry)>& fn);
 
   // Lists one key: proves the token can read the namespace. Throws ApiError with the upstream's reason.
   void check();
@@ -37,8 +44,12 @@ class CloudflareKv : public KvStore {
  private:
   std::string value_path(const std::string& name) const;
 
+  // After a put that failed (it may or may not have happened): the registry row follows the store.
+  void resync(const std::string& ns, const std::string& key) noexcept;
+
   RestApi& api_;
   std::string path_;
+  ResourceRecorder* recorder_;
 };
 
 }  // namespace era::cf

@@ -202,6 +202,58 @@ void CloudflareR2::add_put_headers(HttpRequest& req, const PutOptions& o) const 
 
 ObjectInfo CloudflareR2::put(const std::string& ns, const std::string& key, const PutOptions& o,
                              const ChunkSource& source) {
+  if (!recorder_) return upload(ns, key, o, source);
+  stored_name(ns, key);  // a name R2 refuses is refused before anything is recorded
+  // Registry first (the size announced, if any), corrected once the upload says what it stored: a
+  // crash in between can only show an object that is not there (reindex repairs it).
+  const std::string meta = nlohmann::json(o.custom_metadata).dump();
+  recorder_->record_put("r2", ns, key, int64_t(o.size.value_or(0)), meta, std::nullopt);
+  ObjectInfo info;
+  try {
+    info = upload(ns, key, o, source);
+  } catch (...) {
+    resync(ns, key);
+    throw;
+  }
+  if (!o.size || *o.size != info.size) recorder_->record_put("r2", ns, key, int64_t(info.size), meta, std::nullopt);
+  return info;
+}
+
+void CloudflareR2::resync(const std::string& ns, const std::string& key) noexcept {
+  try {
+    if (auto now = head(ns, key))
+      recorder_->record_put("r2", ns, key, int64_t(now->size), nlohmann::json(now->custom_metadata).dump(),
+                            std::nullopt);
+    else
+      recorder_->record_remove("r2", ns, key);
+  } catch (...) {
+    // The row may stay showing an object that is not there; reindex repairs it.
+  }
+}
+
+void CloudflareR2::walk(const std::function<void(StoredEntry)>& fn) {
+  std::string token;
+  for (;;) {
+    sigv4::Pairs q = {{"list-type", "2"}, {"encoding-type", "url"}, {"max-keys", "1000"}};
+    if (!token.empty()) q.emplace_back("continuation-token", token);
+    HttpRequest req = s3_.request("GET", "", q, "R2 list (reindex)");
+    HttpResponse r = s3_.send(req);
+    if (r.status != 200) throw_s3(req.what, r);
+    for (auto block : xml::blocks(r.body, "Contents")) {
+      const std::string name = url_decoded(xml::first(block, "Key"));
+      const auto at = name.find('/');
+      if (at == std::string::npos || !ns::is_valid_namespace(name.substr(0, at))) continue;  // not ours
+      fn(StoredEntry{name.substr(0, at), name.substr(at + 1), int64_t(to_u64(xml::first(block, "Size"))),
+                     std::nullopt, std::nullopt});
+    }
+    if (xml::first(r.body, "IsTruncated") != "true") return;
+    token = xml::first(r.body, "NextContinuationToken");
+    if (token.empty()) throw ApiError(502, "upstream_error", "R2 answered a truncated list without a token");
+  }
+}
+
+ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, const PutOptions& o,
+                                const ChunkSource& source) {
   const std::string name = stored_name(ns, key);
   std::string buf;
   uint64_t total = 0;
@@ -347,6 +399,8 @@ bool CloudflareR2::remove(const std::string& ns, const std::string& key) {
   HttpRequest req = s3_.request("DELETE", stored_name(ns, key), {}, "R2 delete");
   HttpResponse r = s3_.send(req);
   if (r.status != 204 && r.status != 200 && r.status != 404) throw_s3(req.what, r);
+  // The registry forgets it only now that the store has.
+  if (recorder_) recorder_->record_remove("r2", ns, key);
   return existed;
 }
 

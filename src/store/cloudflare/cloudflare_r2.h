@@ -21,6 +21,7 @@
 #include <map>
 #include <string>
 
+#include "store/cloudflare/cloudflare_registry.h"
 #include "store/cloudflare/s3_client.h"
 #include "store/object_store.h"
 
@@ -28,7 +29,9 @@ namespace era::cf {
 
 class CloudflareR2 : public ObjectStore {
  public:
-  CloudflareR2(S3Client& s3, HttpClient& http, uint64_t part_size) : s3_(s3), http_(http), part_size_(part_size) {}
+  // `recorder` (may be null) learns of every put and delete, in the order cloudflare_registry.h gives.
+  CloudflareR2(S3Client& s3, HttpClient& http, uint64_t part_size, ResourceRecorder* recorder = nullptr)
+      : s3_(s3), http_(http), part_size_(part_size), recorder_(recorder) {}
 
   ObjectInfo put(const std::string& ns, const std::string& key, const PutOptions& options,
                  const ChunkSource& source) override;
@@ -37,6 +40,9 @@ class CloudflareR2 : public ObjectStore {
   std::optional<ObjectInfo> head(const std::string& ns, const std::string& key) override;
   bool remove(const std::string& ns, const std::string& key) override;
   ObjectPage list(const std::string& ns, const ListOptions& options) override;
+
+  // Every stored object of every namespace (names shaped "ns/key"), with sizes: for reindex.
+  void walk(const std::function<void(StoredEntry)>& fn);
 
   // The metadata encodings (exposed for unit tests).
   static std::string encode_meta_name(const std::string& name);
@@ -48,9 +54,15 @@ class CloudflareR2 : public ObjectStore {
   std::string multipart(const std::string& name, const PutOptions& o, std::string& buffer, uint64_t& total,
                         bool& ended, const ChunkSource& source);
 
+  ObjectInfo upload(const std::string& ns, const std::string& key, const PutOptions& options,
+                    const ChunkSource& source);
+  // After a put that failed (it may or may not have happened): the registry row follows the store.
+  void resync(const std::string& ns, const std::string& key) noexcept;
+
   S3Client& s3_;
   HttpClient& http_;
   uint64_t part_size_;
+  ResourceRecorder* recorder_;
 };
 
 // ObjectInfo from a GetObject / HeadObject answer (for `key`, the name without the namespace).

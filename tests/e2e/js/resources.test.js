@@ -8,12 +8,10 @@ const { startProxy, SDK } = require('./harness');
 const { KVStorage, ResourcesAPI, StorageError } = require(SDK);
 const unique = (name = 'jsres') => `${name}_${crypto.randomBytes(4).toString('hex')}`;
 
-// Resource discovery is not implemented for the cloudflare backend yet (it answers 501).
-const skip = process.env.ERA_TEST_BACKEND === 'cloudflare' ? 'not implemented for the cloudflare backend yet' : false;
-const test = (name, fn) => baseTest(name, { skip }, fn);
+const test = baseTest;
 
 let proxy;
-baseTest.before(async () => { if (!skip) proxy = await startProxy(); });
+baseTest.before(async () => { proxy = await startProxy(); });
 baseTest.after(async () => { if (proxy) await proxy.stop(); });
 
 test('list, iterate and stats reflect what was written', async () => {
