@@ -77,7 +77,6 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertEqual(era_storage.resources.stats(namespace=a)["total"], 5)
         self.assertNotIn("other", [r["key"] for r in era_storage.resources.list(namespace=a)["resources"]])
 
-    @unittest.skipIf(backend() == "cloudflare", "D1 is not implemented for the cloudflare backend yet (501)")
     def test_d1_tables_are_listed_and_counted_from_the_schema(self):
         ns = unique("sql")
         era_storage.d1.exec(ns, "CREATE TABLE todos (id INTEGER PRIMARY KEY, title TEXT)")

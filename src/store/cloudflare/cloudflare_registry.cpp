@@ -181,21 +181,11 @@ class D1Source : public ResourceSource {
   D1Client& d1_;
 };
 
-// The registry of D1 tables in cloudflare mode: none yet (see the header). Counts 0, lists nothing.
-class NoD1Source : public ResourceSource {
- public:
-  const char* type() const override { return "d1"; }
-  Batch page(const Filter&, const std::string&, int64_t, int) override { return {}; }
-  int64_t count(const Filter&) override { return 0; }
-  void add_stats(const Filter&, std::map<std::string, std::pair<int64_t, int64_t>>&) override {}
-  void reindex(std::vector<std::string>&) override {}
-};
-
 }  // namespace
 
-CloudflareRegistry::CloudflareRegistry(D1Client& d1) : d1_(d1) {
+CloudflareRegistry::CloudflareRegistry(D1Client& d1, SqlStore& tables) : d1_(d1) {
   std::vector<std::unique_ptr<ResourceSource>> sources;
-  sources.push_back(std::make_unique<NoD1Source>());
+  sources.push_back(make_d1_source(tables));  // D1 tables: straight from D1's ownership registry
   sources.push_back(std::make_unique<D1Source>("kv", ':', d1_));
   sources.push_back(std::make_unique<D1Source>("r2", '/', d1_));
   walker_ = std::make_unique<LocalRegistry>(std::move(sources));

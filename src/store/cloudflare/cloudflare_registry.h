@@ -19,8 +19,8 @@
 // Expired KV rows are neither listed nor counted (stats subtract expired rows still present); a sweep
 // (at most once a minute, on stats, and in reindex) deletes them with their counters.
 //
-// D1 user tables are not registered in cloudflare mode yet: their counts are 0 (the D1 store is not
-// available in this backend yet; when it is, its own schema registry becomes the "d1" source).
+// D1 user tables are not rows here: they are listed and counted from the SQL store's own ownership
+// registry (the "d1" source), which cannot drift from D1's schema.
 #pragma once
 
 #include <functional>
@@ -30,6 +30,7 @@
 #include <string>
 
 #include "store/cloudflare/d1_client.h"
+#include "store/sql_store.h"
 #include "store/registry.h"
 
 namespace era::cf {
@@ -62,7 +63,8 @@ struct StoreWalker {
 
 class CloudflareRegistry : public ResourceRegistry, public ResourceRecorder {
  public:
-  explicit CloudflareRegistry(D1Client& d1);
+  // `tables`: the backend's SQL store, whose ownership registry lists the D1 tables.
+  CloudflareRegistry(D1Client& d1, SqlStore& tables);
   ~CloudflareRegistry() override;
 
   // The stores reindex reads (set once by the backend, before serving).
