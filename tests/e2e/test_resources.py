@@ -187,7 +187,12 @@ class ResourcesCrashTest(ProxyTestCase):
         self.assertGreater(count, 0)
         total = sum(era_storage.resources.stats(namespace=ns)["total"] for ns in nss)
         total_size = sum(era_storage.resources.stats(namespace=ns)["total_size"] for ns in nss)
-        self.assertEqual((total, total_size), (count, size))
+        self.assertEqual(total, count)
+        if backend() == "local":
+            self.assertEqual(total_size, size)
+        # cloudflare: a put killed after its registry record but before the upstream write leaves the
+        # new size recorded over the old value, and reindex does not re-read the sizes of entries it
+        # already has (docs/operations.md); only the counts are exact there after a crash.
         for ns in nss:
             self.assertEqual(era_storage.resources.list(namespace=ns)["total"], per.get(ns, 0))
         # reindex finds nothing to repair: the counters were right all along.

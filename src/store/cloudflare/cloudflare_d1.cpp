@@ -358,6 +358,7 @@ CloudflareD1::Plan CloudflareD1::plan(const std::string& ns, const std::vector<U
 }
 
 std::vector<SqlResult> CloudflareD1::run(const std::string& ns, const std::vector<Unit>& units, bool one_per_unit) {
+  std::lock_guard<std::mutex> serial(run_mu_);
   Plan p;
   try {
     p = plan(ns, units, false);

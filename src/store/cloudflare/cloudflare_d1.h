@@ -68,6 +68,10 @@ class CloudflareD1 : public SqlStore {
   D1Limits limits_;
   sql::ObjectRegistry registry_;
   std::mutex mu_;  // guards shadows_ and schema_ready_
+  // One user statement (plan on the shadow, send, refresh) at a time per replica: concurrent D1
+  // writers crashed the proxy in cloudflare mode (a race between planning and reloading the shadow
+  // and registry, not yet pinned down). Correctness first; D1 itself serializes writes anyway.
+  std::mutex run_mu_;
   std::map<std::string, std::unique_ptr<Shadow>> shadows_;
   bool schema_ready_ = false;
 };
