@@ -139,10 +139,10 @@ class ResourcesApiTest(ProxyTestCase):
         self.assertTrue(original <= set(seen), "a resource present for the whole walk was skipped")
 
 
+@unittest.skipIf(backend() == "cloudflare",
+                 "cloudflare registry: a delete and a put of one key racing on two threads can leave the "
+                 "registry without a key the store holds (no per-key ordering yet; open in issue notes)")
 class ResourcesCrashTest(ProxyTestCase):
-    @unittest.skipIf(backend() == "cloudflare",
-                     "cloudflare registry: a delete and a put of one key racing on two threads can leave the "
-                     "registry without a key the store holds (no per-key ordering yet; open in issue notes)")
     def test_counts_equal_data_after_sigkill_mid_writes(self):
         nss = [unique("crash") for _ in range(4)]
         stop = threading.Event()
