@@ -64,6 +64,22 @@ struct SqlTable {
   std::optional<int64_t> bytes;    // pages used by the table and its indexes, if known
 };
 
+// exec()'s meta over several statements: counts and durations added, last_row_id and size_after
+// the last statement's (what every SqlStore implementation reports).
+inline SqlMeta summed_meta(const std::vector<SqlResult>& results) {
+  SqlMeta m;
+  for (const auto& r : results) {
+    m.changes += r.meta.changes;
+    m.rows_read += r.meta.rows_read;
+    m.rows_written += r.meta.rows_written;
+    m.duration_ms += r.meta.duration_ms;
+    m.changed_db = m.changed_db || r.meta.changed_db;
+    m.last_row_id = r.meta.last_row_id;
+    m.size_after = r.meta.size_after;
+  }
+  return m;
+}
+
 class SqlStore {
  public:
   virtual ~SqlStore() = default;

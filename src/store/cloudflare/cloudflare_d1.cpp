@@ -434,15 +434,7 @@ SqlResult CloudflareD1::exec(const std::string& ns, const SqlStatement& st, int&
   auto results = run(ns, {u}, false);
   statements = static_cast<int>(results.size());
   SqlResult sum;
-  for (auto& r : results) {
-    sum.meta.changes += r.meta.changes;
-    sum.meta.rows_read += r.meta.rows_read;
-    sum.meta.rows_written += r.meta.rows_written;
-    sum.meta.duration_ms += r.meta.duration_ms;
-    sum.meta.changed_db = sum.meta.changed_db || r.meta.changed_db;
-    sum.meta.last_row_id = r.meta.last_row_id;
-    sum.meta.size_after = r.meta.size_after;
-  }
+  sum.meta = summed_meta(results);
   return sum;
 }
 
