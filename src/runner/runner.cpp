@@ -4,11 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "runner/cgroup.h"
 #include "util/error.h"
@@ -28,13 +30,17 @@ ApiError unavailable(const std::string& why) {
 
 // Writes `data` as `name` in the directory, replacing whatever the code left there under that name
 // without following it: a symlink planted by earlier code must not turn our write into one outside.
-void place_file(int dirfd, const char* name, const std::string& data) {
+// The file is 0600, owned by the sandbox's user (`owner`, when the proxy runs as root).
+void place_file(int dirfd, const char* name, const std::string& data,
+                const std::optional<std::pair<uid_t, gid_t>>& owner) {
   if (::unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
     throw ApiError(409, "sdk_blocked",
                    std::string("cannot place ") + name + " in the session's directory: " + std::strerror(errno) +
                        " (remove what is there under that name)");
-  UniqueFd fd(::openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  UniqueFd fd(::openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) throw std::runtime_error(std::string("create ") + name + ": " + std::strerror(errno));
+  if (owner && ::fchown(fd.get(), owner->first, owner->second) != 0)
+    throw std::runtime_error(std::string("chown ") + name + ": " + std::strerror(errno));
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
@@ -50,6 +56,38 @@ bool valid_env_name(const std::string& k) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
   return true;
 }
+
+bool starts_with_nocase(const std::string& s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::toupper(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string unsafe_env_reason(const std::string& name) {
+  // Families, matched without regard to case (a lower-case variant is refused too, though libc
+  // would ignore it: there is no reason to send one).
+  if (starts_with_nocase(name, "LD_"))
+    return "LD_* variables steer the dynamic loader of every program the sandbox starts, including the "
+           "launcher that runs before the run's limits are set";
+  if (starts_with_nocase(name, "MALLOC_") || starts_with_nocase(name, "GLIBC_"))
+    return "MALLOC_* and GLIBC_* variables change the C library's allocator and tunables in every program "
+           "the sandbox starts";
+  // The rest of the C library's own list of variables that are unsafe for programs more privileged
+  // than their caller (glibc's unsecvars.h; it strips them for set-user-ID programs).
+  static const char* const kLibc[] = {"GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH",
+                                      "NIS_PATH",   "NLSPATH",     "RESOLV_HOST_CONF", "RES_OPTIONS",
+                                      "TMPDIR",     "TZDIR"};
+  for (const char* n : kLibc)
+    if (starts_with_nocase(name, n) && name.size() == std::strlen(n))
+      return "it makes the C library load files (modules, locales, host tables) from a path the caller "
+             "chooses, in every program the sandbox starts";
+  return "";
+}
+
+namespace {
 
 // JavaScript runs as CommonJS (so `require('./era_storage.js')` works) inside an async function (so
 // the guide's top-level `await` does too). The prefix shares the code's first line, so line numbers
@@ -166,7 +204,7 @@ SandboxResult Runner::run(const RunRequest& req) {
   std::vector<std::pair<std::string, std::string>> env = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},
       {"HOME", kWorkdir},
-      {"TMPDIR", "/tmp"},
+      {"TMPDIR", "/tmp"},  // set by the proxy only (unsafe_env_reason)
       {"LANG", "C.UTF-8"},
       {"PYTHONUNBUFFERED", "1"},         // output printed before a kill is not lost in a buffer
       {"PYTHONDONTWRITEBYTECODE", "1"},  // no __pycache__ left in the session's directory
@@ -179,6 +217,8 @@ SandboxResult Runner::run(const RunRequest& req) {
       throw bad_request("invalid_env", "env name '" + k.substr(0, 128) + "' must match [A-Za-z_][A-Za-z0-9_]*");
     if (k.rfind("ERA_", 0) == 0)
       throw bad_request("reserved_env", "env name '" + k + "' is reserved: ERA_* variables are set by the proxy");
+    if (std::string why = unsafe_env_reason(k); !why.empty())
+      throw bad_request("unsafe_env", "env name '" + k + "' is refused: " + why);
     if (v.find('\0') != std::string::npos) throw bad_request("invalid_env", "env value of " + k + " contains NUL");
     env_bytes += k.size() + v.size() + 2;
     bool replaced = false;
@@ -199,6 +239,9 @@ SandboxResult Runner::run(const RunRequest& req) {
 
   std::error_code ec;
   std::filesystem::create_directories(options_.sessions_dir, ec);
+  // The proxy's alone (whatever the umask): working directories are reached only through it.
+  if (::chmod(options_.sessions_dir.c_str(), 0700) != 0)
+    throw std::runtime_error("chmod " + options_.sessions_dir + ": " + std::strerror(errno));
   UniqueFd parent(::open(options_.sessions_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) throw std::runtime_error("open " + options_.sessions_dir + ": " + std::strerror(errno));
   const bool created = ::mkdirat(parent.get(), req.session_id.c_str(), 0700) == 0;
@@ -208,8 +251,8 @@ SandboxResult Runner::run(const RunRequest& req) {
   if (!dir) throw std::runtime_error("open " + session_dir(req.session_id) + ": " + std::strerror(errno));
   if (options_.run_as && ::fchown(dir.get(), options_.run_as->first, options_.run_as->second) != 0)
     throw std::runtime_error("chown " + session_dir(req.session_id) + ": " + std::strerror(errno));
-  place_file(dir.get(), "era_storage.py", options_.sdk_python);
-  place_file(dir.get(), "era_storage.js", options_.sdk_js);
+  place_file(dir.get(), "era_storage.py", options_.sdk_python, options_.run_as);
+  place_file(dir.get(), "era_storage.js", options_.sdk_js, options_.run_as);
 
   UniqueFd sock;
   if (!options_.socket_path.empty()) {

@@ -7,7 +7,8 @@
 //   `import era_storage` and `require('./era_storage.js')` work as the guide shows.
 // - The code sees ERA_SESSION=true, ERA_SESSION_ID, ERA_LANGUAGE, ERA_STORAGE_URL (the proxy's Unix
 //   socket, unix:///run/era/storage.sock: the sandbox has no network) and ERA_STORAGE_TOKEN (the
-//   session's own token, so it is held to the session's namespaces), plus the caller's `env`.
+//   session's own token, so it is held to the session's namespaces), plus the caller's `env` (see
+//   unsafe_env_reason() for the names refused).
 // - Python runs as `python3 -` (the code on stdin: the working directory is on sys.path). JavaScript
 //   runs as `node -` with the code inside an async function, so the guide's top-level `await` works
 //   in CommonJS next to `require`.
@@ -117,6 +118,15 @@ class Runner {
 // The runner's options from the configuration: defaults resolved against the data dir, and the
 // sandbox's host ids set when the proxy runs as root.
 RunnerOptions options_from(const Config& config, std::string sdk_python, std::string sdk_js);
+
+// Why a run's `env` may not set `name` (a sentence), or "" if it may. Refused: LD_* (the dynamic
+// loader), MALLOC_* and GLIBC_* (allocator and tunables), and the rest of glibc's own list of
+// variables unsafe across a privilege boundary (GCONV_PATH, GETCONF_DIR, HOSTALIASES, LOCALDOMAIN,
+// LOCPATH, NIS_PATH, NLSPATH, RESOLV_HOST_CONF, RES_OPTIONS, TMPDIR, TZDIR), whatever their case.
+// The variables exist only inside the sandbox (runner/sandbox.h); these would still steer the
+// launcher that sets the run's rlimits before the code starts. Language variables (PYTHON*,
+// NODE_OPTIONS...) are allowed: they change only the interpreter that runs the caller's own code.
+std::string unsafe_env_reason(const std::string& name);
 
 // True if `id` can name a working directory: 1 to 128 of [A-Za-z0-9_.-], and not "." or "..".
 bool is_safe_session_id(const std::string& id);

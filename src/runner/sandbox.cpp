@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "runner/cgroup.h"
+#include "runner/seccomp.h"
 #include "util/fd.h"
 #include "util/log.h"
 
@@ -30,6 +31,9 @@ namespace {
 constexpr int kWorkdirFd = 3;
 constexpr int kSocketFd = 4;
 constexpr int kStatusFd = 5;
+constexpr int kSeccompFd = 6;  // the BPF program (bwrap --seccomp)
+constexpr int kArgsFd = 7;     // the run's environment as bwrap arguments (bwrap --args)
+constexpr int kPassed = 8;     // descriptors the child passes on: 0 .. kPassed-1; the rest are closed
 
 using Clock = std::chrono::steady_clock;
 
@@ -47,16 +51,16 @@ Pipe make_pipe() {
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// The code goes in through an anonymous in-memory file rather than a pipe: the whole of it is
-// readable at once, so writing it can never block against the child's output.
-UniqueFd code_file(const std::string& data) {
-  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, "era-code", MFD_CLOEXEC)));
+// What bwrap or the code reads goes in through an anonymous in-memory file rather than a pipe: the
+// whole of it is readable at once, so writing it can never block against the child's output.
+UniqueFd memory_file(const char* name, const std::string& data) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, name, MFD_CLOEXEC)));
   if (!fd) fail("memfd_create");
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("write code");
+    if (n <= 0) fail(std::string("write ") + name);
     off += static_cast<size_t>(n);
   }
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) fail("lseek");
@@ -93,8 +97,12 @@ struct ChildPlan {
 int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64); }
 
 // In the forked child: only async-signal-safe calls from here to execve.
-[[noreturn]] void exec_child(const SandboxSpec& spec, ChildPlan& plan, int code_fd, int out_fd, int err_fd,
-                             int status_fd, pid_t parent, const std::vector<int>& cgroup_procs) {
+struct ChildFds {
+  int code = -1, out = -1, err = -1, status = -1, seccomp = -1, args = -1;
+};
+
+[[noreturn]] void exec_child(const SandboxSpec& spec, ChildPlan& plan, const ChildFds& fds, pid_t parent,
+                             const std::vector<int>& cgroup_procs) {
   // Into the run's control group first, while still privileged: everything started from here is in it.
   for (int fd : cgroup_procs)
     if (::write(fd, "0", 1) != 1) ::_exit(125);
@@ -123,12 +131,18 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
     if (workdir_fd < 0 || (spec.socket_fd >= 0 && socket_fd < 0)) ::_exit(124);
   }
   // Move every fd we pass out of the way first, so the dup2()s below cannot clobber one another.
-  int src[6] = {fd_dup_high(code_fd), fd_dup_high(out_fd),          fd_dup_high(err_fd),
-                fd_dup_high(workdir_fd), fd_dup_high(socket_fd), fd_dup_high(status_fd)};
-  const int dst[6] = {0, 1, 2, kWorkdirFd, kSocketFd, kStatusFd};
-  for (int i = 0; i < 6; ++i)
+  // Then every other descriptor of the proxy's (listening sockets, database files, other runs'
+  // pipes, opened by other threads with or without O_CLOEXEC) is closed: none reaches bwrap.
+  int src[kPassed] = {fd_dup_high(fds.code),     fd_dup_high(fds.out),       fd_dup_high(fds.err),
+                      fd_dup_high(workdir_fd),   fd_dup_high(socket_fd),     fd_dup_high(fds.status),
+                      fd_dup_high(fds.seccomp),  fd_dup_high(fds.args)};
+  const int dst[kPassed] = {0, 1, 2, kWorkdirFd, kSocketFd, kStatusFd, kSeccompFd, kArgsFd};
+  for (int i = 0; i < kPassed; ++i) {
     if (src[i] >= 0 && ::dup2(src[i], dst[i]) < 0) ::_exit(126);
-  ::syscall(SYS_close_range, 6u, ~0u, 0u);
+    if (src[i] < 0) ::close(dst[i]);  // a slot with nothing to pass must not pass what the proxy has there
+  }
+  if (::syscall(SYS_close_range, unsigned(kPassed), ~0u, 0u) != 0)
+    for (int fd = kPassed; fd < 65536; ++fd) ::close(fd);  // kernels before 5.9
   if (spec.run_as) {
     if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
         ::syscall(SYS_setresgid, spec.run_as->second, spec.run_as->second, spec.run_as->second) != 0 ||
@@ -169,7 +183,8 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   const bool cg = !spec.cgroup_name.empty();
   const uint64_t data = cg ? 2 * l.memory_bytes : l.memory_bytes;
   const int nproc = cg ? l.max_processes + 16 : l.max_processes;
-  std::vector<std::string> a = {spec.bwrap,
+  // The run's environment first (--args: --clearenv, then its variables), from a descriptor.
+  std::vector<std::string> a = {spec.bwrap, "--args", std::to_string(kArgsFd),
                                 "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                 "--unshare-net", "--unshare-cgroup-try",
                                 "--disable-userns",  // no nested user namespaces: less kernel to attack
@@ -186,12 +201,32 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   if (spec.socket_fd >= 0) a.insert(a.end(), {"--bind-fd", std::to_string(kSocketFd), spec.socket_path});
   // bwrap's root and /dev are tmpfs the sandbox could fill with host memory: read-only once built.
   a.insert(a.end(), {"--remount-ro", "/dev", "--remount-ro", "/"});
+  if (spec.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
   a.insert(a.end(), {"--json-status-fd", std::to_string(kStatusFd), "--", spec.prlimit,
                      "--nproc=" + std::to_string(nproc), "--data=" + std::to_string(data),
                      "--fsize=" + std::to_string(l.max_file_bytes), "--core=0",
                      "--nofile=" + std::to_string(l.max_open_files), "--"});
   a.insert(a.end(), spec.command.begin(), spec.command.end());
   return a;
+}
+
+const std::vector<std::string>& bwrap_host_env() {
+  static const std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  return env;
+}
+
+std::string bwrap_env_args(const SandboxSpec& spec) {
+  std::string out("--clearenv", sizeof "--clearenv");  // with its NUL
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos)
+      throw std::invalid_argument("invalid environment variable name '" + k + "'");
+    if (v.find('\0') != std::string::npos)
+      throw std::invalid_argument("environment variable " + k + " holds a NUL byte");
+    out.append("--setenv", sizeof "--setenv");
+    out.append(k).push_back('\0');
+    out.append(v).push_back('\0');
+  }
+  return out;
 }
 
 SandboxResult run_sandbox(const SandboxSpec& spec) {
@@ -201,7 +236,10 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
 
   ChildPlan plan;
   plan.argv = bwrap_argv(spec);
-  for (const auto& [k, v] : spec.env) plan.envv.push_back(k + "=" + v);
+  plan.envv = bwrap_host_env();
+  UniqueFd env_args = memory_file("era-env", bwrap_env_args(spec));
+  UniqueFd seccomp;
+  if (spec.seccomp) seccomp = memory_file("era-seccomp", seccomp_program());
   for (auto& s : plan.argv) plan.argp.push_back(s.data());
   plan.argp.push_back(nullptr);
   for (auto& s : plan.envv) plan.envp.push_back(s.data());
@@ -230,20 +268,24 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   }
   const std::vector<int> cgroup_procs = cgroup ? cgroup->procs_fds() : std::vector<int>{};
 
-  UniqueFd code = code_file(spec.stdin_data);
+  UniqueFd code = memory_file("era-code", spec.stdin_data);
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
 
   const auto start = Clock::now();
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) fail("fork");
-  if (pid == 0)
-    exec_child(spec, plan, code.get(), out.write.get(), err.write.get(), status.write.get(), parent, cgroup_procs);
+  if (pid == 0) {
+    ChildFds fds{code.get(), out.write.get(), err.write.get(), status.write.get(), seccomp.get(), env_args.get()};
+    exec_child(spec, plan, fds, parent, cgroup_procs);
+  }
 
   out.write.reset();
   err.write.reset();
   status.write.reset();
   code.reset();
+  env_args.reset();
+  seccomp.reset();
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 
   SandboxResult r;

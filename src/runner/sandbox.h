@@ -25,6 +25,20 @@
 // Everything given to bwrap by path is opened by the proxy first and passed as a file descriptor,
 // so an unprivileged bwrap needs no access to the data dir's path, and a path swapped under us
 // (a symlink planted by earlier code) cannot redirect a bind.
+//
+// The environment: bwrap runs on the host, outside every namespace, as the proxy's (or runner.uid's)
+// user, so nothing of the run may steer it. It is exec'd with a fixed environment
+// (bwrap_host_env()), and the run's variables travel as `--clearenv --setenv NAME VALUE...`
+// arguments read from a file descriptor (`--args`): they exist only inside the sandbox, and are on
+// no command line (argv is readable by every local user through /proc/PID/cmdline). bwrap sets them
+// while parsing its arguments, long after its dynamic loader and libc started, so even LD_PRELOAD
+// there would load nothing on the host; the runner refuses such names anyway (runner.h).
+//
+// System calls: the command runs under a seccomp filter (runner/seccomp.h, bwrap --seccomp),
+// applied by bwrap just before it execs the command, so bwrap's own namespace setup is unaffected.
+//
+// Descriptors: the command inherits exactly stdin, stdout and stderr; everything else the proxy
+// has open is closed (close_range) before bwrap starts, and bwrap's own are close-on-exec.
 #pragma once
 
 #include <sys/types.h>
@@ -62,9 +76,12 @@ struct SandboxSpec {
   int socket_fd = -1;   // an O_PATH fd of the proxy's Unix socket, bound at `socket_path`; -1 for none
   std::string socket_path = "/run/era/storage.sock";
 
-  std::vector<std::pair<std::string, std::string>> env;  // the command's whole environment
+  // The command's whole environment (inside the sandbox only). Names must be non-empty and free of
+  // '=' and NUL, values free of NUL (std::invalid_argument otherwise).
+  std::vector<std::pair<std::string, std::string>> env;
   std::optional<std::pair<uid_t, gid_t>> run_as;          // host ids to drop to before bwrap
   std::string cgroup_name;  // unique per run: the run's control group; "" for rlimits only
+  bool seccomp = true;      // run the command under the seccomp filter (runner/seccomp.h)
   SandboxLimits limits;
 };
 
@@ -80,9 +97,15 @@ struct SandboxResult {
   double duration = 0;  // seconds, wall clock
 };
 
-// The bwrap command line for `spec` (without the environment, which goes to execve: a token in
-// argv would be readable by every local user through /proc/PID/cmdline). Exposed for tests.
+// The bwrap command line for `spec`. It holds no variable of the run (see bwrap_env_args). Exposed
+// for tests, as are the two below.
 std::vector<std::string> bwrap_argv(const SandboxSpec& spec);
+// The environment bwrap itself is exec'd with on the host: the same for every run.
+const std::vector<std::string>& bwrap_host_env();
+// The run's environment as NUL-separated bwrap arguments ("--clearenv\0--setenv\0NAME\0VALUE\0..."),
+// which bwrap reads from a file descriptor (--args). Throws std::invalid_argument for a name that
+// is empty or holds '=' or NUL, or a value that holds NUL.
+std::string bwrap_env_args(const SandboxSpec& spec);
 
 // Runs the command to completion or to a limit. Throws std::runtime_error if the sandbox could not
 // be set up (bwrap missing, namespaces not permitted...); the code's own failures are results.

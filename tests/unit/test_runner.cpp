@@ -1,5 +1,6 @@
 // The runner: per-session working directories, the SDK and environment it injects, concurrency.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -240,4 +241,63 @@ TEST_CASE("runner: with is_live, runs prune the directories of dead sessions") {
   CHECK(runner.run(f.py("ses_second", "pass")).exit_code == 0);
   CHECK_FALSE(fs::exists(runner.session_dir("ses_first")));
   CHECK(fs::exists(runner.session_dir("ses_second")));
+}
+
+TEST_CASE("runner: env names that steer the loader or libc are refused, before anything runs") {
+  Fixture f;
+  Runner runner(f.opts);
+  for (const char* name : {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_DEBUG", "LD_ANYTHING", "ld_preload",
+                           "Ld_Preload", "GCONV_PATH", "gconv_path", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN",
+                           "LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+                           "MALLOC_CHECK_", "MALLOC_TRACE", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"}) {
+    RunRequest r = f.py("ses_env", "open('ran', 'w').write('x')");
+    r.env = {{"HARMLESS", "x"}, {name, "/home/session/evil.so"}};
+    int status = 0;
+    std::string code, message;
+    try {
+      runner.run(r);
+    } catch (const ApiError& e) {
+      status = e.status();
+      code = e.code();
+      message = e.what();
+    }
+    CHECK_MESSAGE(status == 400, name);
+    CHECK_MESSAGE(code == "unsafe_env", name);
+    CHECK_MESSAGE(message.find(name) != std::string::npos, message);
+    CHECK(message.find("refused: ") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_env")));
+  // Names that merely look alike, and the languages' own variables, are the caller's business.
+  RunRequest ok = f.py("ses_env", "import os\nprint(os.environ['LDFLAGS'], os.environ['PYTHONPATH'], "
+                                  "os.environ['MY_LD_PRELOAD'], os.environ['TMP'])");
+  ok.env = {{"LDFLAGS", "-O2"}, {"PYTHONPATH", "/home/session/lib"}, {"MY_LD_PRELOAD", "x"}, {"TMP", "/tmp"}};
+  auto r = runner.run(ok);
+  CHECK(r.stdout_data == "-O2 /home/session/lib x /tmp\n");
+  CHECK(unsafe_env_reason("LD_PRELOAD").find("dynamic loader") != std::string::npos);
+  CHECK(unsafe_env_reason("NODE_OPTIONS").empty());
+}
+
+TEST_CASE("runner: working directories and the SDK files in them are the proxy's and the sandbox's alone") {
+  Fixture f;
+  fs::permissions(f.root, fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read |
+                              fs::perms::group_exec | fs::perms::others_exec);
+  fs::create_directories(f.opts.sessions_dir);
+  fs::permissions(f.opts.sessions_dir, fs::perms::all);  // as an operator's hand-made directory might be
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_modes", "open('data.txt', 'w').write('tenant data')")).exit_code == 0);
+  auto mode = [](const fs::path& p) {
+    struct stat st;
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  const fs::path dir = runner.session_dir("ses_modes");
+  CHECK(mode(f.opts.sessions_dir) == 0700);
+  CHECK(mode(dir) == 0700);
+  CHECK(mode(dir / "era_storage.py") == 0600);
+  CHECK(mode(dir / "era_storage.js") == 0600);
+  if (f.opts.run_as) {
+    struct stat st;
+    REQUIRE(::stat((dir / "era_storage.py").c_str(), &st) == 0);
+    CHECK(st.st_uid == f.opts.run_as->first);
+  }
 }
