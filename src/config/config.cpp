@@ -104,7 +104,7 @@ std::vector<Setting> make_settings() {
                            &Config::log_level, {"debug", "info", "warn", "error"}));
   t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
                              "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
-                             "(default: http:// + the request's Host)",
+                             "(default: http:// + the address and port the request reached, never its Host header)",
                              &Config::public_url));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
@@ -221,6 +221,10 @@ std::vector<Setting> make_settings() {
                           "largest file a run may write, MiB (RLIMIT_FSIZE)", &Config::runner_max_file_mb, 1, 1048576));
   t.push_back(int_setting("runner.tmp_mb", "ERA_PROXY_RUNNER_TMP_MB", "",
                           "size of the sandbox's private /tmp and /dev/shm, MiB each", &Config::runner_tmp_mb, 1, 65536));
+  t.push_back(int_setting("runner.disk_quota_mb", "ERA_PROXY_RUNNER_DISK_QUOTA_MB", "",
+                          "bytes on disk a session's working directory may hold, MiB (0: no quota; enforced as "
+                          "root with loop devices)",
+                          &Config::runner_disk_quota_mb, 0, 1048576));
   t.push_back(int_setting("runner.uid", "ERA_PROXY_RUNNER_UID", "",
                           "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
   t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",

@@ -3,6 +3,7 @@
 //
 // - Each session has a working directory, <sessions_dir>/<session id>, created on its first run,
 //   kept across runs (files the code writes are there next time) and deleted by remove_session().
+//   With a disk quota (RunnerOptions::disk_quota_bytes) the files live in a disk image there.
 //   Before every run the SDK files era_storage.py and era_storage.js are (re)placed in it, so
 //   `import era_storage` and `require('./era_storage.js')` work as the guide shows.
 // - The code sees ERA_SESSION=true, ERA_SESSION_ID, ERA_LANGUAGE, ERA_STORAGE_URL (the proxy's Unix
@@ -58,6 +59,14 @@ struct RunnerOptions {
   // while the proxy was down, or expired) at most every prune_interval_s.
   std::function<bool(const std::string&)> is_live;
   int prune_interval_s = 600;
+  // The bytes a session's working directory may hold on disk; 0 for no quota. Enforced when the
+  // proxy runs as root (run_as) on a machine with loop devices: the directory is then an ext4 file
+  // system in <sessions_dir>/<id>/disk.img (a sparse file of this size, made by mke2fs on the first
+  // run) mounted for each run in that run's mount namespace only, so a run can never keep more
+  // (writes past it fail with ENOSPC, and the run names the limit "disk"). Elsewhere it is not
+  // enforced, and the runner says so at start.
+  uint64_t disk_quota_bytes = 0;
+  std::string mke2fs = "/usr/sbin/mke2fs";
   SandboxLimits limits;                           // timeout_ms is set per run
 };
 
@@ -98,6 +107,8 @@ class Runner {
   const RunnerOptions& options() const { return options_; }
   // Whether runs get a control group ("v1", "v2"), or "" (rlimits only); decided once, at start.
   const std::string& cgroup_version() const { return cgroup_version_; }
+  // Whether disk_quota_bytes is enforced (a disk image per session); decided once, at start.
+  bool disk_quota_enforced() const { return disk_images_; }
 
  private:
   class Slot;
@@ -111,6 +122,7 @@ class Runner {
   int running_ = 0;
   std::set<std::string> busy_;  // sessions with a run (or a removal) in progress
   std::string cgroup_version_;
+  bool disk_images_ = false;
   std::atomic<uint64_t> seq_{0};  // names each run's control group
   std::chrono::steady_clock::time_point last_prune_;
 };

@@ -8,7 +8,9 @@
 #include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +94,10 @@ struct ChildPlan {
   std::vector<std::string> argv, envv;
   int workdir_tree = -1, socket_tree = -1;  // detached clones of both mounts (open_tree), when staging
   std::vector<char*> argp, envp;
+  // spec.files, laid out before the fork (the child may not allocate).
+  std::vector<const char*> file_names, file_data;
+  std::vector<size_t> file_sizes;
+  int report_fd = -1;  // with an image: the child sends the mounted root's descriptor here
 };
 
 int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64); }
@@ -117,8 +123,47 @@ struct ChildFds {
         ::mount("era-stage", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0 ||
         ::mkdir("/tmp/work", 0755) != 0)
       ::_exit(124);
-    if (::syscall(SYS_move_mount, plan.workdir_tree, "", AT_FDCWD, "/tmp/work", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    if (!spec.image_device.empty()) {
+      // The session's image as its working directory: mounted here, in this run's namespace only.
+      if (::mount(spec.image_device.c_str(), "/tmp/work", "ext4", MS_NOSUID | MS_NODEV, nullptr) != 0) ::_exit(122);
+      int root = ::open("/tmp/work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (root < 0) ::_exit(122);
+      ::unlinkat(root, "lost+found", AT_REMOVEDIR);  // mke2fs's; the code has no use for it
+      if (::fchown(root, spec.run_as->first, spec.run_as->second) != 0 || ::fchmod(root, 0700) != 0) ::_exit(122);
+      for (size_t i = 0; i < plan.file_names.size(); ++i) {
+        const char* name = plan.file_names[i];
+        if (::unlinkat(root, name, 0) != 0 && errno != ENOENT) ::_exit(errno == EISDIR ? 123 : 122);
+        int f = ::openat(root, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (f < 0 || ::fchown(f, spec.run_as->first, spec.run_as->second) != 0) ::_exit(122);
+        for (size_t off = 0, size = plan.file_sizes[i]; off < size;) {
+          ssize_t n = ::write(f, plan.file_data[i] + off, size - off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) ::_exit(errno == ENOSPC || errno == EDQUOT ? 121 : 122);
+          off += static_cast<size_t>(n);
+        }
+        ::close(f);
+      }
+      // The parent measures the file system after the run through this descriptor.
+      if (plan.report_fd >= 0) {
+        char data[CMSG_SPACE(sizeof(int))] = {};
+        char byte = 0;
+        iovec iov{&byte, 1};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = data;
+        msg.msg_controllen = sizeof data;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &root, sizeof(int));
+        if (::sendmsg(plan.report_fd, &msg, MSG_NOSIGNAL) != 1) ::_exit(122);
+      }
+      ::close(root);
+    } else if (::syscall(SYS_move_mount, plan.workdir_tree, "", AT_FDCWD, "/tmp/work", MOVE_MOUNT_F_EMPTY_PATH) != 0) {
       ::_exit(124);
+    }
     workdir_fd = ::open("/tmp/work", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (spec.socket_fd >= 0) {
       int f = ::open("/tmp/storage.sock", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -171,6 +216,7 @@ const char* to_string(Limit limit) {
     case Limit::processes: return "processes";
     case Limit::timeout: return "timeout";
     case Limit::output: return "output";
+    case Limit::disk: return "disk";
     case Limit::none: break;
   }
   return "";
@@ -231,7 +277,8 @@ std::string bwrap_env_args(const SandboxSpec& spec) {
 
 SandboxResult run_sandbox(const SandboxSpec& spec) {
   if (spec.command.empty()) throw std::invalid_argument("sandbox command is empty");
-  if (spec.workdir_fd < 0) throw std::invalid_argument("sandbox working directory fd is missing");
+  if (spec.image_device.empty() ? spec.workdir_fd < 0 : !spec.run_as)
+    throw std::invalid_argument("sandbox working directory is missing (an image needs run_as)");
   const SandboxLimits& lim = spec.limits;
 
   ChildPlan plan;
@@ -246,11 +293,25 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   plan.envp.push_back(nullptr);
   // A mount made before the child's unshare cannot be bound by path inside it; a detached clone
   // (open_tree) can be attached there.
-  UniqueFd workdir_tree, socket_tree;
+  UniqueFd workdir_tree, socket_tree, report_read, report_write;
+  for (const auto& [name, data] : spec.files) {
+    plan.file_names.push_back(name.c_str());
+    plan.file_data.push_back(data.data());
+    plan.file_sizes.push_back(data.size());
+  }
+  if (!spec.image_device.empty()) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair");
+    report_read.reset(sv[0]);
+    report_write.reset(sv[1]);
+    plan.report_fd = report_write.get();
+  }
   if (spec.run_as) {
     const unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
-    workdir_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.workdir_fd, "", flags)));
-    if (!workdir_tree) fail("open_tree of the working directory");
+    if (spec.image_device.empty()) {
+      workdir_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.workdir_fd, "", flags)));
+      if (!workdir_tree) fail("open_tree of the working directory");
+    }
     if (spec.socket_fd >= 0) {
       socket_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.socket_fd, "", flags)));
       if (!socket_tree) fail("open_tree of the proxy's socket");
@@ -286,6 +347,27 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   code.reset();
   env_args.reset();
   seccomp.reset();
+  // With an image, the child sends the mounted file system's root (or dies first: then EOF).
+  UniqueFd image_root;
+  if (report_read) {
+    report_write.reset();
+    char byte = 0;
+    char data[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = data;
+    msg.msg_controllen = sizeof data;
+    ssize_t got;
+    while ((got = ::recvmsg(report_read.get(), &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    if (cmsghdr* c = got == 1 ? CMSG_FIRSTHDR(&msg) : nullptr; c && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      image_root.reset(fd);
+    }
+  }
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 
   SandboxResult r;
@@ -376,6 +458,12 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 125 && why.empty()) why = "cannot join the run's cgroup";
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 124 && why.empty())
       why = "cannot stage the working directory for the sandbox user";
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 123 && why.empty())
+      throw SetupRefused("sdk_blocked", "a directory in the working directory has the name of a file the proxy places there");
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 121 && why.empty())
+      throw SetupRefused("disk_full", "the working directory is full (its disk quota): there is no room for the SDK files");
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 122 && why.empty())
+      why = "cannot mount the session's disk image";
     throw std::runtime_error("sandbox setup failed: " + (why.empty() ? std::string("bwrap exited") : why));
   }
   if (WIFEXITED(wstatus)) r.exit_code = WEXITSTATUS(wstatus);
@@ -384,6 +472,15 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   r.cgroup = cgroup != nullptr;
   if (cgroup && cgroup->memory_hit()) r.limits.push_back(Limit::memory);
   if (cgroup && cgroup->processes_hit()) r.limits.push_back(Limit::processes);
+  struct statfs fs;
+  if (image_root && ::fstatfs(image_root.get(), &fs) == 0) {
+    r.disk_bytes = uint64_t(fs.f_blocks) * fs.f_bsize;
+    const uint64_t left = uint64_t(fs.f_bavail) * fs.f_bsize;
+    r.disk_used_bytes = r.disk_bytes - std::min(r.disk_bytes, uint64_t(fs.f_bfree) * fs.f_bsize);
+    // ext4 refuses writes a little before statfs shows nothing left (it keeps clusters back for its
+    // own metadata): "full" is within 5% (at least 1 MiB) of the end.
+    if (left < std::max<uint64_t>(1 << 20, r.disk_bytes / 20)) r.limits.push_back(Limit::disk);
+  }
   if (r.limit == Limit::output) r.limits.push_back(Limit::output);
   if (r.limit == Limit::timeout) r.limits.push_back(Limit::timeout);
   r.limit = r.limits.empty() ? Limit::none : r.limits.front();

@@ -45,6 +45,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,7 +53,7 @@
 namespace era::runner {
 
 // A limit a run hit.
-enum class Limit { none, memory, processes, output, timeout };
+enum class Limit { none, memory, processes, disk, output, timeout };
 const char* to_string(Limit limit);
 
 struct SandboxLimits {
@@ -72,6 +73,12 @@ struct SandboxSpec {
   std::string stdin_data;            // given to the command on its stdin (then EOF)
 
   int workdir_fd = -1;  // an open directory: bound read-write at `workdir`, the command's cwd
+  // Instead of workdir_fd (needs run_as, i.e. root): the path of an attached loop device whose ext4
+  // file system becomes the working directory, mounted (nosuid, nodev) in a mount namespace of the
+  // run alone; its size bounds the bytes the run can keep. `files` are then written into its root
+  // (owned by run_as, 0600) before the command starts, replacing whatever is there under that name.
+  std::string image_device;
+  std::vector<std::pair<std::string, std::string>> files;
   std::string workdir = "/home/session";
   int socket_fd = -1;   // an O_PATH fd of the proxy's Unix socket, bound at `socket_path`; -1 for none
   std::string socket_path = "/run/era/storage.sock";
@@ -92,8 +99,11 @@ struct SandboxResult {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   Limit limit = Limit::none;  // the first of `limits`
-  std::vector<Limit> limits;  // every limit hit, most telling first: memory, processes, output, timeout
+  std::vector<Limit> limits;  // every limit hit, most telling first: memory, processes, disk, output, timeout
   bool cgroup = false;        // whether a control group held the run (memory/processes can be named)
+  // With an image: its file system's size and the bytes in use after the run ("disk" is named when
+  // the code was left less than 5% of it, or 1 MiB: a write past that failed with ENOSPC).
+  uint64_t disk_bytes = 0, disk_used_bytes = 0;
   double duration = 0;  // seconds, wall clock
 };
 
@@ -106,6 +116,14 @@ const std::vector<std::string>& bwrap_host_env();
 // which bwrap reads from a file descriptor (--args). Throws std::invalid_argument for a name that
 // is empty or holds '=' or NUL, or a value that holds NUL.
 std::string bwrap_env_args(const SandboxSpec& spec);
+
+// The run could not start because of what the session's working directory holds, not because of
+// the machine: `code` is "sdk_blocked" (a directory under the name of a file placed there) or
+// "disk_full" (no room left for those files).
+struct SetupRefused : std::runtime_error {
+  SetupRefused(std::string c, const std::string& what) : std::runtime_error(what), code(std::move(c)) {}
+  std::string code;
+};
 
 // Runs the command to completion or to a limit. Throws std::runtime_error if the sandbox could not
 // be set up (bwrap missing, namespaces not permitted...); the code's own failures are results.
