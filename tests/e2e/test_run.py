@@ -461,7 +461,7 @@ import base64, json, os, era_storage
 tok = os.environ["ERA_STORAGE_TOKEN"].split(".")[1]
 claims = json.loads(base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)))
 print(json.dumps({"ns": claims["ns"], "perm": claims["perm"], "exp": claims["exp"]}))
-for ns in ({a!r}, {b!r}):
+for ns in (A, B):
     try:
         era_storage.kv.set(ns, "k", "written by the run")
         print(ns, "write ok")
@@ -474,12 +474,15 @@ for ns in ({a!r}, {b!r}):
         print(ns, "read", e.status)
 """
 
+    def probe(self, a, b):
+        return f"A, B = {a!r}, {b!r}\n" + self.PROBE
+
     def test_read_only_or_narrower_callers_get_read_only_or_narrower_runs(self):
         a, b = unique("a"), unique("b")
         status, s = self.api("POST", "/api/sessions", ADMIN, {"language": "python", "ttl_seconds": 7200})
         self.assertEqual(status, 201, s)
         sid = s["session_id"]
-        probe = self.PROBE.format(a=a, b=b)
+        probe = self.probe(a, b)
 
         def run(token):
             status, doc = self.api("POST", f"/api/sessions/{sid}/run", token, {"code": probe})
@@ -515,7 +518,7 @@ for ns in ({a!r}, {b!r}):
         # Even a read_write token minted for it cannot widen the session's own rights.
         for token in (ADMIN, s["token"], self.mint(s["session_id"], "*", "read_write", 600)):
             status, doc = self.api("POST", f"/api/sessions/{s['session_id']}/run", token,
-                                   {"code": self.PROBE.format(a=a, b=unique("other"))})
+                                   {"code": self.probe(a, unique("other"))})
             self.assertEqual(status, 200, doc)
             claims = json.loads(doc["stdout"].splitlines()[0])
             self.assertEqual((claims["ns"], claims["perm"]), ([a], "read"), doc)
