@@ -198,10 +198,12 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
     case SQLITE_PRAGMA:
       if (!pragma_allowed(s1)) return deny(403, "pragma_denied", "PRAGMA " + std::string(s1) + " is not allowed");
       if (!pragma_needs_table(s1) || mine(s2)) return SQLITE_OK;
-      // About a name the namespace does not own: what SQLite does for a name that does not exist
-      // (no rows; foreign_key_check alone reports it).
-      if (iequals(s1, "foreign_key_check")) return missing("table", s2);
-      return SQLITE_IGNORE;
+      if (s2.empty())  // foreign_key_check with no table checks every namespace's tables
+        return deny(403, "pragma_denied", "PRAGMA " + std::string(s1) + " needs the name of one of the namespace's tables");
+      // About a name the namespace does not own, whether or not it exists (SQLite asks before it looks
+      // the name up). Refused rather than ignored: in cloudflare mode the statement text is what is
+      // sent, so only a refusal keeps it from running upstream.
+      return missing(starts_with_nocase(s1, "index_") ? "index" : "table", s2);
     case SQLITE_READ:
       if (is_internal(s1)) {
         // ALTER/DROP make SQLite read its schema tables; CREATE ... AUTOINCREMENT and json_each's first

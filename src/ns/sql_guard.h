@@ -13,7 +13,7 @@
 // - Every table, view, index and trigger SQLite resolves must be one the registry says the namespace
 //   owns, or one this very statement creates. The registry is the authority, never a name's prefix.
 //   Any other name is refused exactly as SQLite refuses a name that does not exist (400 sql_error
-//   "no such table: <name>"; PRAGMAs about it answer no rows), so a denial never tells whether the
+//   "no such table: <name>", also for PRAGMAs about it), so a denial never tells whether the
 //   foreign object exists. Reads SQLite reports without a database (a FROM item none of whose
 //   columns is used) are checked the same way; a CTE passes because the rewriter gives it the
 //   namespace's prefix and no object owns that name.

@@ -168,6 +168,10 @@ TEST_CASE("hostile: another namespace's rows and tables are out of reach and out
       "CREATE INDEX i ON b_q (s)",
       "CREATE TRIGGER tr AFTER INSERT ON b_q BEGIN SELECT 1; END",
       "PRAGMA foreign_key_check(b_q)",
+      "PRAGMA table_info(b_q)",
+      "PRAGMA table_xinfo('b_q')",
+      "PRAGMA index_list(b_q)",
+      "PRAGMA foreign_key_list(b_q)",
       // Views and triggers built that way are refused, not left to track the victim.
       "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, b_q",
       "CREATE VIEW leak AS SELECT 1 WHERE 7 IN b_q",
@@ -190,9 +194,6 @@ TEST_CASE("hostile: another namespace's rows and tables are out of reach and out
   // The message is SQLite's own for a missing name, with the attacker's names.
   CHECK(w.refused("SELECT 1 WHERE 7 IN b_q").message == "no such table: b_q");
   CHECK(w.refused("CREATE TABLE r (k REFERENCES b_q (k))").code == "broken_dependency");
-  // PRAGMAs about the name answer no rows in both worlds.
-  CHECK(w.with.run("a", "PRAGMA table_info(b_q)") == w.without.run("a", "PRAGMA table_info(b_q)"));
-  CHECK(w.with.run("a", "PRAGMA table_info(b_q)").rows.empty());
   // The victims still have everything.
   CHECK(w.with.run("a_b", "SELECT s FROM q").rows == std::vector<std::string>{"a_b secret"});
   CHECK(w.with.run("v", "SELECT s FROM secret").rows == std::vector<std::string>{"v secret"});
