@@ -295,7 +295,10 @@ TEST_CASE("hostile: fts3_tokenizer and every function D1 does not document are r
   CHECK(w.with.run("a", "SELECT count(*) FROM json_each('[1,2,3]')").rows == std::vector<std::string>{"3"});
   CHECK(w.with.run("a", "SELECT count(*) FROM json_tree('[1]')").rows == std::vector<std::string>{"2"});
   CHECK(w.with.run("a", "SELECT 2 IN (SELECT value FROM json_each('[1,2]'))").rows == std::vector<std::string>{"1"});
-  w.with.ok("a", "CREATE TABLE d (x DEFAULT (datetime('now')), y DEFAULT CURRENT_TIMESTAMP)");
+  w.with.ok("a", "CREATE TABLE d (x DEFAULT (datetime('now')), y DEFAULT CURRENT_TIMESTAMP, z DEFAULT abc, "
+                "q DEFAULT \"w\", n DEFAULT -1, b DEFAULT x'00', t DEFAULT TRUE)");
+  w.with.ok("a", "INSERT INTO d DEFAULT VALUES");
+  CHECK(w.with.run("a", "SELECT z, q, n, hex(b), t FROM d").rows == std::vector<std::string>{"abc|w|-1|00|1"});
   CHECK(is_allowed_function("JSON_EXTRACT"));
   CHECK_FALSE(is_allowed_function("fts3_tokenizer"));
   CHECK_FALSE(is_allowed_function("load_extension"));
