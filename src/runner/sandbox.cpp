@@ -301,7 +301,7 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   }
   if (!spec.image_device.empty()) {
     int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair");
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair");
     report_read.reset(sv[0]);
     report_write.reset(sv[1]);
     plan.report_fd = report_write.get();
@@ -347,7 +347,8 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   code.reset();
   env_args.reset();
   seccomp.reset();
-  // With an image, the child sends the mounted file system's root (or dies first: then EOF).
+  // With an image, the child sends the mounted file system's root, or dies first: then EOF (a
+  // SEQPACKET pair reports the peer's close; a DGRAM one would wait forever).
   UniqueFd image_root;
   if (report_read) {
     report_write.reset();

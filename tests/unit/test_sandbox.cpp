@@ -503,3 +503,21 @@ print(libc.personality(ctypes.c_ulong(0x0040000)) >= 0)
   // ADDR_NO_RANDOMIZE succeed.
   CHECK(r.stdout_data == "-1 22\n0\nTrue\n");
 }
+
+TEST_CASE("sandbox: a disk image that cannot be mounted is a setup error, not a hang") {
+  if (::geteuid() != 0) {
+    MESSAGE("not root: images are not used");
+    return;
+  }
+  SandboxSpec s;
+  s.command = {"/usr/bin/python3", "-"};
+  s.stdin_data = "print('never')";
+  s.image_device = "/dev/null";  // not a block device: the child's mount fails before it reports
+  s.run_as = std::make_pair(uid_t(65534), gid_t(65534));
+  try {
+    run_sandbox(s);
+    FAIL("ran without its working directory");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("cannot mount the session's disk image") != std::string::npos);
+  }
+}
