@@ -21,7 +21,7 @@
 #include "auth/token.h"
 #include "config/config.h"
 #include "http/server.h"
-#include "api/sdk_files.h"
+#include "api/embedded_files.h"
 #include "runner/runner.h"
 #include "ns/names.h"
 #include "store/backend.h"

@@ -1,7 +1,7 @@
 // GET /api/sdk/{file}: the SDK files a VM host injects (era_storage.py, era_storage.js and its .d.ts).
 // Open to anyone: they hold no secret, and the host fetches them before any session exists.
 #include "api/api.h"
-#include "api/sdk_files.h"
+#include "api/embedded_files.h"
 #include "util/error.h"
 
 namespace era::api {

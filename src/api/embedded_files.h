@@ -1,0 +1,21 @@
+// Files embedded at build time (src/api/embed.cmake), so the binary serves exactly what it was built
+// with and an installed binary needs no source tree beside it:
+//   sdk_files()       sdk/: served by GET /api/sdk/{file} so a VM host can inject them; embedding means
+//                     the served SDK always matches the binary's API.
+//   explorer_files()  explorer/: the admin web page, served by GET /explorer/{file} (api/explorer.cpp).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace era::api {
+
+struct EmbeddedFile {
+  std::string_view name;  // the file's base name: "era_storage.py", "app.js"
+  std::string_view bytes;
+};
+
+const std::vector<EmbeddedFile>& sdk_files();
+const std::vector<EmbeddedFile>& explorer_files();
+
+}  // namespace era::api
