@@ -18,4 +18,11 @@ struct EmbeddedFile {
 const std::vector<EmbeddedFile>& sdk_files();
 const std::vector<EmbeddedFile>& explorer_files();
 
+// The file called `name` in `files`, or nullptr.
+inline const EmbeddedFile* find_file(const std::vector<EmbeddedFile>& files, std::string_view name) {
+  for (const auto& f : files)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
 }  // namespace era::api

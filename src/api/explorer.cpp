@@ -39,14 +39,11 @@ void serve(http::Ctx& c, std::string_view name) {
   c.res.set_header("Referrer-Policy", "no-referrer");
   c.res.set_header("Cross-Origin-Opener-Policy", "same-origin");
   c.res.set_header("Cross-Origin-Resource-Policy", "same-origin");
-  for (const auto& f : explorer_files()) {
-    if (f.name != name) continue;
-    c.res.status = 200;
-    c.res.set_header("Cache-Control", "no-cache");
-    c.res.set_content(std::string(f.bytes), content_type(f.name));
-    return;
-  }
-  throw not_found("explorer_file_not_found", "the explorer has no file '" + std::string(name) + "'");
+  const EmbeddedFile* f = find_file(explorer_files(), name);
+  if (!f) throw not_found("explorer_file_not_found", "the explorer has no file '" + std::string(name) + "'");
+  c.res.status = 200;
+  c.res.set_header("Cache-Control", "no-cache");
+  c.res.set_content(std::string(f->bytes), content_type(f->name));
 }
 
 }  // namespace

@@ -17,11 +17,10 @@ const char* content_type(std::string_view name) {
 void register_sdk(http::Router& router, Services&) {
   router.add("GET", "/api/sdk/{file}", [](http::Ctx& c) {
     const std::string& name = c.param(0);
-    for (const auto& f : sdk_files()) {
-      if (f.name != name) continue;
+    if (const EmbeddedFile* f = find_file(sdk_files(), name)) {
       c.res.status = 200;
       c.res.set_header("Cache-Control", "no-cache");
-      c.res.set_content(std::string(f.bytes), content_type(f.name));
+      c.res.set_content(std::string(f->bytes), content_type(f->name));
       return;
     }
     std::string names;
