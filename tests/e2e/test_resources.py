@@ -168,11 +168,10 @@ class ResourcesRaceTest(ProxyTestCase):
         self.assertEqual(era_storage.resources.stats(namespace=ns)["total"], len(in_store))
 
     def test_kv_put_delete_race_on_one_key(self):
-        ns = unique("race")
-        self.race(lambda k, v: era_storage.kv.set(ns, k, v), lambda k: era_storage.kv.delete(ns, k),
-                  lambda k: era_storage.kv.get(ns, k) is not None, "kv", ns, ["k"])
-        self.race(lambda k, v: era_storage.kv.set(ns, k, v), lambda k: era_storage.kv.delete(ns, k),
-                  lambda k: era_storage.kv.get(ns, k) is not None, "kv", ns, ["a", "b"])
+        for keys in (["k"], ["a", "b"]):
+            ns = unique("race")
+            self.race(lambda k, v: era_storage.kv.set(ns, k, v), lambda k: era_storage.kv.delete(ns, k),
+                      lambda k: era_storage.kv.get(ns, k) is not None, "kv", ns, keys)
 
     def test_r2_put_delete_race_on_one_key(self):
         ns = unique("race")

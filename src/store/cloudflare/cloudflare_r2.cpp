@@ -432,7 +432,8 @@ ObjectPage CloudflareR2::list(const std::string& ns, const ListOptions& o) {
     info.key = name.substr(skip);
     info.size = to_u64(block.first("Size"));
     info.etag = unquote(block.first("ETag"));
-    info.uploaded_ms = dates::parse_iso8601(block.first("LastModified")).value_or(0);
+    // Whole seconds, as HEAD and GET give it (Last-Modified has no milliseconds): one object, one time.
+    info.uploaded_ms = dates::parse_iso8601(block.first("LastModified")).value_or(0) / 1000 * 1000;
     page.objects.push_back(std::move(info));
   }
   if (recorder_ && !page.objects.empty()) {

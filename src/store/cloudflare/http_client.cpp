@@ -253,15 +253,16 @@ class HttpClient::Transfer {
   }
 
   // The final answer's status and headers, from curl's own header store (names lowercased, values
-  // trimmed by curl, in the order received).
+  // trimmed, in the order received).
   void collect_headers() {
     long status = 0;
     curl_easy_getinfo(easy_.get(), CURLINFO_RESPONSE_CODE, &status);
     resp_.status = int(status);
     resp_.headers.clear();
     curl_header* prev = nullptr;
+    // Trimmed here too: libcurl 7.88 gives an empty value as "\r" (its own trimming misses that case).
     while ((prev = curl_easy_nextheader(easy_.get(), CURLH_HEADER, -1, prev)))
-      resp_.headers.emplace_back(text::lower(prev->name), prev->value);
+      resp_.headers.emplace_back(text::lower(prev->name), std::string(text::trim(prev->value)));
     headers_done_ = true;
   }
 
