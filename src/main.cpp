@@ -24,9 +24,7 @@
 #include "api/sdk_files.h"
 #include "runner/runner.h"
 #include "ns/names.h"
-#include "store/backend.h"
-#include "store/cloudflare/cloudflare_backend.h"
-#include "store/local/local_backend.h"
+#include "app/backends.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -43,38 +41,6 @@ void usage() {
                "  reindex   rebuild the resource registry's counters from the stores; report drift\n"
                "  token     mint a session token offline (see `era-storage-proxy token --help`)\n"
                "  version   print the version\n";
-}
-
-// The backend the configuration names, with the options its stores take (the stores never see Config).
-std::unique_ptr<era::Backend> open_backend(const Config& config) {
-  era::D1Limits d1;
-  d1.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
-  d1.max_params = config.d1_max_params;
-  d1.statement_timeout_ms = config.d1_statement_timeout_ms;
-  d1.max_result_bytes = config.d1_max_result_bytes;
-  if (config.backend == "local") {
-    era::LocalOptions o;
-    o.data_dir = config.data_dir;
-    o.d1 = d1;
-    return std::make_unique<era::LocalBackend>(o);
-  }
-  if (config.backend == "cloudflare") {
-    era::cf::CloudflareOptions o;
-    o.api_base = config.cf_api_base;
-    o.api_token = config.cf_api_token;
-    o.kv_namespace_id = config.cf_kv_namespace_id;
-    o.d1_database_id = config.cf_d1_database_id;
-    o.r2_endpoint = config.cf_r2_endpoint;
-    o.r2_bucket = config.cf_r2_bucket;
-    o.r2_credentials = {config.cf_r2_access_key_id, config.cf_r2_secret_access_key};
-    o.http.connect_timeout_ms = config.cf_connect_timeout_ms;
-    o.http.timeout_ms = config.cf_timeout_ms;
-    o.http.max_attempts = config.cf_max_attempts;
-    o.r2_part_size = uint64_t(config.cf_r2_part_size_mib) << 20;
-    o.d1 = d1;
-    return std::make_unique<era::cf::CloudflareBackend>(std::move(o));
-  }
-  throw std::runtime_error("unknown backend '" + config.backend + "'");
 }
 
 // Adds one flag per setting that has one, so the CLI cannot drift from the settings table.
@@ -120,7 +86,7 @@ int serve(int argc, char** argv) {
   // Auth policy first: a refused configuration exits before anything is opened or bound.
   std::string notes;
   era::auth::AuthSettings auth_settings = era::auth::auth_settings(config, notes);
-  auto backend = open_backend(config);
+  auto backend = era::open_backend(config);
   era::auth::Authenticator authenticator(std::move(auth_settings), backend->sessions(), era::unix_now);
   era::auth::RateLimiter limiter(era::auth::rate_limits(config), [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -191,7 +157,7 @@ int reindex(int argc, char** argv) {
   }
   Config config = config_from(r);
   era::log::set_level(era::log::Level::warn);
-  auto backend = open_backend(config);
+  auto backend = era::open_backend(config);
   auto report = backend->registry().reindex();
   backend->close();
   for (const auto& line : report.repairs) std::cout << "repaired " << line << "\n";
@@ -273,7 +239,7 @@ int check(int argc, char** argv) {
   Config config = config_from(r);
   era::log::set_level(era::log::Level::error);  // retries are summed up in the verdict, not logged
   std::cout << "backend: " << config.backend << std::endl;
-  auto backend = open_backend(config);
+  auto backend = era::open_backend(config);
   int failed = 0;
   for (const auto& item : backend->check()) {
     std::cout << (item.ok ? "ok    " : "FAIL  ") << item.what << (item.ok ? "" : ": " + item.detail) << std::endl;

@@ -576,6 +576,7 @@ TEST_CASE("http client: open() maps a final 429 like send(): 503 with the delay 
   FakeUpstream up([](int, const httplib::Request&, httplib::Response& res) {
     res.status = 429;
     res.set_header("Retry-After", "120");
+    res.set_content(kEnvelope500, "application/json");
   });
   HttpClient client(fast());
   for (bool stream : {false, true}) {
@@ -589,6 +590,7 @@ TEST_CASE("http client: open() maps a final 429 like send(): 503 with the delay 
       CHECK(e.status() == 503);
       CHECK(e.code() == "upstream_rate_limited");
       CHECK(e.retry_after_s == 120);
+      CHECK(std::string(e.what()).find("code 7500: internal trouble") != std::string::npos);  // the body was read
     }
   }
   CHECK(up.calls() == 2);

@@ -479,10 +479,8 @@ std::unique_ptr<HttpStream> HttpClient::open(HttpRequest req) {
     s->transfer_ = std::make_unique<Transfer>(*this, s->req_, Transfer::Mode::pull);
     Transfer& t = *s->transfer_;
     t.run_to_headers();
-    if (!t.transport_failed() && !is_transient_status(t.response().status)) {
-      if (!t.ok_status()) t.run_to_end();  // an error answer: read its small body whole
-      return s;
-    }
+    if (!t.transport_failed() && !t.ok_status()) t.run_to_end();  // an error answer: its small body whole
+    if (!t.transport_failed() && !is_transient_status(t.response().status)) return s;
     after_failure(s->req_, attempt, t);
   }
 }
