@@ -185,6 +185,10 @@ ResourceStats ResourceWalk::stats(const std::optional<std::string>& ns,
       s.by_namespace[name] += t.count;
       s.total += t.count;
       s.total_size += t.bytes;
+      auto& per_type = s.by_namespace_type[name];
+      for (const char* ty : {"d1", "kv", "r2"}) per_type.emplace(ty, ResourceStats::Count{});
+      per_type[src->type()].count += t.count;
+      per_type[src->type()].size += t.bytes;
     }
   }
   for (const char* t : {"d1", "kv", "r2"}) s.by_type.emplace(t, 0);
