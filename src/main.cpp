@@ -28,9 +28,9 @@
 #include "api/embedded_files.h"
 #include "runner/runner.h"
 #include "ns/names.h"
-#include "store/backend.h"
-#include "util/clock.h"
+#include "app/backends.h"
 #include "util/log.h"
+#include "util/time.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include "api/api.h"
 #include "auth/token.h"
 #include "runner/runner.h"
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/error.h"
 
 namespace era::api {

@@ -12,7 +12,7 @@
 #include "auth/token.h"
 #include "ns/names.h"
 #include "runner/runner.h"
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/encoding.h"
 #include "util/error.h"
 

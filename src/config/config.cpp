@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "store/cloudflare/sigv4.h"
+#include "util/crypto.h"
 
 namespace era {
 namespace {
@@ -364,7 +364,7 @@ void resolve_cloudflare(Config& c) {
       !c.cf_api_token.empty()) {
     // Cloudflare's documented derivation: id = the token's id, secret = hex SHA-256 of the token value.
     c.cf_r2_access_key_id = c.cf_api_token_id;
-    c.cf_r2_secret_access_key = cf::sigv4::secret_from_api_token(c.cf_api_token);
+    c.cf_r2_secret_access_key = crypto::sha256_hex(c.cf_api_token);
   }
   std::vector<std::string> missing;
   auto need = [&](const std::string& v, const char* what) {

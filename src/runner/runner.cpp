@@ -260,7 +260,7 @@ void Runner::acquire(const std::string& id, bool needs_capacity) {
     ApiError e(503, "runner_busy",
                "no sandbox became free within " + std::to_string(options_.queue_timeout_s) +
                    " seconds (runner.max_concurrent runs at once, one per session); retry later");
-    e.header = {"Retry-After", "5"};
+    e.retry_after_s = 5;
     throw e;
   }
   busy_.insert(id);
