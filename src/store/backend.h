@@ -37,6 +37,9 @@ class Backend {
   virtual std::vector<CheckItem> check() { return {}; }
 };
 
+// The [d1] limits of the configuration, as both SqlStore implementations take them.
+D1Limits d1_limits(const Config& config);
+
 // Opens the backend the configuration names. Throws std::runtime_error on failure to open.
 std::unique_ptr<Backend> open_backend(const Config& config);
 

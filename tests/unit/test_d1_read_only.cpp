@@ -17,7 +17,7 @@ struct ReadOnlyFixture {
   ReadOnlyFixture() {
     char tmpl[] = "/tmp/era-d1ro-XXXXXX";
     dir = mkdtemp(tmpl);
-    d1 = std::make_unique<LocalD1>(dir + "/d1.sqlite3", D1Limits{}, 2);
+    d1 = std::make_unique<LocalD1>(dir + "/d1", D1Limits{});
     int n = 0;
     d1->exec("app", {"CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')", {}}, n);
   }

@@ -28,12 +28,7 @@ CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
   s3_ = std::make_unique<S3Client>(*http_, config.cf_r2_endpoint, config.cf_r2_bucket,
                                    sigv4::Credentials{config.cf_r2_access_key_id, config.cf_r2_secret_access_key});
   d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
-  D1Limits limits;
-  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
-  limits.max_params = config.d1_max_params;
-  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
-  limits.max_result_bytes = config.d1_max_result_bytes;
-  d1_store_ = std::make_unique<CloudflareD1>(*d1_, limits);
+  d1_store_ = std::make_unique<CloudflareD1>(*d1_, d1_limits(config));
   registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_);
   kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id, registry_.get());
   r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20, registry_.get());

@@ -19,12 +19,16 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
-  D1Limits limits;
-  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
-  limits.max_params = config.d1_max_params;
-  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
-  limits.max_result_bytes = config.d1_max_result_bytes;
-  d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", limits);
+  // D1: a file per namespace in d1/. A data dir from before (one d1.sqlite3 for every namespace) is
+  // moved into that layout first; the old file is kept as d1.sqlite3.migrated.
+  const std::string single = dir_ + "/d1.sqlite3";
+  if (std::filesystem::exists(single)) LocalD1::migrate_single_file(single, dir_ + "/d1");
+  LocalD1Options d1_options;
+  d1_options.journal_limit_bytes = int64_t(config.d1_journal_limit_mb) << 20;
+  d1_options.max_open_namespaces = static_cast<size_t>(config.d1_max_open_databases);
+  d1_options.readers_per_namespace = static_cast<size_t>(config.d1_readers_per_namespace);
+  d1_options.max_concurrent_per_namespace = config.d1_max_concurrent_per_namespace;
+  d1_ = std::make_unique<LocalD1>(dir_ + "/d1", d1_limits(config), d1_options);
   // Sources in type order: d1, kv, r2.
   std::vector<std::unique_ptr<ResourceSource>> sources;
   sources.push_back(make_d1_source(*d1_));

@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 #include "store/registry.h"
 
 namespace era {
