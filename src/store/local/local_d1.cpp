@@ -106,9 +106,10 @@ const std::string kCreateObjects = std::string("CREATE TABLE IF NOT EXISTS ") + 
 struct LocalD1::Space {
   std::string path;
   std::once_flag opened;
-  std::timed_mutex write_mu;  // held by the call that writes, for its whole transaction
   std::unique_ptr<sqlite::Db> writer;
   std::mutex mu;  // guards the fields below
+  bool writing = false;  // a call holds `writer` for its whole transaction (WriteTurn)
+  std::condition_variable write_cv;
   std::condition_variable cv;
   std::vector<std::unique_ptr<sqlite::Db>> idle;
   size_t readers_open = 0;
@@ -134,6 +135,30 @@ class LocalD1::Use {
   }
   Use(const Use&) = delete;
   Use& operator=(const Use&) = delete;
+
+ private:
+  Space& s_;
+};
+
+// The namespace's writer, taken for one call's transaction; waiting for it counts against the call's
+// budget. (A flag and a condition variable rather than std::timed_mutex, whose timed lock
+// ThreadSanitizer cannot follow.)
+class LocalD1::WriteTurn {
+ public:
+  WriteTurn(Space& s, const sqlfront::Deadline& deadline) : s_(s) {
+    std::unique_lock<std::mutex> lock(s_.mu);
+    if (!s_.write_cv.wait_until(lock, deadline.at(), [&] { return !s_.writing; })) throw deadline.timeout();
+    s_.writing = true;
+  }
+  ~WriteTurn() {
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      s_.writing = false;
+    }
+    s_.write_cv.notify_one();
+  }
+  WriteTurn(const WriteTurn&) = delete;
+  WriteTurn& operator=(const WriteTurn&) = delete;
 
  private:
   Space& s_;
@@ -348,8 +373,7 @@ void LocalD1::claim(const std::string& ns, const sqlfront::Overlay& overlay, std
 
 std::vector<SqlResult> LocalD1::write(Space& s, const std::string& ns, const std::vector<sqlfront::Unit>& units,
                                       const sqlfront::Deadline& deadline) {
-  std::unique_lock<std::timed_mutex> lock(s.write_mu, std::defer_lock);
-  if (!lock.try_lock_until(deadline.at())) throw deadline.timeout();
+  WriteTurn turn(s, deadline);
   sqlite::Db& db = *s.writer;
   sqlite3* h = db.handle();
   sqlfront::Overlay overlay(registry_);

@@ -80,6 +80,7 @@ class LocalD1 : public sqlfront::GuardedSqlStore {
   class Use;
   class Exec;
   class Reader;
+  class WriteTurn;
 
   std::shared_ptr<Space> space(const std::string& ns);
   // A read-only connection of `s`, waiting at most until the call's deadline for one to be free.
