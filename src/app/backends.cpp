@@ -14,10 +14,16 @@ std::unique_ptr<Backend> open_backend(const Config& config) {
   d1.max_params = config.d1_max_params;
   d1.statement_timeout_ms = config.d1_statement_timeout_ms;
   d1.max_result_bytes = config.d1_max_result_bytes;
+  d1.request_timeout_ms = config.d1_request_timeout_ms;
+  d1.max_statements = config.d1_max_statements;
   if (config.backend == "local") {
     LocalOptions o;
     o.data_dir = config.data_dir;
     o.d1 = d1;
+    o.d1_files.journal_limit_bytes = int64_t(config.d1_journal_limit_mb) << 20;
+    o.d1_files.max_open_namespaces = static_cast<size_t>(config.d1_max_open_databases);
+    o.d1_files.readers_per_namespace = static_cast<size_t>(config.d1_readers_per_namespace);
+    o.d1_files.max_concurrent_per_namespace = config.d1_max_concurrent_per_namespace;
     return std::make_unique<LocalBackend>(o);
   }
   if (config.backend == "cloudflare") {

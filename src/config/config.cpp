@@ -240,6 +240,24 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("d1.max_result_bytes", "ERA_PROXY_D1_MAX_RESULT_BYTES", "",
                           "bytes a D1 result set may hold before it is refused", &Config::d1_max_result_bytes, 1024,
                           2000000000));
+  t.push_back(int_setting("d1.request_timeout_ms", "ERA_PROXY_D1_REQUEST_TIMEOUT_MS", "",
+                          "milliseconds one D1 call (query, exec or batch) may take in all (D1: 30000)",
+                          &Config::d1_request_timeout_ms, 1, 3600000));
+  t.push_back(int_setting("d1.max_statements", "ERA_PROXY_D1_MAX_STATEMENTS", "",
+                          "statements in one D1 call (D1: 1000 per Worker invocation)", &Config::d1_max_statements, 1,
+                          100000));
+  t.push_back(int_setting("d1.journal_limit_mb", "ERA_PROXY_D1_JOURNAL_LIMIT_MB", "",
+                          "MiB a namespace's D1 write-ahead log is truncated back to after a call (local mode)",
+                          &Config::d1_journal_limit_mb, 1, 1048576));
+  t.push_back(int_setting("d1.max_open_databases", "ERA_PROXY_D1_MAX_OPEN_DATABASES", "",
+                          "namespace D1 files kept open at once, least recently used closed first (local mode)",
+                          &Config::d1_max_open_databases, 1, 100000));
+  t.push_back(int_setting("d1.readers_per_namespace", "ERA_PROXY_D1_READERS_PER_NAMESPACE", "",
+                          "read-only connections per namespace D1 file (local mode)", &Config::d1_readers_per_namespace,
+                          1, 1024));
+  t.push_back(int_setting("d1.max_concurrent_per_namespace", "ERA_PROXY_D1_MAX_CONCURRENT_PER_NAMESPACE", "",
+                          "D1 calls of one namespace served at once; more get 429 (local mode)",
+                          &Config::d1_max_concurrent_per_namespace, 1, 100000));
   return t;
 }
 

@@ -100,6 +100,13 @@ struct Config {
   int d1_max_params = 100;                // bound parameters per statement
   int d1_statement_timeout_ms = 30000;    // a statement running longer is interrupted
   int d1_max_result_bytes = 50000000;     // a result set larger than this is refused
+  int d1_request_timeout_ms = 30000;      // a whole call (query, exec, batch) running longer is stopped
+  int d1_max_statements = 1000;           // statements in one call (exec's statements, batch entries)
+  // local mode: a SQLite file per namespace
+  int d1_journal_limit_mb = 64;           // a namespace's WAL is truncated back to this after a call
+  int d1_max_open_databases = 64;         // namespace files kept open (least recently used closed)
+  int d1_readers_per_namespace = 4;       // read-only connections per namespace file
+  int d1_max_concurrent_per_namespace = 8;  // calls of one namespace at once (more: 429 d1_busy)
 
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;

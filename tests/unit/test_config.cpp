@@ -115,3 +115,29 @@ TEST_CASE("runner.disk_quota_mb: 256 by default, 0 turns it off, from the file o
   CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("runner.disk_quota_mb") != std::string::npos);
   std::remove(file.c_str());
 }
+
+TEST_CASE("[d1] call budget, statements per call and the local per-namespace files: file and environment") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.d1_request_timeout_ms == 30000);
+  CHECK(d.d1_max_statements == 1000);
+  CHECK(d.d1_journal_limit_mb == 64);
+  CHECK(d.d1_max_open_databases == 64);
+  CHECK(d.d1_readers_per_namespace == 4);
+  CHECK(d.d1_max_concurrent_per_namespace == 8);
+  auto file = temp_toml(
+      "[d1]\nrequest_timeout_ms = 5000\nmax_statements = 50\njournal_limit_mb = 8\nmax_open_databases = 3\n"
+      "readers_per_namespace = 2\nmax_concurrent_per_namespace = 5\n");
+  env.vars["ERA_PROXY_D1_MAX_STATEMENTS"] = "60";
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.d1_request_timeout_ms == 5000);
+  CHECK(c.d1_max_statements == 60);
+  CHECK(c.source["d1.max_statements"] == "env");
+  CHECK(c.d1_journal_limit_mb == 8);
+  CHECK(c.d1_max_open_databases == 3);
+  CHECK(c.d1_readers_per_namespace == 2);
+  CHECK(c.d1_max_concurrent_per_namespace == 5);
+  std::remove(file.c_str());
+  env.vars["ERA_PROXY_D1_REQUEST_TIMEOUT_MS"] = "0";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("d1.request_timeout_ms") != std::string::npos);
+}

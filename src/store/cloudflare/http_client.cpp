@@ -377,7 +377,8 @@ HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
   curl_share_setopt(share_.get(), CURLSHOPT_USERDATA, this);
   curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_share_setopt(share_.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  // Not CURL_LOCK_DATA_CONNECT: "It is not supported to share connections between multiple
+  // concurrent threads" (libcurl, CURLSHOPT_SHARE); each pooled handle keeps its own connections.
 }
 
 HttpClient::~HttpClient() {

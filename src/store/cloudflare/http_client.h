@@ -2,9 +2,11 @@
 // whole answers (send) and pulled bodies (open): the same options, the same response headers (read
 // through curl_easy_header once the header block is complete), the same retry policy.
 //
-// - Connections are kept alive and reused: easy handles are pooled, and every handle shares one
-//   connection cache, DNS cache and TLS session cache (a CURLSH), so a request pays no handshake once
-//   the pool is warm.
+// - Connections are kept alive and reused: easy handles are pooled (each keeps its own connections),
+//   and every handle shares one DNS cache and TLS session cache (a CURLSH), so a request pays no full
+//   handshake once the pool is warm. The connection cache is not shared: libcurl does not support
+//   sharing it between concurrent threads (CURLSHOPT_SHARE), and concurrent upstream calls are the
+//   normal case here.
 // - Every attempt has a connect timeout and a total timeout (or, for streams, a stall timeout).
 // - Retries, with exponential backoff and full jitter and honouring Retry-After, only where a retry
 //   cannot change the outcome:

@@ -19,7 +19,11 @@ LocalBackend::LocalBackend(const LocalOptions& options) : dir_(options.data_dir)
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
-  d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", options.d1);
+  // D1: a file per namespace in d1/. A data dir from before (one d1.sqlite3 for every namespace) is
+  // moved into that layout first; the old file is kept as d1.sqlite3.migrated.
+  const std::string single = dir_ + "/d1.sqlite3";
+  if (std::filesystem::exists(single)) LocalD1::migrate_single_file(single, dir_ + "/d1");
+  d1_ = std::make_unique<LocalD1>(dir_ + "/d1", options.d1, options.d1_files);
   // Sources in type order: d1, kv, r2.
   std::vector<std::unique_ptr<ResourceSource>> sources;
   sources.push_back(make_sql_table_source(*d1_));

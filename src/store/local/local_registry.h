@@ -8,7 +8,7 @@
 #include <functional>
 #include <memory>
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 #include "store/resource_walk.h"
 
 namespace era {

@@ -1,4 +1,4 @@
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,5 @@
-// Small RAII layer over SQLite: a database handle, prepared statements, a pool of reader connections
+// Small RAII layer over SQLite, shared by both backends (the local store's files, the cloudflare
+// store's in-memory schema shadow): a database handle, prepared statements, a pool of reader connections
 // with a per-connection statement cache, and a single writer thread that commits in groups.
 //
 // Why a single writer: SQLite allows one writer at a time. Funnelling every write through one thread
@@ -37,11 +38,17 @@ class Error : public std::runtime_error {
 
 class Stmt;
 
+// Owns a prepared statement (finalized when it leaves scope); null when a prepare produced none.
+struct Finalize {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, Finalize>;
+
 // One connection. Not thread-safe: one thread uses it at a time.
 class Db {
  public:
   // Opens (creating if needed) the database at `path` in WAL mode with synchronous=FULL, so a commit
-  // that returned is on disk.
+  // that returned is on disk. ":memory:" opens a private in-memory database.
   explicit Db(const std::string& path, bool read_only = false);
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -91,11 +98,8 @@ class Stmt {
   sqlite3_stmt* handle() const { return stmt_.get(); }
 
  private:
-  struct Finalizer {
-    void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-  };
   sqlite3* db_;
-  std::unique_ptr<sqlite3_stmt, Finalizer> stmt_;
+  StmtPtr stmt_;
 };
 
 // Resets a statement when it leaves scope, so a cached statement never holds a read transaction open.
