@@ -15,7 +15,7 @@ const char* content_type(std::string_view name) {
 }  // namespace
 
 void register_sdk(http::Router& router, Services&) {
-  router.add("GET", "/api/sdk/{file}", [](http::Ctx& c) {
+  router.add("GET", "/api/sdk/{file}", http::Access::open(), [](http::Ctx& c) {
     const std::string& name = c.param(0);
     for (const auto& f : sdk_files()) {
       if (f.name != name) continue;
