@@ -53,6 +53,7 @@ struct ResourceStats {
   int64_t total_size = 0;
   std::map<std::string, int64_t> by_type;       // always has "kv", "d1" and "r2"
   std::map<std::string, int64_t> by_namespace;  // namespaces holding at least one resource
+  std::map<std::string, int64_t> size_by_type;  // bytes by type, where known (KV values, R2 objects)
 };
 
 struct ReindexReport {
