@@ -16,8 +16,9 @@ using http::json;
 constexpr int64_t kMinTtl = 60;
 // A JSON string can take several bytes per byte of value (escapes): allow twice the value limit.
 constexpr size_t kMaxPutBody = 2 * ns::kMaxKvValueBytes + 64 * 1024;
-// {value, metadata (1 KiB of JSON), expiration}: a few hundred values at most, the value one string.
-const http::JsonLimits kPutLimits{kMaxPutBody, 16, 2048, ns::kMaxKvValueBytes};
+// {value, metadata (1 KiB of JSON), expiration}: a few hundred values at most. Strings are bounded by
+// the body alone, so a value just past 25 MiB gets the precise value_too_large.
+const http::JsonLimits kPutLimits{kMaxPutBody, 16, 2048, kMaxPutBody};
 
 int64_t integer_field(const json& body, const char* name) {
   const json& v = body[name];
