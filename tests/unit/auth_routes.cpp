@@ -3,15 +3,13 @@
 // process through Router::handle.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "api/api.h"
 #include "auth/authenticator.h"
 #include "runner/runner.h"
 #include "store/local/local_backend.h"
+#include "support.h"
 #include "util/clock.h"
 
 using namespace era;
@@ -19,16 +17,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const char* base = std::getenv("ERA_TEST_TMP");
-  std::filesystem::path p = std::filesystem::path(base ? base : "/tmp") /
-                            ("routes-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
-}
-
 struct App {
+  test::TempDir tmp;
   Config config;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<auth::Authenticator> auth;
@@ -37,8 +27,9 @@ struct App {
   http::Router router;
 
   App(const std::string& name, bool auth_required, const std::string& public_url = "",
-      const std::string& allowed_origins = "") {
-    config.data_dir = temp_dir(name);
+      const std::string& allowed_origins = "")
+      : tmp("routes-" + name) {
+    config.data_dir = tmp.str();
     config.public_url = public_url;
     config.allowed_origins = allowed_origins;
     backend = std::make_unique<LocalBackend>(config);
@@ -55,7 +46,6 @@ struct App {
   ~App() {
     auth->stop();
     backend->close();
-    std::filesystem::remove_all(config.data_dir);
   }
 
   // A stored session and its token.

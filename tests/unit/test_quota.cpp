@@ -2,12 +2,9 @@
 // end in both backends (tests/e2e/test_kv.py, test_r2.py); D1's quota is local-only.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "store/local/local_backend.h"
 #include "store/quota.h"
+#include "support.h"
 #include "util/error.h"
 
 using namespace era;
@@ -15,30 +12,21 @@ using namespace era;
 namespace {
 
 struct Quota {
+  test::TempDir tmp;
   Config config;
   std::unique_ptr<Backend> backend;
 
-  Quota(const std::string& name, QuotaLimits limits) {
-    const char* base = std::getenv("ERA_TEST_TMP");
-    config.data_dir = (std::filesystem::path(base ? base : "/tmp") /
-                       ("quota-" + name + "-" + std::to_string(::getpid())))
-                          .string();
-    std::filesystem::remove_all(config.data_dir);
+  Quota(const std::string& name, QuotaLimits limits) : tmp("quota-" + name) {
+    config.data_dir = tmp.str();
     backend = with_quotas(std::make_unique<LocalBackend>(config), limits);
   }
-  ~Quota() {
-    backend->close();
-    std::filesystem::remove_all(config.data_dir);
-  }
+  ~Quota() { backend->close(); }
 };
 
 std::string code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ApiError& e) {
-    return std::to_string(e.status()) + " " + e.code();
-  }
-  return "";
+  std::string code;
+  const int status = test::status_of(f, &code);
+  return status == 200 ? "" : std::to_string(status) + " " + code;
 }
 
 SqlStatement st(std::string sql, std::vector<SqlValue> params = {}) {
