@@ -11,7 +11,8 @@
 //      page whose own name resolves to 127.0.0.1). The Unix socket is exempt (it has no host).
 // 2. Who may call the route: its access declaration (http/access.h), the same rule code for every
 //    route, whatever its URL:
-//      anyone        no token needed
+//      anyone        no token needed (health, the SDK files, the explorer's files: none holds a secret;
+//                    the explorer's API calls carry the admin token the user types in)
 //      admin         the admin
 //      own_session   the admin, or the session named by the path parameter
 //      in_namespace  any valid token whose scope holds the namespace path parameter (403

@@ -18,8 +18,10 @@ ApiError exceeded(const char* store, const std::string& ns, uint64_t quota, cons
 // Bytes of `type` the namespace holds, from the registry's maintained tally.
 int64_t used(ResourceRegistry& registry, const char* type, const std::string& ns) {
   ResourceStats s = registry.stats(ns, std::nullopt);
-  auto it = s.size_by_type.find(type);
-  return it == s.size_by_type.end() ? 0 : it->second;
+  auto it = s.by_namespace_type.find(ns);
+  if (it == s.by_namespace_type.end()) return 0;
+  auto t = it->second.find(type);
+  return t == it->second.end() ? 0 : t->second.size;
 }
 
 // The size of one resource (the bytes a write replacing it frees), 0 when there is none.

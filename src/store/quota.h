@@ -1,7 +1,7 @@
 // Per-namespace byte quotas, as decorators around the store interfaces: one place for every backend
 // (open_backend wraps whichever backend it opens). Off by default (quota.* = 0).
 //
-// Usage comes from the resource registry's per-namespace tally (ResourceStats::size_by_type), so it
+// Usage comes from the resource registry's per-namespace tally (ResourceStats::by_namespace_type), so it
 // is the same figure /api/resources/stats reports, in both backends:
 // - KV: a put that would take the namespace's value bytes past quota.kv_bytes (counting the old value
 //   of the key as freed) is refused before it is sent to the store.
