@@ -4,9 +4,13 @@
 //   token    mint a session token offline, from the same secret serve uses
 //   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -24,9 +28,9 @@
 #include "api/embedded_files.h"
 #include "runner/runner.h"
 #include "ns/names.h"
-#include "store/backend.h"
-#include "util/clock.h"
+#include "app/backends.h"
 #include "util/log.h"
+#include "util/time.h"
 
 namespace {
 
@@ -61,6 +65,25 @@ Config config_from(const cxxopts::ParseResult& r) {
                           [](const char* name) { return std::getenv(name); });
 }
 
+// The data dir is created 0700; one that exists with access for group or others (made by hand, or
+// by an older version) is narrowed to the owner when it is ours, and warned about when it is not.
+void prepare_data_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return;  // the backend reports it, with context
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !(st.st_mode & 077)) return;
+  if (st.st_uid == ::geteuid() && ::chmod(dir.c_str(), st.st_mode & 07700) == 0)
+    era::log::info("data dir " + dir + " was open to other users: narrowed to mode 0700");
+  else {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+    era::log::warn("data dir " + dir + " is open to other users (mode " + mode +
+                   "): make it 0700 and owned by the proxy's user");
+  }
+}
+
 int serve(int argc, char** argv) {
   cxxopts::Options options("era-storage-proxy serve", "Run the storage proxy.");
   add_setting_flags(options);
@@ -83,6 +106,7 @@ int serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  prepare_data_dir(config.data_dir);
   // Auth policy first: a refused configuration exits before anything is opened or bound.
   std::string notes;
   era::auth::AuthSettings auth_settings = era::auth::auth_settings(config, notes);
@@ -258,6 +282,10 @@ int check(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything the proxy creates — databases, objects, secrets, sessions' working directories — is
+  // its own alone: tenants' data must not be readable by other local users (the sandbox's uid
+  // among them). Explicit modes where files are created say the same; this catches the rest.
+  ::umask(077);
   if (argc < 2) {
     usage();
     return 2;

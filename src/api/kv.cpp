@@ -5,7 +5,7 @@
 
 #include "api/api.h"
 #include "ns/names.h"
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/error.h"
 
 namespace era::api {

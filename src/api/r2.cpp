@@ -294,7 +294,10 @@ void register_r2(http::Router& router, Services& services) {
     const bool raw = wants_raw(c);
     GetOptions options;
     options.only_if = precondition_from(c);
-    if (raw && c.req.has_header("Range")) options.range = http::parse_range(c.req.get_header_value("Range"));
+    if (raw && c.req.has_header("Range")) {
+      const http::Range r = http::parse_range(c.req.get_header_value("Range"));
+      options.range = ByteRange{r.offset, r.length, r.suffix};
+    }
     std::shared_ptr<ObjectReader> reader = r2.get(ns, key, options);
     if (!reader) throw not_found("object_not_found", "object not found");
     if (answer_condition(c, options.only_if, reader->info())) return;

@@ -1,27 +1,17 @@
 // Resource discovery: GET /api/resources/list and /api/resources/stats — what every namespace holds
 // across KV, D1 and R2, never disagreeing with the data (see store/registry.h).
+#include <cerrno>
 #include <cstdlib>
-#include <ctime>
 
 #include "api/api.h"
 #include "ns/names.h"
 #include "util/error.h"
+#include "util/time.h"
 
 namespace era::api {
 namespace {
 
 using http::json;
-
-std::string iso8601(int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
-}
 
 int64_t int_param(const std::optional<std::string>& s, int64_t dflt, int64_t min, int64_t max, const char* name) {
   if (!s) return dflt;
@@ -46,8 +36,8 @@ json resource_json(Resource& r) {
             {"key", std::move(r.key)},
             {"size", r.size ? json(*r.size) : json(nullptr)},
             {"metadata", r.metadata ? json::parse(*r.metadata, nullptr, false) : json(nullptr)},
-            {"created_at", r.created_at_ms ? json(iso8601(r.created_at_ms)) : json(nullptr)},
-            {"updated_at", r.updated_at_ms ? json(iso8601(r.updated_at_ms)) : json(nullptr)}};
+            {"created_at", r.created_at_ms ? json(dates::iso8601(r.created_at_ms)) : json(nullptr)},
+            {"updated_at", r.updated_at_ms ? json(dates::iso8601(r.updated_at_ms)) : json(nullptr)}};
   if (j["metadata"].is_discarded()) j["metadata"] = nullptr;
   return j;
 }

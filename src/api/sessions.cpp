@@ -12,7 +12,7 @@
 #include "auth/token.h"
 #include "ns/names.h"
 #include "runner/runner.h"
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/encoding.h"
 #include "util/error.h"
 
@@ -122,11 +122,20 @@ json session_json(const SessionRecord& s) {
           {"metadata", s.metadata.empty() ? json(nullptr) : json::parse(s.metadata)}};
 }
 
+// Where a VM host should point ERA_STORAGE_URL. Never the request's Host header: the client (or a
+// page that rebinds a DNS name to this proxy) chooses that. server.public_url when set; else the
+// address the connection actually reached, as the kernel reports it — the configured host when the
+// proxy listens on one address, the connection's local address when it listens on all — with the
+// port it is bound to; or the Unix socket, for a request that came in on it.
 std::string public_url(const http::Ctx& c, const Config& config) {
   if (!config.public_url.empty()) return config.public_url;
-  std::string host = c.req.get_header_value("Host");
-  if (host.empty()) host = config.host + ":" + std::to_string(config.port);
-  return "http://" + host;
+  if (c.from_sandbox)
+    return "unix://" + (config.runner_socket.empty() ? config.data_dir + "/proxy.sock" : config.runner_socket);
+  std::string host = config.host;
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") host = c.req.local_addr;
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+  const int port = c.req.local_port > 0 ? c.req.local_port : config.port;
+  return "http://" + host + ":" + std::to_string(port);
 }
 
 int parse_limit(const std::optional<std::string>& s) {

@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "auth/principal.h"
+#include "util/crypto.h"
 
 namespace era::auth {
 
@@ -58,11 +59,8 @@ struct Verified {
 // Checks the format, then the MAC, then the claims, then the expiry against `now`.
 Verified verify_token(std::string_view token, std::string_view secret, int64_t now);
 
-// Constant-time equality of two byte strings (the time depends on neither's contents; lengths are
-// hashed first so unequal lengths leak nothing either).
-bool constant_time_equal(std::string_view a, std::string_view b);
-
-// HMAC-SHA256 of `data` under `key`: 32 raw bytes.
-std::string hmac_sha256(std::string_view key, std::string_view data);
+// The MAC and the admin-token compare come from the one crypto helper (util/crypto.h).
+using crypto::constant_time_equal;
+using crypto::hmac_sha256;
 
 }  // namespace era::auth

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "store/cloudflare/sigv4.h"
+#include "util/crypto.h"
 
 namespace era {
 namespace {
@@ -104,7 +104,7 @@ std::vector<Setting> make_settings() {
                            &Config::log_level, {"debug", "info", "warn", "error"}));
   t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
                              "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
-                             "(default: http:// + the request's Host)",
+                             "(default: http:// + the address and port the request reached, never its Host header)",
                              &Config::public_url));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
@@ -234,6 +234,10 @@ std::vector<Setting> make_settings() {
                           "largest file a run may write, MiB (RLIMIT_FSIZE)", &Config::runner_max_file_mb, 1, 1048576));
   t.push_back(int_setting("runner.tmp_mb", "ERA_PROXY_RUNNER_TMP_MB", "",
                           "size of the sandbox's private /tmp and /dev/shm, MiB each", &Config::runner_tmp_mb, 1, 65536));
+  t.push_back(int_setting("runner.disk_quota_mb", "ERA_PROXY_RUNNER_DISK_QUOTA_MB", "",
+                          "bytes on disk a session's working directory may hold, MiB (0: no quota; enforced as "
+                          "root with loop devices)",
+                          &Config::runner_disk_quota_mb, 0, 1048576));
   t.push_back(int_setting("runner.uid", "ERA_PROXY_RUNNER_UID", "",
                           "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
   t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",
@@ -373,7 +377,7 @@ void resolve_cloudflare(Config& c) {
       !c.cf_api_token.empty()) {
     // Cloudflare's documented derivation: id = the token's id, secret = hex SHA-256 of the token value.
     c.cf_r2_access_key_id = c.cf_api_token_id;
-    c.cf_r2_secret_access_key = cf::sigv4::secret_from_api_token(c.cf_api_token);
+    c.cf_r2_secret_access_key = crypto::sha256_hex(c.cf_api_token);
   }
   std::vector<std::string> missing;
   auto need = [&](const std::string& v, const char* what) {

@@ -78,6 +78,7 @@ struct Config {
   int runner_max_output_bytes = 1048576;  // per stream
   int runner_max_file_mb = 64;
   int runner_tmp_mb = 64;
+  int runner_disk_quota_mb = 256;  // per session's working directory; 0 = none (needs root and loop devices)
   int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
   int runner_gid = 65534;
 

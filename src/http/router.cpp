@@ -197,6 +197,10 @@ std::string write_error(httplib::Response& res, std::exception_ptr e) {
     code = err.code();
     message = err.what();
     if (!err.header.first.empty()) res.set_header(err.header.first, err.header.second);
+    // What the error means, as HTTP says it.
+    if (err.retry_after_s) res.set_header("Retry-After", std::to_string(*err.retry_after_s));
+    if (err.unsatisfiable_size && status == 416)
+      res.set_header("Content-Range", "bytes */" + std::to_string(*err.unsatisfiable_size));
   } catch (const std::exception& err) {
     log::error(std::string("unhandled exception: ") + err.what());
   } catch (...) {

@@ -1,9 +1,9 @@
 #include "util/log.h"
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <ctime>
+
+#include "util/time.h"
 
 namespace era::log {
 namespace {
@@ -34,15 +34,9 @@ bool parse_level(const std::string& n, Level& out) {
 
 void write(Level l, const std::string& message) {
   if (static_cast<int>(l) < g_level.load()) return;
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  const std::string stamp = dates::iso8601(unix_now_ms());
   // One fprintf per line: stdio locks the stream, so lines from many threads never interleave.
-  std::fprintf(stderr, "%s.%03dZ %-5s %s\n", stamp, static_cast<int>(ms), name_of(l), message.c_str());
+  std::fprintf(stderr, "%s %-5s %s\n", stamp.c_str(), name_of(l), message.c_str());
 }
 
 }  // namespace era::log

@@ -61,7 +61,6 @@ def stored_files(data_dir):
 
 
 class R2SdkTest(ProxyTestCase):
-    @unittest.skipIf(backend() == "cloudflare", "cloudflare backend: R2 list entries carry no custom metadata yet (S3 lists omit it; see docs/api.md)")
     def test_guide_example(self):
         ns = unique("myapp")
         image = bytes(range(256)) * 1024
@@ -123,7 +122,6 @@ class R2SdkTest(ProxyTestCase):
             self.assertEqual(era_storage.r2.get(ns, "f", range={"offset": 0, "length": 3}), data[11:14])
             self.assertIsNone(era_storage.r2.download(ns, "missing", io.BytesIO()))
 
-    @unittest.skipIf(backend() == "cloudflare", "cloudflare backend: the 416 answer lacks Content-Range: bytes */size yet")
     def test_ranges(self):
         ns = unique()
         data = bytes(range(256)) * 40  # 10240 bytes
@@ -191,7 +189,6 @@ class R2SdkTest(ProxyTestCase):
         status, doc = self.proxy.call("PUT", p, os.urandom(8 << 20), {"If-Match": '"stale"'})
         self.assertEqual(status, 412)
 
-    @unittest.skipIf(backend() == "cloudflare", "cloudflare backend: R2 list entries carry no custom metadata yet (S3 lists omit it; see docs/api.md)")
     def test_metadata_and_content_type(self):
         ns = unique()
         meta = {"user_id": "123", "Mixed-Case": "Kept", "ünïcode name": "välue ✓", "empty": ""}

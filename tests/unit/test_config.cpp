@@ -122,3 +122,15 @@ TEST_CASE("allowed origins and per-namespace quotas: off by default, set from fi
   CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("quota.kv_bytes") != std::string::npos);
   std::remove(file.c_str());
 }
+
+TEST_CASE("runner.disk_quota_mb: 256 by default, 0 turns it off, from the file or ERA_PROXY_RUNNER_DISK_QUOTA_MB") {
+  Env env;
+  CHECK(load_config("", {}, env.fn()).runner_disk_quota_mb == 256);
+  auto file = temp_toml("[runner]\ndisk_quota_mb = 0\n");
+  CHECK(load_config(file, {}, env.fn()).runner_disk_quota_mb == 0);
+  env.vars["ERA_PROXY_RUNNER_DISK_QUOTA_MB"] = "32";
+  CHECK(load_config(file, {}, env.fn()).runner_disk_quota_mb == 32);
+  env.vars["ERA_PROXY_RUNNER_DISK_QUOTA_MB"] = "-1";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("runner.disk_quota_mb") != std::string::npos);
+  std::remove(file.c_str());
+}

@@ -13,12 +13,10 @@ namespace {
 
 struct Quota {
   test::TempDir tmp;
-  Config config;
   std::unique_ptr<Backend> backend;
 
   Quota(const std::string& name, QuotaLimits limits) : tmp("quota-" + name) {
-    config.data_dir = tmp.str();
-    backend = with_quotas(std::make_unique<LocalBackend>(config), limits);
+    backend = with_quotas(std::make_unique<LocalBackend>(LocalOptions{tmp.str(), {}}), limits);
   }
   ~Quota() { backend->close(); }
 };

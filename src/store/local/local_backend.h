@@ -22,9 +22,15 @@
 
 namespace era {
 
+// What the local backend needs from the configuration.
+struct LocalOptions {
+  std::string data_dir = "data";
+  D1Limits d1;
+};
+
 class LocalBackend : public Backend {
  public:
-  explicit LocalBackend(const Config& config);
+  explicit LocalBackend(const LocalOptions& options);
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
@@ -44,7 +50,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<LocalSessions> sessions_;
   std::unique_ptr<LocalR2> r2_;
   std::unique_ptr<LocalD1> d1_;
-  std::unique_ptr<LocalRegistry> registry_;
+  std::unique_ptr<ResourceWalk> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;

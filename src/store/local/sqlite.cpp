@@ -1,5 +1,8 @@
 #include "store/local/sqlite.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <exception>
 
 namespace era::sqlite {
@@ -13,6 +16,13 @@ namespace {
 }  // namespace
 
 Db::Db(const std::string& path, bool read_only) {
+  // SQLite creates a database 0644 (less the umask) and gives its -wal and -shm files the database's
+  // mode: create it 0600 first, so tenants' data is the proxy's alone whatever the umask. (An empty
+  // file is a new database to SQLite; ":memory:" and "" are not files.)
+  if (!read_only && !path.empty() && path != ":memory:" && path.rfind("file:", 0) != 0) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) ::close(fd);
+  }
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_NOMUTEX | (read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);

@@ -1,17 +1,17 @@
-// ResourceSource over D1's tables, in (namespace, table) order. The order string is
+// ResourceSource over D1's tables (either backend: it reads only the SqlStore interface), in (namespace, table) order. The order string is
 // "<ns>\n<table>": a namespace never holds '\n', and '\n' sorts below every namespace byte, so
 // comparing order strings compares (namespace, table) pairs.
 #include <algorithm>
 
-#include "store/local/local_registry.h"
+#include "store/resource_walk.h"
 #include "store/sql_store.h"
 
 namespace era {
 namespace {
 
-class D1Source : public ResourceSource {
+class SqlTableSource : public ResourceSource {
  public:
-  explicit D1Source(SqlStore& d1) : d1_(d1) {}
+  explicit SqlTableSource(SqlStore& d1) : d1_(d1) {}
   const char* type() const override { return "d1"; }
 
   Batch page(const Filter& f, const std::string& after, int64_t offset, int limit) override {
@@ -36,10 +36,10 @@ class D1Source : public ResourceSource {
 
   int64_t count(const Filter& f) override { return int64_t(matching(f).size()); }
 
-  void add_stats(const Filter& f, std::map<std::string, std::pair<int64_t, int64_t>>& by_ns) override {
+  void add_stats(const Filter& f, TallyByNs& by_ns) override {
     Filter all = f;
     all.key_prefix.clear();
-    for (const auto& [ns, _] : matching(all)) by_ns[ns].first += 1;
+    for (const auto& [ns, _] : matching(all)) by_ns[ns].count += 1;
   }
 
   void reindex(std::vector<std::string>&) override {}  // nothing maintained: read from the schema
@@ -61,6 +61,6 @@ class D1Source : public ResourceSource {
 
 }  // namespace
 
-std::unique_ptr<ResourceSource> make_d1_source(SqlStore& d1) { return std::make_unique<D1Source>(d1); }
+std::unique_ptr<ResourceSource> make_sql_table_source(SqlStore& d1) { return std::make_unique<SqlTableSource>(d1); }
 
 }  // namespace era
