@@ -235,6 +235,12 @@ int token(int argc, char** argv) {
       throw ConfigError("invalid --ttl: seconds from 1 to auth.max_ttl (" + std::to_string(config.max_ttl) + ")");
   }
   claims.expires_at = era::unix_now() + ttl;
+  // An offline token has no session record, so its scope must travel in it (auth/token.h).
+  if (!era::auth::scope_fits_in_token(claims.scope))
+    throw ConfigError("these namespaces are too many to carry in a token (at most " +
+                      std::to_string(era::auth::kMaxInlineScopeBytes) +
+                      " bytes as a JSON list): create the session with POST /api/sessions instead, whose "
+                      "token refers to its stored scope");
   const std::string tok = era::auth::sign_token(claims, era::auth::resolve_token_secret(config).value);
   if (r.count("json")) {
     nlohmann::json out = {{"session_id", claims.session_id},

@@ -6,6 +6,7 @@
 // Auth: the middleware lets read-only session tokens through to these POST routes (the statement,
 // not the method, decides whether a call writes); each statement carries read_only, and the store
 // refuses one that would write with 403 read_only_token before it runs.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -18,9 +19,19 @@ namespace {
 
 using http::json;
 
-// SQL is at most max_sql_bytes, but a statement may bind up to 100 values of up to 2 MB each, and a
-// batch holds many statements.
-constexpr size_t kMaxBody = 64u << 20;
+// A D1 request's JSON is parsed within these bounds (docs/api.md "Request limits"): D1 takes 100 KB
+// of SQL and 100 parameters per statement, and strings and BLOBs of up to 2,000,000 bytes. A BLOB
+// travels as an array of byte values (up to 4 bytes of text and one JSON value per byte), so the
+// body may hold one BLOB of D1's maximum size, and the tree built from it stays within ~35 MB.
+constexpr size_t kMinBody = 16u << 20;
+constexpr size_t kMaxValues = 2100000;
+
+http::JsonLimits body_limits(const Config& config) {
+  // Room for the SQL text escaped at worst (6 bytes of JSON per byte) when an operator raises
+  // d1.max_sql_bytes.
+  const size_t bytes = std::max(kMinBody, 6 * static_cast<size_t>(config.d1_max_sql_bytes) + (1u << 20));
+  return http::JsonLimits{bytes, 8, kMaxValues, bytes};
+}
 
 SqlValue param(const json& v, size_t i) {
   auto bad = [&](const std::string& why) {
@@ -105,30 +116,31 @@ json rows_json(SqlResult& r) {
 
 void register_d1(http::Router& router, Services& services) {
   SqlStore& d1 = services.backend.d1();
+  const http::JsonLimits limits = body_limits(services.config);
 
-  router.add("POST", "/api/storage/d1/{ns}/query", [&d1](http::Ctx& c) {
+  router.add("POST", "/api/storage/d1/{ns}/query", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    SqlStatement st = statement(c.json_body(kMaxBody), "the body");
+    SqlStatement st = statement(c.json_body(limits), "the body");
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
     c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
   });
 
-  router.add("POST", "/api/storage/d1/{ns}/exec", [&d1](http::Ctx& c) {
+  router.add("POST", "/api/storage/d1/{ns}/exec", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    SqlStatement st = statement(c.json_body(kMaxBody), "the body");
+    SqlStatement st = statement(c.json_body(limits), "the body");
     st.read_only = !c.principal.may_write();
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
     c.ok({{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
   });
 
-  router.add("POST", "/api/storage/d1/{ns}/batch", [&d1](http::Ctx& c) {
+  router.add("POST", "/api/storage/d1/{ns}/batch", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    json body = c.json_body(kMaxBody);
+    json body = c.json_body(limits);
     for (const auto& [k, _] : body.items())
       if (k != "statements") throw bad_request("unknown_field", "unknown field '" + k + "': a batch takes statements");
     if (!body.contains("statements") || !body["statements"].is_array() || body["statements"].empty())

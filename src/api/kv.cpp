@@ -16,6 +16,9 @@ using http::json;
 constexpr int64_t kMinTtl = 60;
 // A JSON string can take several bytes per byte of value (escapes): allow twice the value limit.
 constexpr size_t kMaxPutBody = 2 * ns::kMaxKvValueBytes + 64 * 1024;
+// {value, metadata (1 KiB of JSON), expiration}: a few hundred values at most. Strings are bounded by
+// the body alone, so a value just past 25 MiB gets the precise value_too_large.
+const http::JsonLimits kPutLimits{kMaxPutBody, 16, 2048, kMaxPutBody};
 
 int64_t integer_field(const json& body, const char* name) {
   const json& v = body[name];
@@ -79,17 +82,17 @@ int parse_limit(const std::optional<std::string>& s) {
 void register_kv(http::Router& router, Services& services) {
   KvStore& kv = services.backend.kv();
 
-  router.add("PUT", "/api/storage/kv/{ns}/{key...}", [&kv](http::Ctx& c) {
+  router.add("PUT", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&kv](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
     ns::check_kv_key(key);
-    KvValue v = parse_put(c.json_body(kMaxPutBody));
+    KvValue v = parse_put(c.json_body(kPutLimits));
     kv.put(ns, key, v);
     c.ok({{"success", true}});
   });
 
-  router.add("GET", "/api/storage/kv/{ns}/{key...}", [&kv](http::Ctx& c) {
+  router.add("GET", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&kv](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -101,7 +104,7 @@ void register_kv(http::Router& router, Services& services) {
     c.ok(out);
   });
 
-  router.add("DELETE", "/api/storage/kv/{ns}/{key...}", [&kv](http::Ctx& c) {
+  router.add("DELETE", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&kv](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -110,7 +113,7 @@ void register_kv(http::Router& router, Services& services) {
     c.ok({{"success", true}});
   });
 
-  router.add("GET", "/api/storage/kv/{ns}", [&kv](http::Ctx& c) {
+  router.add("GET", "/api/storage/kv/{ns}", http::Access::in_namespace(http::Access::Op::read), [&kv](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
     std::string prefix = c.query("prefix").value_or("");

@@ -26,6 +26,8 @@ constexpr size_t kMaxMetadataBytes = 8192;        // R2's limit: keys and values
 constexpr uint64_t kMaxJsonFormObject = 25u << 20;  // the JSON form is decoded in memory: 25 MiB
 constexpr size_t kMaxJsonFormBody = (kMaxJsonFormObject + 2) / 3 * 4 + 64 * 1024;
 constexpr size_t kMaxContentType = 256;
+// The JSON form: {content, metadata (8 KiB of strings), httpMetadata}.
+const http::JsonLimits kJsonFormLimits{kMaxJsonFormBody, 8, 8192, kMaxJsonFormBody};
 constexpr size_t kChunk = 48 * 1024;  // a multiple of 3, so each chunk base64-encodes on its own
 const char* const kMetadataHeader = "X-Era-Metadata";
 
@@ -225,7 +227,7 @@ void register_r2(http::Router& router, Services& services) {
   ObjectStore& r2 = services.backend.r2();
   const uint64_t max_object = services.config.r2_max_object_size;
 
-  router.add("PUT", "/api/storage/r2/{ns}/{key...}", [&r2, max_object](http::Ctx& c) {
+  router.add("PUT", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&r2, max_object](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -235,7 +237,7 @@ void register_r2(http::Router& router, Services& services) {
                            !wants_raw(c);
     ObjectInfo info;
     if (json_form) {
-      JsonPut p = parse_json_put(c.json_body(kMaxJsonFormBody), max_object);
+      JsonPut p = parse_json_put(c.json_body(kJsonFormLimits), max_object);
       p.options.precondition = cond;
       info = r2.put(ns, key, p.options, [&](const ChunkSink& sink) {
         if (!p.bytes.empty()) sink(p.bytes.data(), p.bytes.size());
@@ -270,7 +272,7 @@ void register_r2(http::Router& router, Services& services) {
     c.ok(out);
   });
 
-  router.add("HEAD", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("HEAD", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -284,7 +286,7 @@ void register_r2(http::Router& router, Services& services) {
                                [](size_t, size_t, httplib::DataSink&) { return false; });
   });
 
-  router.add("GET", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("GET", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -310,7 +312,7 @@ void register_r2(http::Router& router, Services& services) {
     send_raw(c.res, std::move(reader));
   });
 
-  router.add("DELETE", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("DELETE", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -319,7 +321,7 @@ void register_r2(http::Router& router, Services& services) {
     c.ok({{"success", true}});
   });
 
-  router.add("GET", "/api/storage/r2/{ns}", [&r2](http::Ctx& c) {
+  router.add("GET", "/api/storage/r2/{ns}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
     ListOptions options;

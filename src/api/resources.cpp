@@ -51,7 +51,7 @@ std::optional<std::set<std::string>> scope_of(const http::Ctx& c) { return auth:
 void register_resources(http::Router& router, Services& services) {
   ResourceRegistry& registry = services.backend.registry();
 
-  router.add("GET", "/api/resources/list", [&registry](http::Ctx& c) {
+  router.add("GET", "/api/resources/list", http::Access::listing(), [&registry](http::Ctx& c) {
     ResourceQuery q;
     q.type = c.query("type");
     if (q.type && *q.type != "kv" && *q.type != "d1" && *q.type != "r2")
@@ -75,7 +75,7 @@ void register_resources(http::Router& router, Services& services) {
           {"cursor", page.has_more ? json(page.cursor) : json(nullptr)}});
   });
 
-  router.add("GET", "/api/resources/stats", [&registry](http::Ctx& c) {
+  router.add("GET", "/api/resources/stats", http::Access::listing(), [&registry](http::Ctx& c) {
     ResourceStats s = registry.stats(namespace_param(c), scope_of(c));
     json namespaces = json::object();
     for (const auto& [name, types] : s.by_namespace_type) {

@@ -73,7 +73,7 @@ void register_run(http::Router& router, Services& services) {
   SessionStore& store = services.backend.sessions();
   auth::Authenticator& auth = services.auth;
 
-  router.add("POST", "/api/sessions/{id}/run", [&run, &store, &auth](http::Ctx& c) {
+  router.add("POST", "/api/sessions/{id}/run", http::Access::own_session("id", http::Access::Op::write), [&run, &store, &auth](http::Ctx& c) {
     const std::string& id = c.param(0);
     if (!auth::is_valid_session_id(id))
       throw bad_request("invalid_session_id", "a session id is 1 to 128 of A-Z a-z 0-9 _ . -");

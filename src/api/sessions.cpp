@@ -22,6 +22,8 @@ namespace {
 using http::json;
 
 constexpr size_t kMaxBody = 256 * 1024;
+// Up to 1,000 namespaces and 4 KiB of metadata.
+const http::JsonLimits kBodyLimits{kMaxBody, 8, 8192, 64 * 1024};
 constexpr size_t kMaxNamespaces = 1000;
 constexpr size_t kMaxMetadataBytes = 4096;
 
@@ -152,8 +154,8 @@ void register_sessions(http::Router& router, Services& services) {
   auth::Authenticator& auth = services.auth;
   const Config& config = services.config;
 
-  router.add("POST", "/api/sessions", [&](http::Ctx& c) {
-    SessionRecord s = parse_create(c.json_body(kMaxBody), config, unix_now());
+  router.add("POST", "/api/sessions", http::Access::admin(), [&](http::Ctx& c) {
+    SessionRecord s = parse_create(c.json_body(kBodyLimits), config, unix_now());
     store.create(s);
     const std::string token = auth.mint(auth::claims_for(s));
     json out = session_json(s);
@@ -162,7 +164,7 @@ void register_sessions(http::Router& router, Services& services) {
     c.send_json(201, out);
   });
 
-  router.add("GET", "/api/sessions", [&](http::Ctx& c) {
+  router.add("GET", "/api/sessions", http::Access::admin(), [&](http::Ctx& c) {
     const int limit = parse_limit(c.query("limit"));
     const std::string after = c.query("cursor").value_or("");
     if (!after.empty()) check_session_id(after);
@@ -174,7 +176,7 @@ void register_sessions(http::Router& router, Services& services) {
     c.ok({{"sessions", std::move(list)}, {"cursor", more ? json(page.back().id) : json(nullptr)}});
   });
 
-  router.add("GET", "/api/sessions/{id}", [&](http::Ctx& c) {
+  router.add("GET", "/api/sessions/{id}", http::Access::own_session("id", http::Access::Op::read), [&](http::Ctx& c) {
     const std::string& id = c.param(0);
     check_session_id(id);
     auto s = store.get(id, unix_now());
@@ -183,7 +185,7 @@ void register_sessions(http::Router& router, Services& services) {
   });
 
   runner::Runner* runner = services.runner;
-  router.add("DELETE", "/api/sessions/{id}", [&, runner](http::Ctx& c) {
+  router.add("DELETE", "/api/sessions/{id}", http::Access::admin(), [&, runner](http::Ctx& c) {
     const std::string& id = c.param(0);
     check_session_id(id);
     const bool existed = auth.revoke(id);

@@ -30,6 +30,11 @@ bool parse_claims(const std::string& text, Claims& out) {
   out.expires_at = exp->get<int64_t>();
   if (ns->is_string() && ns->get_ref<const std::string&>() == "*") {
     out.scope.all = true;
+  } else if (ns->is_object()) {
+    if (ns->size() != 2 || !ns->contains("sha256") || !ns->contains("n")) return false;
+    const json& d = (*ns)["sha256"];
+    if (!d.is_string() || d.get_ref<const std::string&>().size() != 43 || !(*ns)["n"].is_number_unsigned()) return false;
+    out.scope_digest = d.get<std::string>();
   } else if (ns->is_array()) {
     for (const auto& n : *ns) {
       if (!n.is_string() || !ns::is_valid_namespace(n.get_ref<const std::string&>())) return false;
@@ -52,11 +57,26 @@ bool is_valid_session_id(std::string_view id) {
   return true;
 }
 
+std::string scope_digest(const Scope& scope) {
+  std::string joined;
+  for (const auto& n : scope.namespaces) {  // std::set: sorted
+    if (!joined.empty()) joined += '\n';
+    joined += n;
+  }
+  return enc::base64_encode(crypto::sha256(joined), true);
+}
+
+bool scope_fits_in_token(const Scope& scope) {
+  if (scope.all) return true;
+  return nlohmann::json(scope.namespaces).dump().size() <= kMaxInlineScopeBytes;
+}
+
 std::string sign_token(const Claims& c, std::string_view secret) {
   nlohmann::json j;
   j["sid"] = c.session_id;
   if (c.scope.all) j["ns"] = "*";
-  else j["ns"] = c.scope.namespaces;  // std::set: sorted, so equal scopes sign equally
+  else if (scope_fits_in_token(c.scope)) j["ns"] = c.scope.namespaces;  // std::set: sorted, so equal scopes sign equally
+  else j["ns"] = {{"sha256", scope_digest(c.scope)}, {"n", c.scope.namespaces.size()}};
   j["perm"] = to_string(c.permissions);
   j["exp"] = c.expires_at;
   std::string signed_part = std::string(kPrefix) + enc::base64_encode(j.dump(), true);

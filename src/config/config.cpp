@@ -187,6 +187,19 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("auth.write_burst_bytes", "ERA_PROXY_WRITE_BURST_BYTES", "",
                           "request-body bytes a session may send at once (0: the rate)", &Config::write_burst_bytes, 0,
                           INT_MAX));
+  t.push_back(string_setting("auth.allowed_origins", "ERA_PROXY_ALLOWED_ORIGINS", "allowed-origins",
+                             "web origins (scheme://host[:port], comma-separated) besides the proxy's own whose "
+                             "browser requests are served (\"\": none)",
+                             &Config::allowed_origins, true));
+  t.push_back(bytes_setting("quota.kv_bytes", "ERA_PROXY_QUOTA_KV_BYTES", "quota-kv-bytes",
+                            "bytes of KV values each namespace may hold (0: no quota)", &Config::quota_kv_bytes, 0,
+                            1ull << 50));
+  t.push_back(bytes_setting("quota.r2_bytes", "ERA_PROXY_QUOTA_R2_BYTES", "quota-r2-bytes",
+                            "bytes of R2 objects each namespace may hold (0: no quota)", &Config::quota_r2_bytes, 0,
+                            1ull << 50));
+  t.push_back(bytes_setting("quota.d1_bytes", "ERA_PROXY_QUOTA_D1_BYTES", "quota-d1-bytes",
+                            "bytes of D1 tables each namespace may hold (0: no quota)", &Config::quota_d1_bytes, 0,
+                            1ull << 50));
   t.push_back(bool_setting("runner.enabled", "ERA_PROXY_RUNNER_ENABLED", "",
                            "serve POST /api/sessions/{id}/run (code in a bubblewrap sandbox)", &Config::runner_enabled));
   t.push_back(string_setting("runner.sessions_dir", "ERA_PROXY_RUNNER_SESSIONS_DIR", "",

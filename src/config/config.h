@@ -95,6 +95,11 @@ struct Config {
   int rate_burst = 0;                  // requests a session may make at once; 0: rate_limit
   int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit
   int write_burst_bytes = 0;           // bytes a session may send at once; 0: write_bytes_per_sec
+  std::string allowed_origins;         // web origins besides the proxy's own that may call it, comma-separated
+  // [quota]: bytes each namespace may hold, per store; 0: no quota (the default)
+  uint64_t quota_kv_bytes = 0;
+  uint64_t quota_r2_bytes = 0;
+  uint64_t quota_d1_bytes = 0;
   // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
   int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
   int d1_max_params = 100;                // bound parameters per statement

@@ -331,17 +331,17 @@ class D1ApiTest(ProxyTestCase):
         # The body of a request refused before it was read must not be parsed as the next request on
         # the connection: the router drains a small one (or closes the connection).
         ns = unique()
-        smuggled = f"POST {d1_path(ns, 'exec')} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+        smuggled = f"POST {d1_path(ns, 'exec')} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" \
                    f"Content-Length: 41\r\n\r\n" + '{"sql": "CREATE TABLE smuggled (x)"}     '
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=30) as s:
-            s.sendall(f"POST /api/storage/d1/bad%20ns/query HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(f"POST /api/storage/d1/bad%20ns/query HTTP/1.1\r\nHost: localhost\r\n"
                       f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}".encode())
             first = http.client.HTTPResponse(s)
             first.begin()
             first.read()
             self.assertEqual(first.status, 400)
             if first.getheader("Connection", "").lower() != "close":
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 second = http.client.HTTPResponse(s)
                 second.begin()
                 self.assertEqual(second.status, 200)

@@ -104,6 +104,25 @@ TEST_CASE("every setting is documented in config.example.toml") {
   }
 }
 
+TEST_CASE("allowed origins and per-namespace quotas: off by default, set from file, env and flags") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.allowed_origins.empty());
+  CHECK(d.quota_kv_bytes == 0);
+  CHECK(d.quota_r2_bytes == 0);
+  CHECK(d.quota_d1_bytes == 0);
+  auto file = temp_toml("[auth]\nallowed_origins = \"https://a.example\"\n[quota]\nkv_bytes = 1000\n");
+  env.vars["ERA_PROXY_QUOTA_R2_BYTES"] = "2000";
+  Config c = load_config(file, {{"quota-d1-bytes", "3000"}}, env.fn());
+  CHECK(c.allowed_origins == "https://a.example");
+  CHECK(c.quota_kv_bytes == 1000);
+  CHECK(c.quota_r2_bytes == 2000);
+  CHECK(c.quota_d1_bytes == 3000);
+  env.vars["ERA_PROXY_QUOTA_KV_BYTES"] = "-1";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("quota.kv_bytes") != std::string::npos);
+  std::remove(file.c_str());
+}
+
 TEST_CASE("runner.disk_quota_mb: 256 by default, 0 turns it off, from the file or ERA_PROXY_RUNNER_DISK_QUOTA_MB") {
   Env env;
   CHECK(load_config("", {}, env.fn()).runner_disk_quota_mb == 256);
