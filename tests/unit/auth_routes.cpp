@@ -32,7 +32,7 @@ struct App {
     config.data_dir = tmp.str();
     config.public_url = public_url;
     config.allowed_origins = allowed_origins;
-    backend = std::make_unique<LocalBackend>(LocalOptions{config.data_dir, {}});
+    backend = std::make_unique<LocalBackend>(LocalOptions{config.data_dir, {}, {}});
     auth::AuthSettings s;
     s.required = auth_required;
     s.secret = "unit-test-secret-unit-test-secret-0123";

@@ -16,7 +16,7 @@ struct Quota {
   std::unique_ptr<Backend> backend;
 
   Quota(const std::string& name, QuotaLimits limits) : tmp("quota-" + name) {
-    backend = with_quotas(std::make_unique<LocalBackend>(LocalOptions{tmp.str(), {}}), limits);
+    backend = with_quotas(std::make_unique<LocalBackend>(LocalOptions{tmp.str(), {}, {}}), limits);
   }
   ~Quota() { backend->close(); }
 };
