@@ -96,6 +96,13 @@ class Router {
   // `from_sandbox`: the server is the Unix-socket listener (Ctx::from_sandbox).
   void install(httplib::Server& server, bool from_sandbox = false);
 
+  // Serves one request in process, exactly as a server would (tests use it; `reader` null: the body
+  // is req.body).
+  void handle(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader = nullptr,
+              bool from_sandbox = false) {
+    dispatch(req, res, reader, from_sandbox);
+  }
+
  private:
   struct Segment {
     enum Kind { literal, param, rest } kind;
