@@ -7,18 +7,21 @@
 
 #include "store/local/local_d1.h"
 #include "util/error.h"
+#include "support.h"
+
+using era::test::status_of;
 
 using namespace era;
 
 namespace {
 
 struct Fixture {
+  era::test::TempDir tmp{"d1"};
   std::string dir;
   std::unique_ptr<LocalD1> d1;
 
   explicit Fixture(D1Limits limits = {}) {
-    char tmpl[] = "/tmp/era-d1-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     open(limits);
   }
   void open(D1Limits limits = {}) {
@@ -27,7 +30,6 @@ struct Fixture {
   }
   ~Fixture() {
     d1.reset();
-    std::filesystem::remove_all(dir);
   }
 
   void exec(const std::string& ns, const std::string& sql, std::vector<SqlValue> params = {}) {
@@ -60,14 +62,6 @@ struct Fixture {
   }
 };
 
-int status_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ApiError& e) {
-    return e.status();
-  }
-  return 200;
-}
 
 int64_t int_at(const std::vector<std::vector<SqlValue>>& r, size_t row = 0, size_t col = 0) {
   return std::get<int64_t>(r.at(row).at(col));
