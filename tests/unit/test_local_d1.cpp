@@ -164,6 +164,17 @@ TEST_CASE("hostile SQL is denied and changes nothing") {
       // Recursive CTE bomb (the timeout stops it: see the limits test) and a CTE reaching outside.
       "WITH x AS (SELECT * FROM main.victim_secret) SELECT * FROM x",
       "WITH victim_secret AS (SELECT 1) SELECT * FROM main.victim_secret",
+      // Issue 12 reproductions (sql_guard_hostile_test.cpp holds their variants): fts3_tokenizer, FROM
+      // items after a join constraint, IN over a table, inner CTE names, names that shadow built-ins.
+      "SELECT hex(fts3_tokenizer('simple'))",
+      "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+      "SELECT * FROM fts3tokenize('simple', 'x')",
+      "SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
+      "SELECT 1 WHERE 1 IN victim_secret",
+      "SELECT count(*) FROM victim_secret, (WITH victim_secret AS (SELECT 1) SELECT * FROM victim_secret)",
+      "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
+      "CREATE TABLE r (k REFERENCES victim_secret (id))",
+      "CREATE TABLE d (x DEFAULT (sqlite_version()))",
   };
   for (const std::string sql : corpus) {
     CAPTURE(sql);
