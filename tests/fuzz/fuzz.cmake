@@ -5,7 +5,7 @@
 # The targets link a library of only the sources they reach (era_fuzz_core), not the whole proxy:
 # the fuzz tree is built by scripts/test on a busy machine, and every object costs ASan+UBSan+coverage.
 set(ERA_FUZZ_SOURCES
-  src/ns/sql_guard.cpp src/ns/sql_rewrite.cpp src/ns/sql_tokenizer.cpp src/ns/names.cpp
+  src/ns/sql_guard.cpp src/ns/sql_rewrite.cpp src/ns/sql_tokenizer.cpp src/ns/names.cpp src/ns/object_registry.cpp
   src/auth/token.cpp src/auth/principal.cpp
   src/config/config.cpp src/store/cloudflare/sigv4.cpp
   src/store/cloudflare/xml.cpp
