@@ -5,8 +5,8 @@
 // Must hold:
 // - nothing but ApiError escapes (a nlohmann type_error or out_of_range would be a 500), and every
 //   ApiError is a 4xx with a code;
-// - what is accepted is within the documented limits and shaped as the store expects: BLOB bytes are
-//   bytes, KV metadata is a JSON object of at most 1024 bytes, expirations at least 60 s ahead, R2
+// - what is accepted is within the documented limits and shaped as the store expects: a statement is
+//   the body's SQL with one value per parameter, KV metadata is a JSON object of at most 1024 bytes, expirations at least 60 s ahead, R2
 //   metadata at most 8192 bytes and content types printable, a session's namespaces valid, sorted and
 //   unique, its TTL within auth.max_ttl.
 #include <cstdint>
@@ -30,8 +30,11 @@ constexpr int64_t kNow = 1700000000;
   std::abort();
 }
 
-void check(const era::SqlStatement& st, const std::string& body) {
-  if (st.params.size() > 100000) fail("implausible parameter count", body);
+// An accepted statement is the body's SQL with one bound value per element of its params.
+void check(const era::SqlStatement& st, const json& j, const std::string& body) {
+  if (st.sql != j.at("sql").get<std::string>()) fail("the SQL is not the body's", body);
+  const size_t n = j.contains("params") && j.at("params").is_array() ? j.at("params").size() : 0;
+  if (st.params.size() != n) fail("not one bound value per element of params", body);
 }
 
 }  // namespace
@@ -45,10 +48,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const Config config;
   try {
     switch (data[0] % 6) {
-      case 0: check(api::d1_statement(body, "the body"), text); break;
-      case 1:
-        for (const auto& st : api::d1_batch(body)) check(st, text);
+      case 0: check(api::d1_statement(body, "the body"), body, text); break;
+      case 1: {
+        const auto list = api::d1_batch(body);
+        if (list.size() != body.at("statements").size()) fail("not one statement per entry", text);
+        for (size_t i = 0; i < list.size(); ++i) check(list[i], body.at("statements")[i], text);
         break;
+      }
       case 2: {
         const KvValue v = api::kv_put(body, kNow);
         if (v.value.size() > ns::kMaxKvValueBytes) fail("a KV value over the limit was accepted", text);
