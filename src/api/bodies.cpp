@@ -29,7 +29,9 @@ constexpr size_t kMaxSessionMetadataBytes = 4096;
 
 // ---- D1
 
-static SqlValue d1_param(const json& v, size_t i) {
+namespace {
+
+SqlValue d1_param(const json& v, size_t i) {
   auto bad = [&](const std::string& why) {
     return bad_request("invalid_param", "params[" + std::to_string(i) + "] " + why);
   };
@@ -57,6 +59,8 @@ static SqlValue d1_param(const json& v, size_t i) {
       throw bad("must be null, a boolean, a number, a string or an array of bytes");
   }
 }
+
+}  // namespace
 
 SqlStatement d1_statement(const json& body, const char* where) {
   if (!body.is_object()) throw bad_request("invalid_body", std::string(where) + " must be a JSON object");
@@ -88,13 +92,17 @@ std::vector<SqlStatement> d1_batch(const json& body) {
 
 // ---- KV
 
-static int64_t integer_field(const json& body, const char* name) {
+namespace {
+
+int64_t integer_field(const json& body, const char* name) {
   const json& v = body[name];
   if (!v.is_number_integer()) throw bad_request("invalid_expiration", std::string(name) + " must be an integer");
   if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
     throw bad_request("invalid_expiration", std::string(name) + " is out of range");
   return v.get<int64_t>();
 }
+
+}  // namespace
 
 KvValue kv_put(const json& body, int64_t now) {
   for (const auto& [k, _] : body.items())
@@ -195,11 +203,15 @@ R2JsonPut r2_json_put(const json& body, uint64_t max_object) {
 
 // ---- Sessions
 
+namespace {
+
 std::string new_session_id() {
   unsigned char raw[16];
   if (RAND_bytes(raw, sizeof raw) != 1) throw ApiError(500, "internal_error", "no randomness for a session id");
   return "ses_" + enc::hex(std::string_view(reinterpret_cast<char*>(raw), sizeof raw));
 }
+
+}  // namespace
 
 void check_session_id(const std::string& id) {
   if (!auth::is_valid_session_id(id))
