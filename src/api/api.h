@@ -30,6 +30,7 @@ void register_run(http::Router& router, Services& services);
 void register_r2(http::Router& router, Services& services);
 void register_d1(http::Router& router, Services& services);
 void register_resources(http::Router& router, Services& services);
+void register_explorer(http::Router& router, Services& services);
 
 // Every surface, in one call (what `serve` uses), behind the auth middleware (auth/middleware.h).
 void register_all(http::Router& router, Services& services);
