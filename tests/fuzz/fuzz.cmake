@@ -40,3 +40,6 @@ endforeach()
 if(ERA_XML_ELEMENT_API)
   target_compile_definitions(fuzz_s3_xml PRIVATE ERA_XML_ELEMENT_API=1)
 endif()
+# The whole library is not built in this tree (only era_fuzz_core's sources are): `cmake --build
+# build-fuzz` builds the targets alone.
+set_target_properties(era_core PROPERTIES EXCLUDE_FROM_ALL ON)
