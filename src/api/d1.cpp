@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "api/api.h"
+#include "api/bodies.h"
 #include "ns/names.h"
 #include "util/error.h"
 
@@ -31,52 +32,6 @@ http::JsonLimits body_limits(const Config& config) {
   // d1.max_sql_bytes.
   const size_t bytes = std::max(kMinBody, 6 * static_cast<size_t>(config.d1_max_sql_bytes) + (1u << 20));
   return http::JsonLimits{bytes, 8, kMaxValues, bytes};
-}
-
-SqlValue param(const json& v, size_t i) {
-  auto bad = [&](const std::string& why) {
-    return bad_request("invalid_param", "params[" + std::to_string(i) + "] " + why);
-  };
-  switch (v.type()) {
-    case json::value_t::null: return nullptr;
-    case json::value_t::boolean: return int64_t(v.get<bool>() ? 1 : 0);
-    case json::value_t::number_integer: return v.get<int64_t>();
-    case json::value_t::number_unsigned:
-      if (v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
-        throw bad("is beyond SQLite's 64-bit integers (at most 9223372036854775807)");
-      return static_cast<int64_t>(v.get<uint64_t>());
-    case json::value_t::number_float: return v.get<double>();
-    case json::value_t::string: return v.get<std::string>();
-    case json::value_t::array: {
-      SqlBlob b;
-      b.bytes.reserve(v.size());
-      for (const auto& e : v) {
-        if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() > 255)
-          throw bad("is an array, so must be a BLOB: an array of integers 0 to 255");
-        b.bytes.push_back(static_cast<char>(e.get<int>()));
-      }
-      return b;
-    }
-    default:
-      throw bad("must be null, a boolean, a number, a string or an array of bytes");
-  }
-}
-
-SqlStatement statement(const json& body, const char* where) {
-  if (!body.is_object()) throw bad_request("invalid_body", std::string(where) + " must be a JSON object");
-  for (const auto& [k, _] : body.items())
-    if (k != "sql" && k != "params")
-      throw bad_request("unknown_field", "unknown field '" + k + "': a statement takes sql and params");
-  if (!body.contains("sql") || !body["sql"].is_string())
-    throw bad_request("invalid_sql", std::string(where) + ": sql is required and must be a string");
-  SqlStatement st;
-  st.sql = body["sql"].get<std::string>();
-  if (body.contains("params") && !body["params"].is_null()) {
-    if (!body["params"].is_array()) throw bad_request("invalid_params", "params must be an array");
-    size_t i = 0;
-    for (const auto& v : body["params"]) st.params.push_back(param(v, i++));
-  }
-  return st;
 }
 
 json value_json(const SqlValue& v) {
@@ -121,7 +76,7 @@ void register_d1(http::Router& router, Services& services) {
   router.add("POST", "/api/storage/d1/{ns}/query", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    SqlStatement st = statement(c.json_body(limits), "the body");
+    SqlStatement st = d1_statement(c.json_body(limits), "the body");
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
     c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
@@ -130,7 +85,7 @@ void register_d1(http::Router& router, Services& services) {
   router.add("POST", "/api/storage/d1/{ns}/exec", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    SqlStatement st = statement(c.json_body(limits), "the body");
+    SqlStatement st = d1_statement(c.json_body(limits), "the body");
     st.read_only = !c.principal.may_write();
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
@@ -140,16 +95,8 @@ void register_d1(http::Router& router, Services& services) {
   router.add("POST", "/api/storage/d1/{ns}/batch", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
-    json body = c.json_body(limits);
-    for (const auto& [k, _] : body.items())
-      if (k != "statements") throw bad_request("unknown_field", "unknown field '" + k + "': a batch takes statements");
-    if (!body.contains("statements") || !body["statements"].is_array() || body["statements"].empty())
-      throw bad_request("invalid_statements", "statements is required: a non-empty array of {sql, params}");
-    std::vector<SqlStatement> list;
-    for (size_t i = 0; i < body["statements"].size(); ++i) {
-      list.push_back(statement(body["statements"][i], ("statements[" + std::to_string(i) + "]").c_str()));
-      list.back().read_only = !c.principal.may_write();
-    }
+    std::vector<SqlStatement> list = d1_batch(c.json_body(limits));
+    for (auto& st : list) st.read_only = !c.principal.may_write();
     auto results = d1.batch(ns, list);
     json out = json::array();
     for (auto& r : results)

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "api/api.h"
+#include "api/bodies.h"
 #include "http/headers.h"
 #include "ns/names.h"
 #include "util/encoding.h"
@@ -22,7 +23,6 @@ namespace {
 
 using http::json;
 
-constexpr size_t kMaxMetadataBytes = 8192;        // R2's limit: keys and values together
 constexpr uint64_t kMaxJsonFormObject = 25u << 20;  // the JSON form is decoded in memory: 25 MiB
 constexpr size_t kMaxJsonFormBody = (kMaxJsonFormObject + 2) / 3 * 4 + 64 * 1024;
 constexpr size_t kMaxContentType = 256;
@@ -30,37 +30,6 @@ constexpr size_t kMaxContentType = 256;
 const http::JsonLimits kJsonFormLimits{kMaxJsonFormBody, 8, 8192, kMaxJsonFormBody};
 constexpr size_t kChunk = 48 * 1024;  // a multiple of 3, so each chunk base64-encodes on its own
 const char* const kMetadataHeader = "X-Era-Metadata";
-
-ApiError object_too_large(uint64_t max_object) {
-  return too_large("object_too_large", "object too large: the limit is " + std::to_string(max_object) +
-                                           " bytes (storage.r2_max_object_size)");
-}
-
-// Custom metadata: a JSON object of strings, at most 8192 bytes of keys and values (R2's limit).
-std::map<std::string, std::string> parse_metadata(const json& j, const std::string& where) {
-  std::map<std::string, std::string> out;
-  if (j.is_null()) return out;
-  if (!j.is_object()) throw bad_request("invalid_metadata", where + " must be a JSON object of strings");
-  size_t total = 0;
-  for (const auto& [k, v] : j.items()) {
-    if (k.empty()) throw bad_request("invalid_metadata", where + ": a metadata name must not be empty");
-    if (!v.is_string())
-      throw bad_request("invalid_metadata", where + ": the value of '" + k + "' must be a string");
-    out[k] = v.get<std::string>();
-    total += k.size() + out[k].size();
-  }
-  if (total > kMaxMetadataBytes)
-    throw too_large("metadata_too_large", "metadata too large: names and values are at most 8192 bytes together");
-  return out;
-}
-
-std::string check_content_type(const std::string& v) {
-  if (v.empty() || v.size() > kMaxContentType)
-    throw bad_request("invalid_content_type", "a content type is 1 to 256 characters");
-  for (unsigned char c : v)
-    if (c < 0x20 || c > 0x7e) throw bad_request("invalid_content_type", "a content type is printable ASCII");
-  return v;
-}
 
 Precondition precondition_from(const http::Ctx& c) {
   Precondition p;
@@ -174,39 +143,6 @@ void send_json_form(httplib::Response& res, std::shared_ptr<ObjectReader> reader
       });
 }
 
-// The guide's JSON PUT: {"content": base64, "metadata": {...}, "httpMetadata": {"contentType"}}.
-struct JsonPut {
-  std::string bytes;
-  PutOptions options;
-};
-
-JsonPut parse_json_put(const json& body, uint64_t max_object) {
-  for (const auto& [k, _] : body.items())
-    if (k != "content" && k != "metadata" && k != "httpMetadata")
-      throw bad_request("unknown_field",
-                        "unknown field '" + k + "': an R2 write takes content, metadata, httpMetadata");
-  if (!body.contains("content") || !body["content"].is_string())
-    throw bad_request("invalid_content", "content is required and must be a base64 string");
-  auto bytes = enc::base64_decode(body["content"].get_ref<const std::string&>());
-  if (!bytes) throw bad_request("invalid_content", "content is not valid base64 (standard alphabet, padded)");
-  if (bytes->size() > max_object) throw object_too_large(max_object);
-  JsonPut p;
-  p.bytes = std::move(*bytes);
-  if (body.contains("metadata")) p.options.custom_metadata = parse_metadata(body["metadata"], "metadata");
-  if (body.contains("httpMetadata") && !body["httpMetadata"].is_null()) {
-    const json& h = body["httpMetadata"];
-    if (!h.is_object()) throw bad_request("invalid_metadata", "httpMetadata must be an object");
-    for (const auto& [k, v] : h.items()) {
-      if (k != "contentType")
-        throw bad_request("unknown_field", "unknown field 'httpMetadata." + k + "': only contentType is kept");
-      if (!v.is_string()) throw bad_request("invalid_content_type", "httpMetadata.contentType must be a string");
-      p.options.content_type = check_content_type(v.get<std::string>());
-    }
-  }
-  p.options.size = p.bytes.size();
-  return p;
-}
-
 int parse_list_limit(const std::optional<std::string>& s) {
   if (!s) return 1000;
   char* end = nullptr;
@@ -237,7 +173,7 @@ void register_r2(http::Router& router, Services& services) {
                            !wants_raw(c);
     ObjectInfo info;
     if (json_form) {
-      JsonPut p = parse_json_put(c.json_body(kJsonFormLimits), max_object);
+      R2JsonPut p = r2_json_put(c.json_body(kJsonFormLimits), max_object);
       p.options.precondition = cond;
       info = r2.put(ns, key, p.options, [&](const ChunkSink& sink) {
         if (!p.bytes.empty()) sink(p.bytes.data(), p.bytes.size());
@@ -246,23 +182,23 @@ void register_r2(http::Router& router, Services& services) {
       PutOptions options;
       options.precondition = cond;
       if (c.req.has_header("Content-Type"))
-        options.content_type = check_content_type(c.req.get_header_value("Content-Type"));
+        options.content_type = r2_content_type(c.req.get_header_value("Content-Type"));
       if (c.req.has_header(kMetadataHeader)) {
         json m = json::parse(c.req.get_header_value(kMetadataHeader), nullptr, false);
         if (m.is_discarded()) throw bad_request("invalid_metadata", std::string(kMetadataHeader) + " is not valid JSON");
-        options.custom_metadata = parse_metadata(m, kMetadataHeader);
+        options.custom_metadata = r2_metadata(m, kMetadataHeader);
       }
       if (c.req.has_header("Content-Length")) {
         const std::string cl = c.req.get_header_value("Content-Length");
         char* end = nullptr;
         options.size = std::strtoull(cl.c_str(), &end, 10);
         if (cl.empty() || *end) throw bad_request("bad_request", "invalid Content-Length header");
-        if (*options.size > max_object) throw object_too_large(max_object);  // the router closes
+        if (*options.size > max_object) throw r2_object_too_large(max_object);  // the router closes
       }
       try {
         info = r2.put(ns, key, options, [&](const ChunkSink& sink) { c.stream_body(max_object, sink); });
       } catch (const ApiError& e) {
-        if (e.code() == "payload_too_large") throw object_too_large(max_object);
+        if (e.code() == "payload_too_large") throw r2_object_too_large(max_object);
         throw;
       }
     }
