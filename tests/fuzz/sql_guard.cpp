@@ -390,6 +390,10 @@ void report(const std::string& input, const Finding& f) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 100000) return -1;  // D1's SQL limit
   const std::string input(reinterpret_cast<const char*>(data), size);
+  // Both D1 stores refuse SQL text holding a NUL (400 nul_in_sql, store/sql/guarded_sql.cpp) before
+  // it is rewritten: such an input never reaches SQLite, here either. The statement loop below still
+  // reports a loop that does not advance, for any other cause.
+  if (input.find('\0') != std::string::npos) return 0;
   sql::Rewritten rw;
   try {
     sql::ObjectRegistry owners;
