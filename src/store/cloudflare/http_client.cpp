@@ -107,7 +107,9 @@ class HttpClient::Transfer {
   enum class Mode { collect, push, pull };
 
   Transfer(HttpClient& client, HttpRequest& req, Mode mode) : client_(client), req_(req), mode_(mode) {
-    easy_ = client_.lease();
+    Pooled leased = client_.lease();
+    easy_ = std::move(leased.easy);
+    multi_ = std::move(leased.multi);
     CURL* c = easy_.get();
     curl_easy_reset(c);  // options only: live connections and caches stay
 
@@ -149,8 +151,6 @@ class HttpClient::Transfer {
     } else if (req_.method != "GET") {
       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req_.method.c_str());
     }
-    multi_.reset(curl_multi_init());
-    if (!multi_) throw ApiError(503, "upstream_unavailable", "cannot create an HTTP transfer");
     curl_multi_add_handle(multi_.get(), c);
     started_ = std::chrono::steady_clock::now();
   }
@@ -160,7 +160,7 @@ class HttpClient::Transfer {
     curl_easy_setopt(easy_.get(), CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(easy_.get(), CURLOPT_SHARE, nullptr);  // detach before the handle rests in the pool
     // A transfer cut short leaves its connection mid-answer: such a handle is not pooled.
-    if (done_ && rc_ == CURLE_OK) client_.give_back(std::move(easy_));
+    if (done_ && rc_ == CURLE_OK) client_.give_back(Pooled{std::move(easy_), std::move(multi_)});
   }
 
   // Runs until the header block is in (or the transfer ended).
@@ -337,9 +337,6 @@ class HttpClient::Transfer {
     }
   }
 
-  struct MultiDeleter {
-    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
-  };
   struct SlistDeleter {
     void operator()(curl_slist* l) const { curl_slist_free_all(l); }
   };
@@ -387,23 +384,23 @@ HttpClient::~HttpClient() {
   curl_global_cleanup();
 }
 
-HttpClient::Handle HttpClient::lease() {
+HttpClient::Pooled HttpClient::lease() {
   {
     std::lock_guard<std::mutex> lock(pool_mu_);
     if (!pool_.empty()) {
-      Handle h = std::move(pool_.back());
+      Pooled p = std::move(pool_.back());
       pool_.pop_back();
-      return h;
+      return p;
     }
   }
-  Handle h(curl_easy_init());
-  if (!h) throw ApiError(503, "upstream_unavailable", "cannot create an HTTP client handle");
-  return h;
+  Pooled p{Handle(curl_easy_init()), std::unique_ptr<CURLM, MultiDeleter>(curl_multi_init())};
+  if (!p.easy || !p.multi) throw ApiError(503, "upstream_unavailable", "cannot create an HTTP client handle");
+  return p;
 }
 
-void HttpClient::give_back(Handle h) {
+void HttpClient::give_back(Pooled p) {
   std::lock_guard<std::mutex> lock(pool_mu_);
-  if (pool_.size() < 256) pool_.push_back(std::move(h));
+  if (pool_.size() < 256) pool_.push_back(std::move(p));
 }
 
 // ---- The one retry policy ----

@@ -108,9 +108,20 @@ class HttpClient {
   struct ShareDeleter {
     void operator()(CURLSH* s) const { curl_share_cleanup(s); }
   };
+  struct MultiDeleter {
+    void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+  };
+  // An easy handle with the multi handle it runs on. Connections live in the multi handle's cache
+  // (libcurl does not support sharing a connection cache between threads), so the pair is pooled
+  // together: the next transfer on it reuses the kept-alive connection, and one pair is only ever
+  // used by one transfer at a time.
+  struct Pooled {
+    Handle easy;
+    std::unique_ptr<CURLM, MultiDeleter> multi;
+  };
 
-  Handle lease();
-  void give_back(Handle h);
+  Pooled lease();
+  void give_back(Pooled p);
   // The one retry policy: after attempt number `attempt` (0-based) of `req` failed, sleeps and returns
   // if it may be tried again; otherwise throws the final ApiError.
   void after_failure(const HttpRequest& req, int attempt, const Transfer& t);
@@ -121,7 +132,7 @@ class HttpClient {
   std::array<std::mutex, CURL_LOCK_DATA_LAST> share_locks_;
   std::unique_ptr<CURLSH, ShareDeleter> share_;
   std::mutex pool_mu_;
-  std::vector<Handle> pool_;
+  std::vector<Pooled> pool_;
 };
 
 // A response body pulled on demand (HttpClient::open). A break mid-body is an ApiError
