@@ -112,6 +112,7 @@ void register_d1(http::Router& router, Services& services) {
     SqlStatement st = statement(c.json_body(kMaxBody), "the body");
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
+    c.audit.wrote = r.meta.changed_db;
     c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
   });
 
@@ -122,6 +123,7 @@ void register_d1(http::Router& router, Services& services) {
     st.read_only = !c.principal.may_write();
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
+    c.audit.wrote = r.meta.changed_db;
     c.ok({{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
   });
 
@@ -139,6 +141,7 @@ void register_d1(http::Router& router, Services& services) {
       list.back().read_only = !c.principal.may_write();
     }
     auto results = d1.batch(ns, list);
+    c.audit.wrote = summed_meta(results).changed_db;
     json out = json::array();
     for (auto& r : results)
       out.push_back({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "api/api.h"
+#include "api/params.h"
 #include "ns/names.h"
 #include "util/error.h"
 
@@ -21,17 +22,6 @@ std::string iso8601(int64_t ms) {
   char out[48];
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
   return out;
-}
-
-int64_t int_param(const std::optional<std::string>& s, int64_t dflt, int64_t min, int64_t max, const char* name) {
-  if (!s) return dflt;
-  char* end = nullptr;
-  errno = 0;
-  long long n = std::strtoll(s->c_str(), &end, 10);
-  if (s->empty() || *end || errno || n < min || n > max)
-    throw bad_request("invalid_" + std::string(name), std::string(name) + " must be an integer from " +
-                                                          std::to_string(min) + " to " + std::to_string(max));
-  return n;
 }
 
 std::optional<std::string> namespace_param(const http::Ctx& c) {

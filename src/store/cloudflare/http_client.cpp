@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "obs/metrics.h"
 #include "util/log.h"
 
 namespace era::cf {
@@ -116,6 +117,7 @@ long backoff_ms(int retry, long base, long max, double unit) {
 // The state of one attempt, shared with curl's C callbacks.
 struct HttpClient::Attempt {
   HttpRequest* req = nullptr;
+  int number = 0;  // 0: the first attempt
   HttpResponse resp;
   CURL* curl = nullptr;
   size_t max_body = 0;
@@ -239,6 +241,7 @@ void HttpClient::give_back(Handle h) {
 }
 
 void HttpClient::perform(HttpRequest& req, Attempt& a) {
+  const auto started = std::chrono::steady_clock::now();
   Handle h = lease();
   CURL* c = h.get();
   curl_easy_reset(c);  // options only: live connections and caches stay
@@ -298,6 +301,10 @@ void HttpClient::perform(HttpRequest& req, Attempt& a) {
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   a.resp.status = int(status);
+  obs::upstream_attempt(req.what, rc == CURLE_OK || a.error || a.too_large ? int(status) : -int(rc),
+                        a.resp.header("cf-ray").value_or(""),
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), a.number,
+                        rc == CURLE_OK ? "" : curl_easy_strerror(rc));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(c, CURLOPT_SHARE, nullptr);  // detach before the handle rests in the pool
   give_back(std::move(h));
@@ -322,6 +329,7 @@ HttpResponse HttpClient::send(HttpRequest& req) {
   const std::string what = req.what.empty() ? req.method : req.what;
   for (int attempt = 0;; ++attempt) {
     Attempt a;
+    a.number = attempt;
     perform(req, a);
     const int s = a.resp.status;
     const bool transport = s <= 0;

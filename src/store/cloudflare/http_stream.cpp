@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "obs/metrics.h"
 #include "util/log.h"
 
 namespace era::cf {
@@ -156,7 +157,12 @@ std::unique_ptr<HttpStream> HttpStream::open(HttpClient& client, HttpRequest req
   const HttpOptions& o = client.options();
   thread_local std::mt19937_64 rng{std::random_device{}()};
   for (int attempt = 0;; ++attempt) {
+    const auto started = std::chrono::steady_clock::now();
     const bool got_headers = s->start();
+    obs::upstream_attempt(s->req_.what, got_headers ? s->resp_.status : -int(s->result_),
+                          s->resp_.header("cf-ray").value_or(""),
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), attempt,
+                          got_headers ? "" : curl_easy_strerror(s->result_));
     const bool failed = !got_headers || transient(s->resp_.status);
     if (!failed) return s;
     const bool last = attempt + 1 >= o.max_attempts;

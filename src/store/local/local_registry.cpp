@@ -72,15 +72,17 @@ ResourceStats LocalRegistry::stats(const std::optional<std::string>& ns,
     std::map<std::string, std::pair<int64_t, int64_t>> by_ns;
     src->add_stats(filter, by_ns);
     int64_t& type_total = s.by_type[src->type()];
+    int64_t& type_size = s.size_by_type[src->type()];
     for (const auto& [name, cb] : by_ns) {
       if (cb.first <= 0) continue;
       type_total += cb.first;
+      type_size += cb.second;
       s.by_namespace[name] += cb.first;
       s.total += cb.first;
       s.total_size += cb.second;
     }
   }
-  for (const char* t : {"d1", "kv", "r2"}) s.by_type.emplace(t, 0);
+  for (const char* t : {"d1", "kv", "r2"}) s.by_type.emplace(t, 0), s.size_by_type.emplace(t, 0);
   return s;
 }
 
