@@ -90,6 +90,8 @@ export class R2Storage {
   static listPage(namespace: string, prefix?: string, limit?: number, cursor?: string | null,
     delimiter?: string | null): Promise<R2ListPage>;
   static iterate(namespace: string, prefix?: string, pageSize?: number): AsyncGenerator<R2Object>;
+}
+
 /** A D1 value: INTEGER and REAL as number, TEXT as string, BLOB as an array of byte values, NULL as null. */
 export type D1Value = null | number | string | number[];
 /** A bound parameter: booleans bind as 1/0; Buffers, typed arrays and ArrayBuffers bind as BLOBs. */

@@ -80,6 +80,29 @@ std::string r2_name(std::string_view ns, std::string_view key) {
   return out;
 }
 
+namespace {
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != prefix[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool is_reserved_sql_name(std::string_view physical) {
+  // Families SQLite (and its bundled extensions) name built-ins in: any new member is reserved too.
+  for (std::string_view p : {"sqlite_", "pragma_", "json_", "jsonb_"})
+    if (starts_with_nocase(physical, p)) return true;
+  // Single eponymous virtual tables / table-valued functions of SQLite builds in use.
+  for (std::string_view n : {"dbstat", "fts3tokenize", "generate_series", "carray", "fts4aux", "fts5vocab",
+                             "rtree", "rtree_i32", "zipfile", "fsdir", "completion", "sqlite_dbpage", "sqlite_stmt"})
+    if (physical.size() == n.size() && starts_with_nocase(physical, n)) return true;
+  return false;
+}
+
 std::string prefix_upper_bound(std::string_view prefix) {
   std::string s(prefix);
   while (!s.empty()) {

@@ -33,6 +33,14 @@ void check_r2_key(std::string_view key);
 // The internal name of an R2 key in the shared bucket: "ns/key".
 std::string r2_name(std::string_view ns, std::string_view key);
 
+// True if a D1 object with this physical name (ns + "_" + name) would take a name SQLite resolves on its
+// own: its schema tables (sqlite_*), table-valued functions and eponymous virtual tables (pragma_*,
+// json_*, jsonb_*, dbstat, fts3tokenize, generate_series, ...). A table or view of that name would
+// shadow the built-in for every namespace and for the proxy's own SQL, so it may never be created.
+// Compared case-insensitively, as SQLite compares names. Namespaces "sqlite", "pragma", "json" and
+// "jsonb" (in any letter case) therefore cannot hold D1 objects at all.
+bool is_reserved_sql_name(std::string_view physical);
+
 // The smallest byte string greater than every string that starts with `prefix`, or "" if none exists
 // (prefix made only of 0xFF bytes).
 std::string prefix_upper_bound(std::string_view prefix);

@@ -1,8 +1,9 @@
 #include "ns/sql_guard.h"
 
 #include <memory>
-#include <mutex>
+#include <unordered_set>
 
+#include "ns/names.h"
 #include "ns/sql_rewrite.h"
 #include "ns/sql_tokenizer.h"
 
@@ -29,7 +30,60 @@ bool pragma_allowed(std::string_view p) {
     if (iequals(p, k)) return true;
   return false;
 }
+// Why a reserved name is refused. Worded without the reserved prefixes themselves, which user_message
+// would take for the namespace's own prefix in namespace "json" or "pragma".
+constexpr std::string_view kReservedWhy =
+    "with the namespace prefix added it would shadow one of SQLite's own tables or table-valued functions "
+    "(names that begin with sqlite, pragma, json or jsonb and an underscore, dbstat, generate_series and the "
+    "like); choose another name or namespace";
+
 bool pragma_needs_table(std::string_view p) { return !iequals(p, "foreign_keys") && !iequals(p, "defer_foreign_keys"); }
+
+// Table-valued functions a namespace may call (D1 documents the JSON ones). Every other eponymous
+// virtual table (pragma_*, dbstat, fts3tokenize, sqlite_dbpage, ...) reads the whole shared database
+// or native state.
+bool allowed_table_function(std::string_view t) { return iequals(t, "json_each") || iequals(t, "json_tree"); }
+
+// The functions D1 documents (developers.cloudflare.com/d1/sql-api/sql-statements: SQLite's core
+// scalar, aggregate, date/time, window, math and JSON functions, FTS5's auxiliary functions), as
+// workerd, which runs D1, allows them. Left out: load_extension; fts3_tokenizer and FTS3/4's
+// matchinfo/offsets/optimize; sqlite_compileoption_*, sqlite_source_id, sqlite_version, sqlite_offset
+// (build details); total_changes (counts every namespace's writes on a shared connection); rtreecheck
+// (R*Tree tables are not offered). The sqlite_rename_* / sqlite_drop_column functions are SQLite's own,
+// used by ALTER TABLE (user SQL cannot call them).
+const std::unordered_set<std::string>& allowed_functions() {
+  static const std::unordered_set<std::string> set = {
+      // https://www.sqlite.org/lang_corefunc.html
+      "abs", "changes", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "ifnull", "iif",
+      "instr", "last_insert_rowid", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min",
+      "nullif", "octet_length", "printf", "quote", "random", "randomblob", "replace", "round", "rtrim", "sign",
+      "soundex", "substr", "substring", "trim", "typeof", "unhex", "unicode", "unlikely", "upper", "zeroblob",
+      // https://www.sqlite.org/lang_datefunc.html
+      "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff", "current_date",
+      "current_time", "current_timestamp",
+      // https://www.sqlite.org/lang_aggfunc.html
+      "avg", "count", "group_concat", "string_agg", "sum", "total",
+      // https://www.sqlite.org/windowfunctions.html#biwinfunc
+      "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value",
+      "last_value", "nth_value",
+      // https://www.sqlite.org/lang_mathfunc.html
+      "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh", "degrees",
+      "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power", "radians", "sin", "sinh",
+      "sqrt", "tan", "tanh", "trunc",
+      // https://www.sqlite.org/json1.html
+      "json", "jsonb", "json_array", "jsonb_array", "json_array_length", "json_extract", "jsonb_extract", "->",
+      "->>", "json_insert", "jsonb_insert", "json_object", "jsonb_object", "json_patch", "jsonb_patch",
+      "json_remove", "jsonb_remove", "json_replace", "jsonb_replace", "json_set", "jsonb_set", "json_type",
+      "json_valid", "json_quote", "json_group_array", "jsonb_group_array", "json_group_object",
+      "jsonb_group_object", "json_each", "json_tree",
+      // https://www.sqlite.org/fts5.html
+      "match", "highlight", "bm25", "snippet",
+      // SQLite's ALTER TABLE machinery (alter.c)
+      "sqlite_rename_column", "sqlite_rename_table", "sqlite_rename_test", "sqlite_drop_column",
+      "sqlite_rename_quotefix",
+  };
+  return set;
+}
 
 struct StmtCloser {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -69,64 +123,6 @@ std::vector<std::vector<std::string>> rows(sqlite3* db, const std::string& sql, 
 
 }  // namespace
 
-std::optional<std::string> ObjectRegistry::owner_of(std::string_view physical) const {
-  std::shared_lock lock(mu_);
-  auto it = by_lower_.find(ascii_lower(physical));
-  if (it == by_lower_.end()) return std::nullopt;
-  return it->second.ns;
-}
-
-std::vector<std::string> ObjectRegistry::owned_by(std::string_view ns) const {
-  std::vector<std::string> out;
-  for (auto& o : objects_of(ns)) out.push_back(o.physical);
-  return out;
-}
-
-std::vector<SchemaObject> ObjectRegistry::all() const {
-  std::shared_lock lock(mu_);
-  std::vector<SchemaObject> out;
-  for (const auto& [_, o] : by_lower_) out.push_back(o);
-  return out;
-}
-
-std::vector<SchemaObject> ObjectRegistry::objects_of(std::string_view ns) const {
-  std::shared_lock lock(mu_);
-  std::vector<SchemaObject> out;
-  for (const auto& [_, o] : by_lower_)
-    if (o.ns == ns) out.push_back(o);
-  return out;
-}
-
-std::vector<std::string> ObjectRegistry::namespaces_with(std::string_view type) const {
-  std::shared_lock lock(mu_);
-  std::set<std::string> out;
-  for (const auto& [_, o] : by_lower_)
-    if (o.type == type) out.insert(o.ns);
-  return {out.begin(), out.end()};
-}
-
-void ObjectRegistry::add(const SchemaObject& o) {
-  std::unique_lock lock(mu_);
-  by_lower_[ascii_lower(o.physical)] = o;
-}
-
-void ObjectRegistry::remove(std::string_view physical) {
-  std::unique_lock lock(mu_);
-  by_lower_.erase(ascii_lower(physical));
-}
-
-void ObjectRegistry::replace_all(const std::vector<SchemaObject>& objects) {
-  std::map<std::string, SchemaObject> next;
-  for (const auto& o : objects) next[ascii_lower(o.physical)] = o;
-  std::unique_lock lock(mu_);
-  by_lower_.swap(next);
-}
-
-void ObjectRegistry::clear() {
-  std::unique_lock lock(mu_);
-  by_lower_.clear();
-}
-
 Guard::Guard(sqlite3* db, std::string ns, const ObjectOwners& owners, bool allow_schema_read)
     : db_(db), ns_(std::move(ns)), owners_(owners), allow_schema_read_(allow_schema_read) {
   sqlite3_set_authorizer(db_, &Guard::callback, this);
@@ -150,6 +146,12 @@ int Guard::deny(int status, const std::string& code, const std::string& message)
   return SQLITE_DENY;
 }
 
+int Guard::missing(std::string_view kind, std::string_view physical) {
+  // Word for word what SQLite says about a name that does not exist (user_message normalises both the
+  // same way), so a tenant cannot tell another namespace's object from no object at all.
+  return deny(400, "sql_error", "no such " + std::string(kind) + ": " + std::string(physical));
+}
+
 bool Guard::mine(std::string_view physical) const {
   if (created_.count(ascii_lower(physical))) return true;
   auto owner = owners_.owner_of(physical);
@@ -159,17 +161,17 @@ bool Guard::mine(std::string_view physical) const {
 int Guard::decide(int action, const char* a, const char* b, const char* db) {
   const std::string_view s1 = a ? a : "", s2 = b ? b : "";
   const bool main_db = db && iequals(db, "main");
-  auto outside = [&](std::string_view what, std::string_view name) {
-    return deny(403, "outside_namespace",
-                std::string(what) + " '" + std::string(name) + "' is not in this namespace");
-  };
+  const std::string prefix = ns_ + "_";
   switch (action) {
     case SQLITE_SELECT:
     case SQLITE_RECURSIVE:
       return SQLITE_OK;
     case SQLITE_FUNCTION:
-      if (iequals(s2, "load_extension")) return deny(403, "function_denied", "load_extension is not allowed");
-      return SQLITE_OK;
+      if (is_allowed_function(s2)) return SQLITE_OK;
+      return deny(403, "function_denied",
+                  "function " + std::string(s2) +
+                      "() is not allowed: D1 SQL may call SQLite's core, aggregate, window, date and time, math "
+                      "and JSON functions (see docs/api.md)");
     case SQLITE_TRANSACTION:
     case SQLITE_SAVEPOINT:
       return deny(400, "transaction_not_allowed",
@@ -195,10 +197,14 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
       return deny(403, "analyze_denied", "ANALYZE is not allowed");
     case SQLITE_PRAGMA:
       if (!pragma_allowed(s1)) return deny(403, "pragma_denied", "PRAGMA " + std::string(s1) + " is not allowed");
-      if (pragma_needs_table(s1) && !mine(s2)) return outside("table", s2);
-      return SQLITE_OK;
+      if (!pragma_needs_table(s1) || mine(s2)) return SQLITE_OK;
+      if (s2.empty())  // foreign_key_check with no table checks every namespace's tables
+        return deny(403, "pragma_denied", "PRAGMA " + std::string(s1) + " needs the name of one of the namespace's tables");
+      // About a name the namespace does not own, whether or not it exists (SQLite asks before it looks
+      // the name up). Refused rather than ignored: in cloudflare mode the statement text is what is
+      // sent, so only a refusal keeps it from running upstream.
+      return missing(starts_with_nocase(s1, "index_") ? "index" : "table", s2);
     case SQLITE_READ:
-      if (!db) return SQLITE_OK;  // a CTE or subquery (count(*) over a CTE reports no database)
       if (is_internal(s1)) {
         // ALTER/DROP make SQLite read its schema tables; CREATE ... AUTOINCREMENT and json_each's first
         // use read sqlite_master's ROWID only; the rewriter's filtered subquery reads sqlite_master.
@@ -206,17 +212,26 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
           return SQLITE_OK;
         return deny(403, "schema_access_denied", "the schema table may only be read in FROM");
       }
-      if (!main_db) return outside("database", db);
-      if (iequals(s1, "json_each") || iequals(s1, "json_tree")) return SQLITE_OK;
-      return mine(s1) ? SQLITE_OK : outside("table", s1);
+      if (db && !main_db) return missing("table", std::string(db) + "." + std::string(s1));
+      if (mine(s1)) return SQLITE_OK;
+      if (!owners_.owner_of(s1)) {
+        // Owned by nobody: a table-valued function, or (reported without a database, none of its
+        // columns used) a CTE, which the rewriter names with the namespace's prefix. Never a name that
+        // a built-in answers to (pragma_*, dbstat, ...).
+        if (allowed_table_function(s1)) return SQLITE_OK;
+        if (!db && s2.empty() && s1.size() > prefix.size() && starts_with_nocase(s1, prefix) &&
+            !ns::is_reserved_sql_name(s1))
+          return SQLITE_OK;
+      }
+      return missing("table", s1);
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
     case SQLITE_DELETE:
       if (iequals(s1, "sqlite_master") || iequals(s1, "sqlite_temp_master")) return SQLITE_OK;  // SQLite's own edit
       if (iequals(s1, "sqlite_sequence"))
         return internal_ddl_ ? SQLITE_OK : deny(403, "schema_access_denied", "sqlite_sequence is not writable");
-      if (!main_db) return outside("database", db ? db : "");
-      return mine(s1) ? SQLITE_OK : outside("table", s1);
+      if (db && !main_db) return missing("table", std::string(db) + "." + std::string(s1));
+      return mine(s1) ? SQLITE_OK : missing("table", s1);
     case SQLITE_CREATE_TABLE:
     case SQLITE_CREATE_INDEX:
     case SQLITE_CREATE_VIEW:
@@ -224,15 +239,20 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
       changes_schema_ = true;
       if (action == SQLITE_CREATE_TABLE && iequals(s1, "sqlite_sequence")) return SQLITE_OK;
       if (action == SQLITE_CREATE_INDEX && starts_with_nocase(s1, "sqlite_autoindex_"))
-        return mine(s2) ? SQLITE_OK : outside("table", s2);
-      const std::string prefix = ns_ + "_";
-      if (s1.substr(0, prefix.size()) != prefix) return outside("name", s1);
+        return mine(s2) ? SQLITE_OK : missing("table", s2);
+      if ((action == SQLITE_CREATE_INDEX || action == SQLITE_CREATE_TRIGGER) && !mine(s2))
+        return missing("table", s2);
+      if (s1.substr(0, prefix.size()) != prefix)
+        return deny(403, "outside_namespace", "the name '" + std::string(s1) + "' is not in this namespace");
+      if (ns::is_reserved_sql_name(s1))
+        return deny(403, "reserved_name",
+                    "the name '" + std::string(s1) +
+                        "' is reserved: " + std::string(kReservedWhy));
       auto owner = owners_.owner_of(s1);
       if (owner && *owner != ns_)
         return deny(409, "name_conflict",
                     "the name '" + std::string(s1) +
                         "' is already used by another namespace (SQLite names compare case-insensitively)");
-      if ((action == SQLITE_CREATE_INDEX || action == SQLITE_CREATE_TRIGGER) && !mine(s2)) return outside("table", s2);
       created_.insert(ascii_lower(s1));
       return SQLITE_OK;
     }
@@ -242,17 +262,25 @@ int Guard::decide(int action, const char* a, const char* b, const char* db) {
     case SQLITE_DROP_TRIGGER:
       changes_schema_ = true;
       internal_ddl_ = true;
-      return mine(s1) ? SQLITE_OK : outside("object", s1);
+      if (mine(s1)) return SQLITE_OK;
+      return missing(action == SQLITE_DROP_TABLE  ? "table"
+                     : action == SQLITE_DROP_INDEX ? "index"
+                     : action == SQLITE_DROP_VIEW  ? "view"
+                                                   : "trigger",
+                     s1);
     case SQLITE_ALTER_TABLE:
       changes_schema_ = true;
       internal_ddl_ = true;
-      return mine(s2) ? SQLITE_OK : outside("table", s2);
+      return mine(s2) ? SQLITE_OK : missing("table", s2);
     case SQLITE_REINDEX:
-      return mine(s1) ? SQLITE_OK : outside("index", s1);
+      if (mine(s1)) return SQLITE_OK;
+      return deny(400, "sql_error", "unable to identify the object to be reindexed");
     default:
       return deny(403, "not_authorized", "this statement is not allowed");
   }
 }
+
+bool is_allowed_function(std::string_view name) { return allowed_functions().count(ascii_lower(name)) > 0; }
 
 void check_statement_text(std::string_view sql) {
   for (const auto& t : tokenize(sql)) {
@@ -279,6 +307,11 @@ SchemaDiff diff_schema(sqlite3* db, std::string_view ns, const ObjectOwners& own
     // unowned name without the prefix is unreachable by anyone (the guard denies unowned names), so
     // it is left alone rather than claimed.
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (ns::is_reserved_sql_name(name))
+      throw ApiError(403, "reserved_name",
+                     user_message("the name '" + name +
+                                      "' is reserved: " + std::string(kReservedWhy),
+                                  ns));
     diff.added.push_back({name, std::string(ns), r[0]});
   }
   for (const auto& o : known)
@@ -290,26 +323,39 @@ void check_dependents(sqlite3* db, std::string_view ns, const ObjectOwners& owne
                       const std::vector<SchemaObject>& objects) {
   const std::string prefix = std::string(ns) + "_";
   auto user = [&](const std::string& physical) { return physical.substr(std::min(physical.size(), prefix.size())); };
-  auto probe = [&](const std::string& sql, const SchemaObject& o) {
+  auto broken = [&](const SchemaObject& o, const std::string& why) {
+    return ApiError(409, "broken_dependency", user_message(o.type + " " + user(o.physical) + " would be broken: " + why, ns));
+  };
+  // Prepares `sql` under the namespace's guard: a denial and a failure to compile read the same (a
+  // denial is worded as SQLite words a missing name), so neither tells what another namespace holds.
+  auto probe = [&](const std::string& sql, const SchemaObject& o, bool must_compile = true) {
     Guard guard(db, std::string(ns), owners, false);
     guard.begin_statement();
     std::string err;
     StmtPtr s = prepare_raw(db, sql, &err);
-    if (guard.denial()) throw *guard.denial();
-    if (!s)
-      throw ApiError(409, "broken_dependency",
-                     user_message(o.type + " " + user(o.physical) + " would be broken: " + err, ns));
+    if (guard.denial()) {
+      if (guard.denial()->code() == "sql_error") throw broken(o, guard.denial()->what());
+      throw *guard.denial();
+    }
+    if (!s && must_compile) throw broken(o, user_message(err, ns));
   };
   for (const auto& o : objects) {
     if (o.type == "view") {
       probe("SELECT * FROM " + quote_ident(o.physical), o);
     } else if (o.type == "table") {
-      for (auto& r : rows(db, "SELECT \"table\" FROM pragma_foreign_key_list(?1)", o.physical)) {
-        auto owner = owners.owner_of(r[0]);
-        const bool ok = owner ? *owner == ns : r[0].compare(0, prefix.size(), prefix) == 0;
-        if (!ok)
-          throw ApiError(403, "outside_namespace",
-                         "a foreign key of table " + user(o.physical) + " references a table outside the namespace");
+      // PRAGMA statements, not pragma_*() functions: a tenant cannot create a name a statement resolves.
+      for (auto& r : rows(db, "PRAGMA main.foreign_key_list(" + quote_ident(o.physical) + ")")) {
+        const std::string& target = r.at(2);
+        auto owner = owners.owner_of(target);
+        if (!owner || *owner != ns)
+          throw broken(o, "its foreign key references " + target +
+                              ", which is not a table of this namespace (a foreign key may only reference a table "
+                              "the namespace already has)");
+      }
+      // DEFAULT expressions are evaluated without the authorizer: prove their functions are allowed.
+      for (auto& r : rows(db, "PRAGMA main.table_xinfo(" + quote_ident(o.physical) + ")")) {
+        if (r.at(4).empty()) continue;
+        probe("SELECT " + r[4], o, false);  // `DEFAULT abc` is the string 'abc', not a column: only denials count
       }
     } else if (o.type == "trigger") {
       auto info = rows(db, "SELECT tbl_name, sql FROM main.sqlite_master WHERE type = 'trigger' AND name = ?1",
@@ -337,8 +383,8 @@ void check_dependents(sqlite3* db, std::string_view ns, const ObjectOwners& owne
         }
       }
       if (event == "UPDATE" && column.empty()) {
-        auto cols = rows(db, "SELECT name FROM pragma_table_info(?1) LIMIT 1", table);
-        if (!cols.empty()) column = cols[0][0];
+        auto cols = rows(db, "PRAGMA main.table_info(" + quote_ident(table) + ")");
+        if (!cols.empty()) column = cols[0].at(1);
       }
       const std::string t = quote_ident(table);
       if (event == "INSERT") probe("INSERT INTO " + t + " DEFAULT VALUES", o);
@@ -351,6 +397,7 @@ void check_dependents(sqlite3* db, std::string_view ns, const ObjectOwners& owne
 
 void harden_connection(sqlite3* db) {
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
   sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);

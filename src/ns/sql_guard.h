@@ -10,64 +10,35 @@
 // changed the schema, call reconcile() and check_dependents() on that same handle.
 //
 // Policy (see the .cpp for the why of each rule):
-// - Tables/views/indexes/triggers are allowed only when the registry says the namespace owns them,
-//   or when this very statement creates them. A creation must carry the namespace's exact prefix
-//   "ns_"; a name (compared case-insensitively, as SQLite does) owned by another namespace is a 409.
+// - Every table, view, index and trigger SQLite resolves must be one the registry says the namespace
+//   owns, or one this very statement creates. The registry is the authority, never a name's prefix.
+//   Any other name is refused exactly as SQLite refuses a name that does not exist (400 sql_error
+//   "no such table: <name>", also for PRAGMAs about it), so a denial never tells whether the
+//   foreign object exists. Reads SQLite reports without a database (a FROM item none of whose
+//   columns is used) are checked the same way; a CTE passes because the rewriter gives it the
+//   namespace's prefix and no object owns that name.
+// - A creation must carry the namespace's exact prefix "ns_" and must not take a reserved name
+//   (ns/names.h is_reserved_sql_name: sqlite_*, pragma_*, json_*, dbstat, ...); a name (compared
+//   case-insensitively, as SQLite does) owned by another namespace is a 409.
+// - Functions: an allow-list of what D1 documents (is_allowed_function); anything else is a 403.
+//   Table-valued functions: json_each and json_tree only.
 // - Denied: ATTACH/DETACH, TEMP objects, virtual tables, transactions and savepoints (use batch),
-//   load_extension, PRAGMAs outside a harmless allow-list, table-valued pragma functions, and the
-//   schema tables except for what SQLite reads and writes on the user's behalf.
+//   PRAGMAs outside a harmless allow-list, and the schema tables except for what SQLite reads and
+//   writes on the user's behalf.
 #pragma once
 
 #include <sqlite3.h>
 
-#include <map>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ns/object_registry.h"
 #include "util/error.h"
 
 namespace era::sql {
-
-// Who owns which physical name. Implementations compare names case-insensitively.
-class ObjectOwners {
- public:
-  virtual ~ObjectOwners() = default;
-  virtual std::optional<std::string> owner_of(std::string_view physical) const = 0;
-  // The physical names `ns` owns (tables, views, indexes, triggers), in no particular order.
-  virtual std::vector<std::string> owned_by(std::string_view ns) const = 0;
-};
-
-struct SchemaObject {
-  std::string physical;
-  std::string ns;
-  std::string type;  // "table", "view", "index", "trigger"
-};
-
-// An in-memory, thread-safe registry: readers (guards on any thread) share a lock; the one writer
-// updates it after a schema change. Persistence is the store's business.
-class ObjectRegistry : public ObjectOwners {
- public:
-  std::optional<std::string> owner_of(std::string_view physical) const override;
-  std::vector<std::string> owned_by(std::string_view ns) const override;
-  std::vector<SchemaObject> objects_of(std::string_view ns) const;
-  // Every object of every namespace, in no particular order.
-  std::vector<SchemaObject> all() const;
-  // Namespaces owning at least one object of `type` ("table", ...), sorted.
-  std::vector<std::string> namespaces_with(std::string_view type) const;
-  void add(const SchemaObject& o);
-  void remove(std::string_view physical);
-  void clear();
-  // Replaces every entry at once (readers see the old set or the new one, never a partial one).
-  void replace_all(const std::vector<SchemaObject>& objects);
-
- private:
-  mutable std::shared_mutex mu_;
-  std::map<std::string, SchemaObject> by_lower_;  // key: lower-cased physical name
-};
 
 // Installs the authorizer on `db` for its lifetime (RAII; the previous authorizer is not restored:
 // the guard owns the authorizer slot of its connection while it lives).
@@ -91,6 +62,7 @@ class Guard {
   static int callback(void* self, int action, const char* a, const char* b, const char* db, const char* trig);
   int decide(int action, const char* a, const char* b, const char* db);
   int deny(int status, const std::string& code, const std::string& message);
+  int missing(std::string_view kind, std::string_view physical);
   bool mine(std::string_view physical) const;
 
   sqlite3* db_;
@@ -103,6 +75,13 @@ class Guard {
   std::optional<ApiError> denial_;
 };
 
+// True for the SQL functions a namespace may call: those Cloudflare D1 documents (core scalar,
+// aggregate, window, date/time, JSON, math and FTS5 auxiliary functions) and the internal ones SQLite's
+// own ALTER TABLE runs. Compared case-insensitively. Not allowed, among others: load_extension,
+// fts3_tokenizer (reads and overwrites native pointers), sqlite_compileoption_*, total_changes (a
+// counter of every namespace's writes on a shared connection).
+bool is_allowed_function(std::string_view name);
+
 // Checks one statement's text, exactly as SQLite prepared it (from the prepare's start to its tail),
 // for what the authorizer is never asked about: VACUUM (VACUUM INTO writes a copy of the whole
 // database to a file). Throws ApiError 403.
@@ -110,7 +89,9 @@ void check_statement_text(std::string_view sql);
 
 // Brings `registry` in line with the schema of `db` for namespace `ns` after a statement that
 // changed it: unowned objects that carry the exact "ns_" prefix are ns's new objects; ns's objects no
-// longer in the schema are gone. Returns the changes for the caller to apply and persist.
+// longer in the schema are gone. Returns the changes for the caller to apply and persist. Throws
+// ApiError 403 reserved_name when a new object takes a reserved name (ALTER TABLE ... RENAME TO is
+// not reported to the authorizer): the caller rolls back.
 struct SchemaDiff {
   std::vector<SchemaObject> added;
   std::vector<std::string> removed;
@@ -120,12 +101,19 @@ SchemaDiff diff_schema(sqlite3* db, std::string_view ns, const ObjectOwners& own
 
 // Proves every view and trigger of `ns` still compiles and stays inside the namespace (SQLite accepts
 // views over missing tables; a broken view or trigger makes every later ALTER TABLE ... RENAME in the
-// whole database fail). Throws ApiError 409 naming the broken object: the caller rolls back.
+// whole database fail), that every foreign key of its tables references a table `ns` owns (a
+// reference to a name `ns` does not own could later resolve to another namespace's table, which
+// would then be unable to delete or update its own rows), and that column DEFAULT expressions call
+// only allowed functions (SQLite's authorizer never sees a DEFAULT). Throws ApiError 409 naming the
+// broken object: the caller rolls back. Runs SQLite's PRAGMA statements, never a pragma function, so
+// no name a tenant created can stand in for them.
 void check_dependents(sqlite3* db, std::string_view ns, const ObjectOwners& owners,
                       const std::vector<SchemaObject>& objects);
 
-// The connection settings the guard relies on: no extension loading, defensive mode (no writes to
-// the schema tables even with writable_schema), untrusted schema, no attached databases.
+// The connection settings the guard relies on: no extension loading, no two-argument fts3_tokenizer()
+// (it overwrites a native pointer), defensive mode (no writes to the schema tables even with
+// writable_schema), untrusted schema, no attached databases. Every connection that prepares or runs
+// tenant SQL (local D1's reader and writer connections, the cloudflare shadow) must be hardened.
 void harden_connection(sqlite3* db);
 
 }  // namespace era::sql

@@ -16,10 +16,11 @@ bool is_schema_table(std::string_view v) {
 
 bool name_like(const Token& t) { return t.kind == Tok::Ident || t.kind == Tok::QuotedIdent || t.kind == Tok::String; }
 
-// Words after which a FROM list is over at its parenthesis depth.
+// Words after which a FROM list is over at its parenthesis depth. Not ON and USING: a join constraint
+// is followed by more FROM items (`a JOIN b ON 1, c`); its own commas are inside parentheses.
 bool ends_from_list(std::string_view w) {
   for (std::string_view k : {"WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "EXCEPT",
-                             "INTERSECT", "ON", "USING", "RETURNING", "SET", "VALUES", "SELECT", "DO"})
+                             "INTERSECT", "RETURNING", "SET", "VALUES", "SELECT", "DO", "WITH"})
     if (iequals(w, k)) return true;
   return false;
 }
@@ -41,7 +42,10 @@ std::string sql_string(std::string_view s) {
   return out + "'";
 }
 
-enum class Role { Read, Target, Ddl };
+// Read: a FROM/JOIN item (aliased); Target: INSERT/UPDATE/DELETE's table (aliased outside trigger
+// bodies); Ddl: a name in a definition (never aliased); Operand: `x IN t`, a table as an operand
+// (never aliased).
+enum class Role { Read, Target, Ddl, Operand };
 
 class Rewriter {
  public:
@@ -51,7 +55,6 @@ class Rewriter {
   // One statement, given as the indices of its significant tokens.
   void statement(std::vector<size_t> sig) {
     s_ = std::move(sig);
-    ctes_.clear();
     in_body_ = false;
     collect_ctes();
     scan();
@@ -95,14 +98,16 @@ class Rewriter {
     replaced_[s_[k]] = 1;
   }
 
-  // WITH [RECURSIVE] name [(cols)] AS [NOT] [MATERIALIZED] (...) [, ...]: the names are not tables.
+  // WITH [RECURSIVE] name [(cols)] AS [NOT] [MATERIALIZED] (...) [, ...]: a CTE's name gets the
+  // namespace's prefix like a table's, so every reference to it (also prefixed) finds it by SQLite's
+  // own scoping rules, and a reference outside its scope finds the namespace's table, never another's.
   void collect_ctes() {
     for (size_t k = 0; k < s_.size(); ++k) {
       if (!kw(k, "WITH")) continue;
       size_t j = k + 1;
       if (kw(j, "RECURSIVE")) ++j;
       while (name_like(tok(j))) {
-        ctes_.insert(ascii_lower(ident_value(tok(j))));
+        set(j, quote_ident(physical_name(ns_, ident_value(tok(j)))));
         ++j;
         if (tok(j).kind == Tok::LParen) j = match(j) + 1;
         if (!kw(j, "AS")) break;
@@ -138,16 +143,14 @@ class Rewriter {
   // A table reference [schema.]name at k; returns the index of its last token.
   size_t ref(size_t k, Role role) {
     size_t name_k = k;
-    bool qualified = false;
-    if (tok(k + 1).kind == Tok::Dot && name_like(tok(k + 2))) {
-      name_k = k + 2;
-      qualified = true;
-    }
+    if (tok(k + 1).kind == Tok::Dot && name_like(tok(k + 2))) name_k = k + 2;
     const std::string value = ident_value(tok(name_k));
-    if (role == Role::Read) {
+    if (role == Role::Read || role == Role::Operand) {
       if (tok(name_k + 1).kind == Tok::LParen) return name_k;  // a table-valued function
-      if (!qualified && ctes_.count(ascii_lower(value))) return name_k;
       if (is_schema_table(value)) {
+        if (role == Role::Operand)
+          throw ApiError(403, "schema_access_denied",
+                         "the schema table may only be read in FROM (SELECT name FROM sqlite_master ...)");
         for (size_t j = k; j < name_k; ++j) set(j, "");
         set(name_k, schema_subquery());
         if (!has_alias(name_k + 1)) after_[s_[name_k]] = " AS " + quote_ident(value);
@@ -216,7 +219,9 @@ class Rewriter {
         role = Role::Read;
       } else if (w == "into" && name_like(tok(k + 1))) {
         k = ref(k + 1, Role::Target);
-      } else if (w == "update") {
+      } else if (w == "in" && name_like(tok(k + 1))) {
+        k = ref(k + 1, Role::Operand);  // `x IN t`: a table
+      } else if (w == "update" && prev != "on") {  // not a foreign key's ON UPDATE action
         size_t j = k + 1;
         if (kw(j, "OR")) j += 2;
         if (name_like(tok(j)) && !kw(j, "SET") && !kw(j, "OF") && !kw(j, "ON")) k = ref(j, Role::Target);
@@ -262,7 +267,6 @@ class Rewriter {
   std::vector<char> replaced_;
   std::vector<std::string> after_;
   std::vector<size_t> s_;
-  std::set<std::string> ctes_;
   bool in_body_ = false;
   bool reads_schema_ = false;
 };
@@ -322,6 +326,24 @@ std::string physical_name(std::string_view ns, std::string_view name) {
   return out;
 }
 
+namespace {
+// SQLite says "no such table: main.X" for a qualified name and keeps the letter case the statement
+// used; the guard reports a foreign name as the schema spells it. Both are brought to one form (no
+// "main.", lower case) so the two answers cannot be told apart.
+std::string normalise_missing(std::string msg) {
+  for (std::string_view kind : {"no such table: ", "no such view: ", "no such index: ", "no such trigger: "}) {
+    const size_t at = msg.find(kind);
+    if (at == std::string::npos) continue;
+    size_t name = at + kind.size();
+    if (iequals(std::string_view(msg).substr(name, 5), "main.")) msg.erase(name, 5);
+    for (size_t i = name; i < msg.size(); ++i)
+      if (msg[i] >= 'A' && msg[i] <= 'Z') msg[i] = static_cast<char>(msg[i] - 'A' + 'a');
+    break;
+  }
+  return msg;
+}
+}  // namespace
+
 std::string user_message(std::string_view message, std::string_view ns) {
   const std::string prefix = std::string(ns) + "_";
   std::string out;
@@ -334,7 +356,7 @@ std::string user_message(std::string_view message, std::string_view ns) {
     }
     out += message[i++];
   }
-  return out;
+  return normalise_missing(std::move(out));
 }
 
 }  // namespace era::sql

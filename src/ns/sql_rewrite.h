@@ -5,7 +5,11 @@
 //     -> `SELECT * FROM "myapp_todos" t JOIN "myapp_tags" AS "tags" ON tags.todo = t.id`
 //
 // - Works on tokens (ns/sql_tokenizer.h), statement by statement; CREATE TRIGGER bodies are followed
-//   to their END. CTE names, aliases, columns, strings, comments and parameters are left alone.
+//   to their END. Every name in a table position is prefixed: FROM and JOIN items (also after a join's
+//   ON/USING), `x IN t`, INSERT/UPDATE/DELETE targets, DDL names, REFERENCES. CTE names are prefixed
+//   too (their definitions and every reference), so the rewriter needs no scoping rules: SQLite's
+//   resolve a reference to the CTE or to the namespace's own table, never to another's. Aliases,
+//   columns, strings, comments and parameters are left alone.
 // - Physical names are ns + "_" + the name as the user wrote it, always double-quoted (a namespace may
 //   hold '-'). A table the user did not alias in FROM/JOIN, or as the target of INSERT/UPDATE/DELETE
 //   (outside trigger bodies, where SQLite forbids it), gets `AS "<user's name>"`, so table-qualified
@@ -42,6 +46,8 @@ std::string physical_name(std::string_view ns, std::string_view name);
 
 // The user's view of a message from SQLite: every physical name of `ns` (ns_name, in any letter
 // case, starting a word) loses its prefix, so "no such table: myapp_todos" reads "no such table: todos".
+// "no such table/view/index/trigger: <name>" is given one form (no "main.", the name in lower case),
+// the form the guard's denials of foreign names take too.
 std::string user_message(std::string_view message, std::string_view ns);
 
 }  // namespace era::sql

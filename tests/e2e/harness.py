@@ -1,8 +1,11 @@
-"""Starts the real proxy binary for end-to-end tests.
+"""The one launcher of the real proxy binary for every end-to-end suite, and one HTTP helper.
 
     with Proxy() as proxy:            # free port, temporary data dir, backend from ERA_TEST_BACKEND
         proxy.url                      # http://127.0.0.1:PORT
         proxy.kill(); proxy.start()    # SIGKILL and restart on the same data dir
+    Proxy.configured(env)              # started, configured by `env` alone (see there)
+    call("GET", proxy.url + "/healthz")                 # (status, parsed JSON body)
+    request("PUT", url, b"bytes", {"X-A": "b"})          # (status, headers, raw body)
 
 ERA_PROXY_BIN names the binary (ctest sets it); default build/era-storage-proxy. Extra environment for
 the proxy (e.g. the cloudflare backend's settings) is inherited from this process.
@@ -10,6 +13,7 @@ the proxy (e.g. the cloudflare backend's settings) is inherited from this proces
 
 import http.client
 import json
+import urllib.parse
 import os
 import shutil
 import signal
@@ -32,10 +36,40 @@ def backend():
     return os.environ.get("ERA_TEST_BACKEND", "local")
 
 
+def request(method, url, body=None, headers=None, timeout=120):
+    """(status, headers dict, raw body) of one request to an absolute URL; a dict or list body is sent
+    as JSON with its Content-Type. Never raises for an HTTP error status."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        conn.request(method, path or "/", body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def call(method, url, body=None, headers=None):
+    """(status, parsed JSON body or None) of one request to an absolute URL."""
+    status, _, data = request(method, url, body, headers)
+    return status, (json.loads(data) if data else None)
+
+
 class Proxy:
-    def __init__(self, args=(), env=None, data_dir=None):
+    def __init__(self, args=(), env=None, data_dir=None, clean_env=False):
+        """`clean_env`: the proxy is configured by `env` alone: no inherited ERA_PROXY_* / ERA_CF_*
+        setting and no --backend flag (the cloudflare suites point it at their own upstreams)."""
         self.args = list(args)
-        self.env = dict(os.environ)
+        self.clean_env = clean_env
+        self.env = {k: v for k, v in os.environ.items()
+                    if not (clean_env and k.startswith(("ERA_CF_", "ERA_PROXY_")))}
+        if clean_env:
+            self.env["ERA_PROXY_LOG_LEVEL"] = "warn"
         self.env.update(env or {})
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="era-e2e-")
@@ -46,9 +80,14 @@ class Proxy:
         self.log_path = os.path.join(self.data_dir, "proxy.log")
         self._stdout_lines = []
 
+    @classmethod
+    def configured(cls, env, args=()):
+        """A started proxy configured by `env` alone (clean_env)."""
+        return cls(args, env, clean_env=True).start()
+
     def command(self):
-        return [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port or 0), "--data-dir", self.data_dir,
-                "--backend", backend()] + self.args
+        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port or 0), "--data-dir", self.data_dir]
+        return cmd + ([] if self.clean_env else ["--backend", backend()]) + self.args
 
     def start(self, timeout=30):
         log = open(self.log_path, "ab")
@@ -80,6 +119,11 @@ class Proxy:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    @property
+    def stderr(self):
+        """The proxy's log (its stderr) so far, as lines."""
+        return self.log().splitlines(keepends=True)
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc is None:
             return None
@@ -110,22 +154,11 @@ class Proxy:
 
     # Raw HTTP, for tests that look at statuses and headers rather than SDK results.
     def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body).encode()
-                headers = dict(headers or {}, **{"Content-Type": "application/json"})
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, dict(resp.getheaders()), data
-        finally:
-            conn.close()
+        return request(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
 
     def call(self, method, path, body=None, headers=None):
         """(status, parsed JSON body) for a raw request."""
-        status, _, data = self.request(method, path, body, headers)
-        return status, (json.loads(data) if data else None)
+        return call(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
 
 
 class ProxyTestCase(unittest.TestCase):

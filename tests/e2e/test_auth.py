@@ -3,7 +3,7 @@
 The matrix: every storage and resource route x every kind of caller (no token, garbled, bad
 signature, wrong secret, expired, revoked, other namespace, read-only write, read-write, admin),
 each with its expected status and code, and — for every refusal — a check that nothing changed.
-Routes of surfaces this build does not have yet (D1, R2, resources) are skipped, named in the skip.
+Every surface (KV, D1, R2, resources) is in the matrix: none may be missing.
 """
 import base64
 import json
@@ -96,15 +96,6 @@ class AuthMatrix(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="era-auth-")
         cls.proxy = Proxy(cls.tmp.name, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
         p = cls.proxy
-        cls.surfaces = {"kv"}
-        # A surface is absent when its route is unknown, or when this backend does not serve it yet (501).
-        absent = ("not_found", "not_implemented")
-        if p.api("POST", "/api/storage/d1/x/query", ADMIN, {"sql": "SELECT 1"})[1].get("code") not in absent:
-            cls.surfaces.add("d1")
-        if p.api("GET", "/api/storage/r2/x", ADMIN)[1].get("code") not in absent:
-            cls.surfaces.add("r2")
-        if p.api("GET", "/api/resources/stats", ADMIN)[1].get("code") not in absent:
-            cls.surfaces.add("resources")
         cls.seed()
 
         def session(namespaces, permissions, ttl=3600):
@@ -129,13 +120,11 @@ class AuthMatrix(unittest.TestCase):
         p = cls.proxy
         for ns in (MINE, THEIRS):
             assert p.api("PUT", f"/api/storage/kv/{ns}/k", ADMIN, {"value": "orig"})[0] == 200
-            if "d1" in cls.surfaces:
-                p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN, {"sql": "DROP TABLE IF EXISTS t"})
-                assert p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN,
-                              {"sql": "CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')"})[0] == 200
-            if "r2" in cls.surfaces:
-                assert p.api("PUT", f"/api/storage/r2/{ns}/obj", ADMIN,
-                              {"content": base64.b64encode(b"orig").decode()})[0] == 200
+            p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN, {"sql": "DROP TABLE IF EXISTS t"})
+            assert p.api("POST", f"/api/storage/d1/{ns}/exec", ADMIN,
+                          {"sql": "CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')"})[0] == 200
+            assert p.api("PUT", f"/api/storage/r2/{ns}/obj", ADMIN,
+                          {"content": base64.b64encode(b"orig").decode()})[0] == 200
 
     @classmethod
     def tearDownClass(cls):
@@ -147,18 +136,14 @@ class AuthMatrix(unittest.TestCase):
         p, out = self.proxy, {}
         for ns in (MINE, THEIRS):
             out["kv", ns] = p.api("GET", f"/api/storage/kv/{ns}/k", ADMIN)[1]
-            if "d1" in self.surfaces:
-                out["d1", ns] = p.api("POST", f"/api/storage/d1/{ns}/query", ADMIN,
-                                       {"sql": "SELECT v FROM t ORDER BY v"})[1].get("results")
-            if "r2" in self.surfaces:
-                out["r2", ns] = p.api("GET", f"/api/storage/r2/{ns}/obj", ADMIN)[1].get("content")
+            out["d1", ns] = p.api("POST", f"/api/storage/d1/{ns}/query", ADMIN,
+                                   {"sql": "SELECT v FROM t ORDER BY v"})[1].get("results")
+            out["r2", ns] = p.api("GET", f"/api/storage/r2/{ns}/obj", ADMIN)[1].get("content")
         return out
 
     def routes(self):
         for group in (KV_ROUTES, D1_ROUTES, R2_ROUTES, RESOURCE_ROUTES):
-            for r in group:
-                if r[0] in self.surfaces:
-                    yield r
+            yield from group
 
     def refused(self, token, ns, status, codes, raw_auth=None, writes_only=False):
         before = self.snapshot()
@@ -224,8 +209,6 @@ class AuthMatrix(unittest.TestCase):
             self.seed()
 
     def test_scope_filter_on_resources(self):
-        if "resources" not in self.surfaces:
-            self.skipTest("this build has no /api/resources")
         status, body, _ = self.proxy.api("GET", "/api/resources/list", self.rw)
         self.assertEqual(status, 200, body)
         self.assertTrue(body["resources"])
@@ -234,12 +217,6 @@ class AuthMatrix(unittest.TestCase):
         self.assertEqual(set(body["by_namespace"]), {MINE})
         status, body, _ = self.proxy.api("GET", "/api/resources/stats", ADMIN)
         self.assertLessEqual({MINE, THEIRS}, set(body["by_namespace"]))
-
-    def test_surfaces_present(self):
-        # KV always; the others join the matrix as they land (their absence is reported, not hidden).
-        missing = {"d1", "r2", "resources"} - self.surfaces
-        if missing:
-            self.skipTest("not in this build yet: " + ", ".join(sorted(missing)))
 
     def test_healthz_and_sdk_are_open(self):
         self.assertEqual(self.proxy.api("GET", "/healthz")[0], 200)

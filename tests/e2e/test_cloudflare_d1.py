@@ -12,19 +12,9 @@ import urllib.error
 import urllib.request
 
 from cf_emulator import Emulator
-from proxy_process import Proxy
+from harness import Proxy, call
 
 
-def call(method, url, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 class Recorder(http.server.ThreadingHTTPServer):
@@ -80,12 +70,12 @@ class CloudflareD1Test(unittest.TestCase):
         cls.rec = Recorder(cls.emu.info["api_base"])
         threading.Thread(target=cls.rec.serve_forever, daemon=True).start()
         env = dict(cls.emu.proxy_env(), ERA_CF_API_BASE=f"http://127.0.0.1:{cls.rec.server_address[1]}")
-        cls.proxy = Proxy(env)
+        cls.proxy = Proxy.configured(env)
         cls.base = cls.proxy.url
 
     @classmethod
     def tearDownClass(cls):
-        cls.proxy.stop()
+        cls.proxy.close()
         cls.rec.shutdown()
         cls.rec.server_close()
         cls.emu.stop()

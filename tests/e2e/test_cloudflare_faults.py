@@ -14,7 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import prom_text
-from proxy_process import Proxy
+from harness import Proxy, call, request
 
 NS_ID = "f" * 32
 
@@ -147,14 +147,6 @@ class Upstream:
 
 
 
-def call(method, url, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read()), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read()), dict(e.headers)
 
 
 @unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare",
@@ -170,17 +162,17 @@ class CloudflareFaultsTest(unittest.TestCase):
             "ERA_CF_API_BASE": cls.up.base, "ERA_CF_R2_ENDPOINT": cls.up.base,
             "ERA_CF_TIMEOUT_MS": "700", "ERA_CF_MAX_ATTEMPTS": "3",
         }
-        cls.proxy = Proxy(env)
+        cls.proxy = Proxy.configured(env)
         cls.base = cls.proxy.url + "/api/storage/kv/faults/"
 
     @classmethod
     def tearDownClass(cls):
-        cls.proxy.stop()
+        cls.proxy.close()
         cls.up.stop()
 
     def test_500s_are_retried_and_the_acknowledged_write_is_there(self):
         self.up.script("PUT", "500", "500")
-        status, body, _ = call("PUT", self.base + "k1", {"value": "kept"})
+        status, body = call("PUT", self.base + "k1", {"value": "kept"})
         self.assertEqual((status, body), (200, {"success": True}))
         self.assertEqual(self.up.count("PUT"), 3)
         self.assertEqual(self.up.values["faults:k1"], b"kept")
@@ -188,7 +180,7 @@ class CloudflareFaultsTest(unittest.TestCase):
 
     def test_persistent_500_is_a_502_with_the_upstream_reason_and_no_secret(self):
         self.up.script("PUT", "500", "500", "500")
-        status, body, _ = call("PUT", self.base + "k2", {"value": "x"})
+        status, body = call("PUT", self.base + "k2", {"value": "x"})
         self.assertEqual(status, 502)
         self.assertEqual(body["code"], "upstream_error")
         self.assertIn("code 10001: boom", body["error"])
@@ -199,14 +191,15 @@ class CloudflareFaultsTest(unittest.TestCase):
     def test_429_with_retry_after_is_honoured(self):
         self.up.script("PUT", "429")
         t0 = time.monotonic()
-        status, _, _ = call("PUT", self.base + "k3", {"value": "later"})
+        status, _ = call("PUT", self.base + "k3", {"value": "later"})
         self.assertEqual(status, 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.95)
         self.assertEqual(self.up.count("PUT"), 2)
 
     def test_long_retry_after_is_passed_to_the_client(self):
         self.up.script("PUT", "429-long")
-        status, body, headers = call("PUT", self.base + "k4", {"value": "x"})
+        status, headers, raw = request("PUT", self.base + "k4", {"value": "x"})
+        body = json.loads(raw)
         self.assertEqual((status, body["code"]), (503, "upstream_rate_limited"))
         self.assertEqual(headers.get("Retry-After"), "90")
         self.assertEqual(self.up.count("PUT"), 1)
@@ -215,24 +208,25 @@ class CloudflareFaultsTest(unittest.TestCase):
         call("PUT", self.base + "k5", {"value": "x"})
         self.up.script("GET", "slow", "slow", "slow")
         t0 = time.monotonic()
-        status, body, _ = call("GET", self.base + "k5")
+        status, body = call("GET", self.base + "k5")
         self.assertEqual((status, body["code"]), (504, "upstream_timeout"))
         self.assertLess(time.monotonic() - t0, 4.5)
 
     def test_reset_mid_body_is_retried(self):
         call("PUT", self.base + "k6", {"value": "whole"})
         self.up.script("GET", "reset")
-        status, body, _ = call("GET", self.base + "k6")
+        status, body = call("GET", self.base + "k6")
         self.assertEqual((status, body["value"]), (200, "whole"))
 
     def test_upstream_failures_are_counted_and_logged_with_cf_ray(self):
         def scrape():
-            with urllib.request.urlopen(self.proxy.url + "/metrics", timeout=60) as r:
-                return prom_text.parse(r.read().decode())
+            status, _, data = request("GET", self.proxy.url + "/metrics")
+            self.assertEqual(status, 200, data)
+            return prom_text.parse(data.decode())
 
         before = scrape()
         self.up.script("PUT", "500", "429")
-        status, _, _ = call("PUT", self.base + "ray", {"value": "x"})
+        status, _ = call("PUT", self.base + "ray", {"value": "x"})
         self.assertEqual(status, 200)
         after = scrape()
 
@@ -265,14 +259,14 @@ class CloudflareFaultsTest(unittest.TestCase):
         gone = Upstream()
         env = self.proxy_env()
         env["ERA_CF_API_BASE"] = gone.base
-        p = Proxy(env)
+        p = Proxy.configured(env)
         try:
             gone.stop()
-            status, body, _ = call("GET", p.url + "/api/storage/kv/faults/x")
+            status, body = call("GET", p.url + "/api/storage/kv/faults/x")
             self.assertEqual((status, body["code"]), (502, "upstream_unreachable"))
             self.assertIn("2 attempts", body["error"])
         finally:
-            p.stop()
+            p.close()
 
     def proxy_env(self):
         return {

@@ -11,19 +11,9 @@ import urllib.parse
 import urllib.request
 
 from cf_emulator import NODE22, WRANGLER_DIR, Emulator
-from proxy_process import Proxy
+from harness import Proxy, call
 
 
-def call(method, url, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def key_url(base, ns, key):
@@ -36,12 +26,12 @@ class CloudflareKvTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.emu = Emulator().start()
-        cls.proxy = Proxy(cls.emu.proxy_env())
+        cls.proxy = Proxy.configured(cls.emu.proxy_env())
         cls.base = cls.proxy.url
 
     @classmethod
     def tearDownClass(cls):
-        cls.proxy.stop()
+        cls.proxy.close()
         cls.emu.stop()
 
     def put(self, ns, key, body):

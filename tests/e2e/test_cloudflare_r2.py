@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 from cf_emulator import Emulator
-from proxy_process import Proxy
+from harness import Proxy
 
 PART_MIB = 5
 
@@ -36,11 +36,11 @@ class CloudflareR2Test(unittest.TestCase):
         cls.emu = Emulator().start()
         env = cls.emu.proxy_env()
         env["ERA_CF_R2_PART_SIZE_MIB"] = str(PART_MIB)
-        cls.proxy = Proxy(env)
+        cls.proxy = Proxy.configured(env)
 
     @classmethod
     def tearDownClass(cls):
-        cls.proxy.stop()
+        cls.proxy.close()
         cls.emu.stop()
 
     def url(self, ns, key="", query=""):

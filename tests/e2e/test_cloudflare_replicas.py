@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from cf_emulator import Emulator
-from proxy_process import Proxy
+from harness import Proxy
 
 ADMIN = "replica-admin-credential-0123456789"
 SECRET = "replica-token-secret-0123456789abcdef0123456789"
@@ -38,13 +38,13 @@ class CloudflareReplicasTest(unittest.TestCase):
         cls.emu = Emulator().start()
         env = dict(cls.emu.proxy_env(), ERA_PROXY_AUTH="token", ERA_ADMIN_TOKEN=ADMIN, ERA_TOKEN_SECRET=SECRET,
                    ERA_PROXY_REVOCATION_REFRESH="1")
-        cls.a = Proxy(env)
-        cls.b = Proxy(env)
+        cls.a = Proxy.configured(env)
+        cls.b = Proxy.configured(env)
 
     @classmethod
     def tearDownClass(cls):
-        cls.a.stop()
-        cls.b.stop()
+        cls.a.close()
+        cls.b.close()
         cls.emu.stop()
 
     def test_a_session_made_on_one_replica_is_revoked_on_every_replica(self):

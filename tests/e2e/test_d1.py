@@ -178,6 +178,144 @@ class D1ApiTest(ProxyTestCase):
         era_storage.d1.exec(attacker, "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT)")
         self.assertEqual(era_storage.d1.query(attacker, "SELECT * FROM secret"), [])
 
+    def answers(self, ns, sql):
+        """(status, code, error) of `sql` through query and through exec, which must agree."""
+        out = []
+        for op in ("query", "exec"):
+            status, doc = self.raw(ns, op, {"sql": sql})
+            out.append((status, doc.get("code"), doc.get("error")))
+        self.assertEqual(out[0][:2], out[1][:2], (sql, out))
+        return out[0]
+
+    def state(self, ns):
+        """What a namespace sees of itself: its schema and every row of every table."""
+        tables = era_storage.d1.query(ns, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        rows = {t["name"]: era_storage.d1.query(ns, f'SELECT * FROM "{t["name"]}"')
+                for t in tables if t["type"] == "table"}
+        return tables, rows
+
+    def test_fts3_tokenizer_and_functions_d1_does_not_document_are_refused(self):
+        # Issue 12 #2: fts3_tokenizer() leaked a libsqlite3 address, overwrote the tokenizer pointer,
+        # and fts3tokenize then crashed the proxy.
+        ns = unique("fts")
+        era_storage.d1.exec(ns, "CREATE TABLE mine (k INTEGER PRIMARY KEY, v TEXT)")
+        era_storage.d1.exec(ns, "INSERT INTO mine VALUES (1, 'x')")
+        before = self.state(ns)
+        for sql in ["SELECT hex(fts3_tokenizer('simple'))", "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+                    "SELECT FTS3_TOKENIZER('porter')", "SELECT * FROM fts3tokenize('simple', 'x')",
+                    "SELECT count(*) FROM fts3tokenize('simple', 'x')",
+                    "CREATE VIEW f AS SELECT hex(fts3_tokenizer('simple')) AS p",
+                    "CREATE TRIGGER tr AFTER INSERT ON mine BEGIN SELECT fts3_tokenizer('simple'); END",
+                    "CREATE TABLE d (x DEFAULT (sqlite_version()))", "CREATE TABLE c (x CHECK (sqlite_version()))",
+                    "SELECT sqlite_version()", "SELECT load_extension('x')", "SELECT total_changes()",
+                    "SELECT count(*) FROM dbstat", "SELECT count(*) FROM pragma_table_list",
+                    "SELECT * FROM pragma_function_list", "CREATE VIRTUAL TABLE t USING fts4(x)"]:
+            status, code, error = self.answers(ns, sql)
+            self.assertIn(status, (400, 403, 409), (sql, code, error))
+        self.assertEqual(self.answers(ns, "SELECT hex(fts3_tokenizer('simple'))")[:2], (403, "function_denied"))
+        self.assertIn("fts3_tokenizer", self.answers(ns, "SELECT hex(fts3_tokenizer('simple'))")[2])
+        self.assertEqual(self.proxy.call("GET", "/healthz")[0], 200)
+        self.assertEqual(self.state(ns), before)
+        # The functions D1 documents still work.
+        self.assertEqual(era_storage.d1.query(
+            ns, "SELECT abs(-2) AS a, json_extract('{\"x\":3}', '$.x') AS j, '{\"y\":4}' ->> '$.y' AS y, "
+                "date('2024-01-02') AS d, sqrt(16) AS r, (SELECT count(*) FROM json_each('[1,2]')) AS n, "
+                "row_number() OVER () AS w FROM mine"),
+            [{"a": 2, "j": 3, "y": 4, "d": "2024-01-02", "r": 4.0, "n": 2, "w": 1}])
+
+    def test_foreign_tables_read_as_missing_whether_or_not_they_exist(self):
+        # Issue 12 #6. Namespace X's neighbour X_b holds q (physically X_b_q, the name X gets for "b_q");
+        # namespace Y has no neighbour. Every statement must answer X exactly as it answers Y.
+        x, y = unique("x"), unique("y")
+        era_storage.d1.exec(f"{x}_b", "CREATE TABLE q (k INTEGER PRIMARY KEY, s TEXT)")
+        era_storage.d1.exec(f"{x}_b", "INSERT INTO q VALUES (7, 'secret')")
+        victim = unique("victim")
+        era_storage.d1.exec(victim, "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT)")
+        era_storage.d1.exec(victim, "INSERT INTO secret (v) VALUES ('the secret')")
+        for ns in (x, y):
+            era_storage.d1.exec(ns, "CREATE TABLE mine (k INTEGER PRIMARY KEY, v TEXT)")
+            era_storage.d1.exec(ns, "INSERT INTO mine VALUES (1, 'm')")
+        before = {ns: self.state(ns) for ns in (x, y)}
+        phys = f"{victim}_secret"
+        for sql in ["SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, b_q",
+                    f"SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, {phys}",
+                    "SELECT count(*) FROM mine JOIN mine AS m USING (k), b_q",
+                    "SELECT count(*) FROM b_q, (WITH b_q AS (SELECT 1) SELECT * FROM b_q)",
+                    "SELECT count(*) FROM 'b_q'", f"SELECT count(*) FROM '{phys}'",
+                    "SELECT 1 WHERE 7 IN b_q", f"SELECT 1 WHERE 1 IN {phys}", "SELECT 1 WHERE 7 IN main.B_Q",
+                    "SELECT s FROM main.b_q", "DELETE FROM b_q", "UPDATE b_q SET s = 'x'",
+                    "INSERT INTO b_q VALUES (8, 'x')", "DROP TABLE b_q", "ALTER TABLE b_q ADD COLUMN z",
+                    "CREATE INDEX i ON b_q (s)", "PRAGMA foreign_key_check(b_q)", "PRAGMA table_info(b_q)",
+                    "PRAGMA index_list('b_q')", "PRAGMA foreign_key_list(b_q)",
+                    "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, b_q",
+                    "CREATE VIEW leak AS SELECT 1 WHERE 7 IN b_q",
+                    "CREATE TRIGGER tr AFTER INSERT ON mine BEGIN DELETE FROM b_q; END",
+                    "CREATE TABLE r (k REFERENCES b_q (k))"]:
+            got_x, got_y = self.answers(x, sql), self.answers(y, sql)
+            self.assertEqual(got_x, got_y, sql)
+            self.assertIn(got_x[0], (400, 409), (sql, got_x))
+        self.assertEqual(self.answers(x, "SELECT 1 WHERE 7 IN b_q"), (400, "sql_error", "no such table: b_q"))
+        self.assertEqual({ns: self.state(ns) for ns in (x, y)}, before)
+        self.assertEqual(era_storage.d1.query(f"{x}_b", "SELECT s FROM q"), [{"s": "secret"}])
+        self.assertEqual(era_storage.d1.query(victim, "SELECT v FROM secret"), [{"v": "the secret"}])
+
+    def test_no_namespace_can_shadow_what_sqlite_or_the_proxy_resolves(self):
+        # Issue 12 #7: namespace "pragma" creating view foreign_key_list (physically
+        # pragma_foreign_key_list) broke every CREATE/DROP/ALTER in every namespace.
+        for ns, sql in [("pragma", "CREATE VIEW foreign_key_list AS SELECT 1 AS x"),
+                        ("pragma", "CREATE TABLE table_info (x)"), ("Pragma", "CREATE VIEW Table_Xinfo AS SELECT 1"),
+                        ("json", "CREATE TABLE each (x)"), ("JSON", "CREATE VIEW tree AS SELECT 1"),
+                        ("generate", "CREATE TABLE series (x)")]:
+            status, code, error = self.answers(ns, sql)
+            self.assertEqual((status, code), (403, "reserved_name"), (ns, sql, error))
+        gen = "generate"
+        era_storage.d1.exec(gen, "CREATE TABLE IF NOT EXISTS keep (x)")
+        self.assertEqual(self.answers(gen, "ALTER TABLE keep RENAME TO series")[:2], (403, "reserved_name"))
+        self.assertEqual(era_storage.d1.query(gen, "SELECT name FROM sqlite_master WHERE name = 'keep'"),
+                         [{"name": "keep"}])
+        # Schema changes elsewhere keep working, foreign keys included.
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        era_storage.d1.exec(ns, "CREATE TABLE c (id INTEGER PRIMARY KEY, p REFERENCES p (id))")
+        era_storage.d1.exec(ns, "ALTER TABLE c ADD COLUMN z")
+        era_storage.d1.exec(ns, "DROP TABLE c")
+
+    def test_prefix_namespaces_cannot_tie_each_other(self):
+        # Issue 12 #9: "a" referenced b_q before "a_b" created q; then a_b could not DELETE or UPDATE q.
+        for b_first in (False, True):
+            a = unique("a")
+            era_storage.d1.exec(a, "CREATE TABLE mine (x)")
+            if b_first:
+                era_storage.d1.exec(f"{a}_b", "CREATE TABLE q (k INTEGER PRIMARY KEY)")
+            before = self.state(a)
+            for sql in ["CREATE TABLE r (k REFERENCES b_q (k))", "ALTER TABLE mine ADD COLUMN j REFERENCES b_q",
+                        "CREATE TABLE r (k, FOREIGN KEY (k) REFERENCES 'b_q' (k) ON DELETE CASCADE)"]:
+                status, code, error = self.answers(a, sql)
+                self.assertEqual((status, code), (409, "broken_dependency"), (sql, error))
+                self.assertIn("b_q", error)
+            self.assertEqual(self.state(a), before)
+            b = f"{a}_b"
+            if not b_first:
+                era_storage.d1.exec(b, "CREATE TABLE q (k INTEGER PRIMARY KEY)")
+            era_storage.d1.exec(b, "INSERT INTO q VALUES (1), (2)")
+            era_storage.d1.exec(b, "UPDATE q SET k = 3 WHERE k = 2")
+            era_storage.d1.exec(b, "DELETE FROM q")
+            self.assertEqual(era_storage.d1.query(b, "SELECT count(*) AS n FROM q"), [{"n": 0}])
+
+    def test_foreign_key_actions(self):
+        # Issue 12 #10: ON UPDATE CASCADE was rewritten into a syntax error.
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        era_storage.d1.exec(ns, "CREATE TABLE c (id INTEGER PRIMARY KEY, pname TEXT REFERENCES p (name) "
+                                "ON UPDATE CASCADE ON DELETE SET NULL MATCH SIMPLE DEFERRABLE INITIALLY DEFERRED)")
+        era_storage.d1.exec(ns, "CREATE TABLE d (pid INTEGER, FOREIGN KEY (pid) REFERENCES p (id) "
+                                "ON UPDATE NO ACTION ON DELETE RESTRICT)")
+        era_storage.d1.exec(ns, "INSERT INTO p VALUES (1, 'x'); INSERT INTO c VALUES (1, 'x')")
+        era_storage.d1.exec(ns, "UPDATE p SET name = 'y' WHERE id = 1")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT pname FROM c"), [{"pname": "y"}])
+        era_storage.d1.exec(ns, "DELETE FROM p")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT pname FROM c"), [{"pname": None}])
+
     def test_ambiguous_and_case_different_namespaces_conflict(self):
         base = unique("a")
         era_storage.d1.exec(f"{base}_b", "CREATE TABLE c (x)")

@@ -16,6 +16,10 @@ add_test(NAME e2e_python_cloudflare COMMAND ${ERA_WITH_EMULATOR} python3 ${ERA_P
 add_test(NAME e2e_js_cloudflare COMMAND ${ERA_WITH_EMULATOR} node --test ${CMAKE_SOURCE_DIR}/tests/e2e/js/)
 add_test(NAME conformance_cloudflare
   COMMAND ${ERA_WITH_EMULATOR} python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend cloudflare)
+# The store contract suites (tests/unit/contract_stores.cpp) through the interfaces, cloudflare backend.
+add_test(NAME contract_cloudflare COMMAND ${ERA_WITH_EMULATOR} $<TARGET_FILE:unit_tests> --no-intro=true -ts=contract)
+set_tests_properties(contract_cloudflare PROPERTIES
+  ENVIRONMENT "ERA_TEST_TMP=${CMAKE_BINARY_DIR}/tmp;ERA_SOURCE_DIR=${CMAKE_SOURCE_DIR}" TIMEOUT 600)
 # The same scripts with tokens required, holding a session token of scope "*" (as a sandbox would).
 add_test(NAME conformance_local_auth
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/run_conformance.py --backend local --auth)
@@ -24,6 +28,12 @@ add_test(NAME e2e_r2_1gib
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/r2_big.py)
 set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_r2_1gib e2e_python_cloudflare
   e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+
+# The JS SDK's declarations (era_storage.d.ts) compile under strict TypeScript with the documented calls
+# and refuse misuses, and match the module's real exports (tests/types/).
+add_test(NAME sdk_types COMMAND sh -c "node_modules/.bin/tsc -p . && node check_exports.js"
+  WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/tests/types)
+set_tests_properties(sdk_types PROPERTIES TIMEOUT 300)
 
 # The benchmark must keep working (timings are not checked: timings are not tests).
 add_test(NAME bench_quick COMMAND ${CMAKE_SOURCE_DIR}/scripts/bench quick)

@@ -9,22 +9,15 @@
 #include "auth/authenticator.h"
 #include "store/local/local_sessions.h"
 #include "util/error.h"
+#include "support.h"
 
 using namespace era;
 using namespace era::auth;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const char* base = std::getenv("ERA_TEST_TMP");
-  std::filesystem::path p = std::filesystem::path(base ? base : "/tmp") /
-                            ("auth-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
-}
-
 struct Fixture {
+  era::test::TempDir tmp;
   std::string dir;
   sqlite::Writer writer;
   sqlite::ReaderPool readers;
@@ -32,7 +25,7 @@ struct Fixture {
   std::atomic<int64_t> now{1000};
 
   explicit Fixture(const std::string& name)
-      : dir(temp_dir(name)), writer(dir + "/meta.sqlite3"), readers(dir + "/meta.sqlite3", 2), store(writer, readers) {}
+      : tmp("auth-" + name), dir(tmp.str()), writer(dir + "/meta.sqlite3"), readers(dir + "/meta.sqlite3", 2), store(writer, readers) {}
   ~Fixture() { writer.stop(); }
 
   AuthSettings settings(bool required = true) {

@@ -10,20 +10,12 @@
 
 #include "auth/credentials.h"
 #include "auth/setup.h"
+#include "support.h"
 
 using namespace era;
 using namespace era::auth;
 
 namespace {
-
-std::string temp_dir(const std::string& name) {
-  const char* base = std::getenv("ERA_TEST_TMP");
-  std::filesystem::path p = std::filesystem::path(base ? base : "/tmp") /
-                            ("setup-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
-}
 
 std::string write_file(const std::string& path, const std::string& content, mode_t mode) {
   std::ofstream(path) << content;
@@ -47,7 +39,8 @@ TEST_CASE("loopback hosts") {
 }
 
 TEST_CASE("auth off: allowed on loopback with a warning, refused elsewhere even with an admin") {
-  const std::string dir = temp_dir("off");
+  const era::test::TempDir tmp("setup-off");
+  const std::string dir = tmp.str();
   Config c = base(dir);
   std::string notes;
   AuthSettings s = auth_settings(c, notes);
@@ -60,7 +53,8 @@ TEST_CASE("auth off: allowed on loopback with a warning, refused elsewhere even 
 }
 
 TEST_CASE("token mode on a public address needs an admin credential") {
-  const std::string dir = temp_dir("token");
+  const era::test::TempDir tmp("setup-token");
+  const std::string dir = tmp.str();
   Config c = base(dir);
   c.auth_mode = "token";
   c.host = "0.0.0.0";
@@ -76,7 +70,8 @@ TEST_CASE("token mode on a public address needs an admin credential") {
 }
 
 TEST_CASE("the generated secret is kept 0600 in the data dir and reused") {
-  const std::string dir = temp_dir("gen");
+  const era::test::TempDir tmp("setup-gen");
+  const std::string dir = tmp.str();
   Config c = base(dir);
   Secret first = resolve_token_secret(c);
   CHECK(first.value.size() == 64);
@@ -90,7 +85,8 @@ TEST_CASE("the generated secret is kept 0600 in the data dir and reused") {
 }
 
 TEST_CASE("credential files: mode checked, newline dropped, settings win over the data dir") {
-  const std::string dir = temp_dir("files");
+  const era::test::TempDir tmp("setup-files");
+  const std::string dir = tmp.str();
   Config c = base(dir);
   c.token_secret_file = write_file(dir + "/secret", std::string(40, 's') + "\n", 0600);
   CHECK(resolve_token_secret(c).value == std::string(40, 's'));

@@ -88,13 +88,15 @@ TEST_CASE("all four quoting styles map to one double-quoted physical name") {
   CHECK(rw("SELECT * FROM t", "my-app") == "SELECT * FROM \"my-app_t\" AS \"t\"");
 }
 
-TEST_CASE("CTE names, aliases, columns, strings, comments and parameters are left alone") {
+TEST_CASE("CTE names are prefixed like tables; aliases, columns, strings, comments and parameters are left alone") {
   CHECK(rw("WITH recent AS (SELECT * FROM posts) SELECT * FROM recent") ==
-        "WITH recent AS (SELECT * FROM \"app_posts\" AS \"posts\") SELECT * FROM recent");
+        "WITH \"app_recent\" AS (SELECT * FROM \"app_posts\" AS \"posts\") SELECT * FROM \"app_recent\" AS \"recent\"");
   CHECK(rw("WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt LIMIT 5) SELECT x FROM cnt") ==
-        "WITH RECURSIVE cnt(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM cnt LIMIT 5) SELECT x FROM cnt");
+        "WITH RECURSIVE \"app_cnt\"(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM \"app_cnt\" AS \"cnt\" LIMIT 5) "
+        "SELECT x FROM \"app_cnt\" AS \"cnt\"");
   CHECK(rw("WITH a AS (SELECT 1), b AS MATERIALIZED (SELECT 2) SELECT * FROM a, b, c") ==
-        "WITH a AS (SELECT 1), b AS MATERIALIZED (SELECT 2) SELECT * FROM a, b, \"app_c\" AS \"c\"");
+        "WITH \"app_a\" AS (SELECT 1), \"app_b\" AS MATERIALIZED (SELECT 2) SELECT * FROM \"app_a\" AS \"a\", "
+        "\"app_b\" AS \"b\", \"app_c\" AS \"c\"");
   CHECK(rw("SELECT 'FROM other' AS x, \"from\" FROM t -- FROM evil\n") ==
         "SELECT 'FROM other' AS x, \"from\" FROM \"app_t\" AS \"t\" -- FROM evil\n");
   CHECK(rw("SELECT /* FROM x */ a FROM t WHERE b = :name AND c = @c AND d = $d AND e = ?3") ==
@@ -102,6 +104,81 @@ TEST_CASE("CTE names, aliases, columns, strings, comments and parameters are lef
   CHECK(rw("SELECT a, b FROM t ORDER BY a, b LIMIT 1, 2") ==
         "SELECT a, b FROM \"app_t\" AS \"t\" ORDER BY a, b LIMIT 1, 2");
   CHECK(rw("SELECT x'00' FROM t") == "SELECT x'00' FROM \"app_t\" AS \"t\"");
+}
+
+TEST_CASE("no table position is left unprefixed (issue 12 #6 and its variants)") {
+  struct Case {
+    const char* in;
+    const char* out;
+  };
+  const Case cases[] = {
+      // FROM items after a join constraint.
+      {"SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
+       "SELECT count(*) FROM (SELECT 1) AS s JOIN \"app_mine\" AS \"mine\" ON 1, \"app_victim_secret\" AS "
+       "\"victim_secret\""},
+      {"SELECT * FROM a JOIN b USING (id), c", "SELECT * FROM \"app_a\" AS \"a\" JOIN \"app_b\" AS \"b\" USING (id), "
+                                               "\"app_c\" AS \"c\""},
+      {"SELECT * FROM a JOIN b ON a.x IN (1, 2) AND f(a.y, b.y), c, d",
+       "SELECT * FROM \"app_a\" AS \"a\" JOIN \"app_b\" AS \"b\" ON a.x IN (1, 2) AND f(a.y, b.y), \"app_c\" AS \"c\", "
+       "\"app_d\" AS \"d\""},
+      {"SELECT * FROM (a JOIN b ON 1, c) JOIN d ON 1, e",
+       "SELECT * FROM (\"app_a\" AS \"a\" JOIN \"app_b\" AS \"b\" ON 1, \"app_c\" AS \"c\") JOIN \"app_d\" AS \"d\" ON 1, "
+       "\"app_e\" AS \"e\""},
+      // A CTE of an inner scope does not hide an outer table of the same name.
+      {"SELECT count(*) FROM victim, (WITH victim AS (SELECT 1) SELECT * FROM victim)",
+       "SELECT count(*) FROM \"app_victim\" AS \"victim\", (WITH \"app_victim\" AS (SELECT 1) SELECT * FROM "
+       "\"app_victim\" AS \"victim\")"},
+      {"SELECT * FROM (WITH a AS (SELECT 1), b AS (SELECT 2) SELECT * FROM a, b)",
+       "SELECT * FROM (WITH \"app_a\" AS (SELECT 1), \"app_b\" AS (SELECT 2) SELECT * FROM \"app_a\" AS \"a\", "
+       "\"app_b\" AS \"b\")"},
+      // 'string' and every quoting style in every position.
+      {"SELECT * FROM a JOIN 'victim' ON 1", "SELECT * FROM \"app_a\" AS \"a\" JOIN \"app_victim\" AS \"victim\" ON 1"},
+      {"INSERT INTO 'victim' VALUES (1)", "INSERT INTO \"app_victim\" AS \"victim\" VALUES (1)"},
+      {"DELETE FROM 'victim'", "DELETE FROM \"app_victim\" AS \"victim\""},
+      {"CREATE TABLE 'x' (a REFERENCES 'y')", "CREATE TABLE \"app_x\" (a REFERENCES \"app_y\")"},
+      // A table as an operand of IN: prefixed, never aliased.
+      {"SELECT 1 WHERE 2 IN victim_secret", "SELECT 1 WHERE 2 IN \"app_victim_secret\""},
+      {"SELECT 1 WHERE 2 NOT IN main.'victim'", "SELECT 1 WHERE 2 NOT IN main.\"app_victim\""},
+      {"SELECT 1 FROM t WHERE x IN [v] AND y IN (1, 2) AND z IN (SELECT a FROM u)",
+       "SELECT 1 FROM \"app_t\" AS \"t\" WHERE x IN \"app_v\" AND y IN (1, 2) AND z IN (SELECT a FROM \"app_u\" AS "
+       "\"u\")"},
+      {"SELECT 1 WHERE 2 IN json_each('[2]')", "SELECT 1 WHERE 2 IN json_each('[2]')"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.in);
+    CHECK(rw(c.in) == c.out);
+  }
+  CHECK_THROWS_AS(rw("SELECT 1 WHERE 'x' IN sqlite_master"), era::ApiError);
+  CHECK_THROWS_AS(rw("SELECT 1 WHERE 'x' IN 'sqlite_schema'"), era::ApiError);
+}
+
+TEST_CASE("foreign key clauses keep their actions (issue 12 #10 and the clause's other keywords)") {
+  struct Case {
+    const char* in;
+    const char* out;
+  };
+  const Case cases[] = {
+      {"CREATE TABLE c (p INTEGER REFERENCES t(id) ON UPDATE CASCADE)",
+       "CREATE TABLE \"app_c\" (p INTEGER REFERENCES \"app_t\"(id) ON UPDATE CASCADE)"},
+      {"CREATE TABLE c (p REFERENCES t ON DELETE CASCADE ON UPDATE SET NULL MATCH SIMPLE DEFERRABLE INITIALLY DEFERRED)",
+       "CREATE TABLE \"app_c\" (p REFERENCES \"app_t\" ON DELETE CASCADE ON UPDATE SET NULL MATCH SIMPLE DEFERRABLE "
+       "INITIALLY DEFERRED)"},
+      {"CREATE TABLE c (p, q, FOREIGN KEY (p, q) REFERENCES t (a, b) ON UPDATE RESTRICT ON DELETE NO ACTION)",
+       "CREATE TABLE \"app_c\" (p, q, FOREIGN KEY (p, q) REFERENCES \"app_t\" (a, b) ON UPDATE RESTRICT ON DELETE NO "
+       "ACTION)"},
+      {"CREATE TABLE c (p REFERENCES t ON UPDATE NO ACTION, q UNIQUE ON CONFLICT REPLACE, r REFERENCES u ON UPDATE "
+       "SET DEFAULT NOT DEFERRABLE)",
+       "CREATE TABLE \"app_c\" (p REFERENCES \"app_t\" ON UPDATE NO ACTION, q UNIQUE ON CONFLICT REPLACE, r REFERENCES "
+       "\"app_u\" ON UPDATE SET DEFAULT NOT DEFERRABLE)"},
+      {"ALTER TABLE c ADD COLUMN z REFERENCES t ON UPDATE CASCADE",
+       "ALTER TABLE \"app_c\" ADD COLUMN z REFERENCES \"app_t\" ON UPDATE CASCADE"},
+      {"CREATE TRIGGER tr AFTER UPDATE ON t BEGIN UPDATE u SET a = 1; END",
+       "CREATE TRIGGER \"app_tr\" AFTER UPDATE ON \"app_t\" BEGIN UPDATE \"app_u\" SET a = 1; END"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.in);
+    CHECK(rw(c.in) == c.out);
+  }
 }
 
 TEST_CASE("trigger bodies: prefixed, without aliases on INSERT/UPDATE/DELETE targets") {
@@ -148,7 +225,12 @@ TEST_CASE("sqlite_master reads show only the namespace's objects, by their own n
 TEST_CASE("error messages show the user's names") {
   using era::sql::user_message;
   CHECK(user_message("no such table: myapp_todos", "myapp") == "no such table: todos");
-  CHECK(user_message("no such table: main.MYAPP_todos", "myapp") == "no such table: main.todos");
+  // One form for "no such ...": no "main.", lower case (the guard's denials of foreign names read the same).
+  CHECK(user_message("no such table: main.MYAPP_todos", "myapp") == "no such table: todos");
+  CHECK(user_message("no such table: MYAPP_Todos", "myapp") == "no such table: todos");
+  CHECK(user_message("no such index: main.myapp_I", "myapp") == "no such index: i");
+  CHECK(user_message("view v would be broken: no such table: main.myapp_B_Q", "myapp") ==
+        "view v would be broken: no such table: b_q");
   CHECK(user_message("table \"myapp_t\" already exists", "myapp") == "table \"t\" already exists");
   CHECK(user_message("no such column: xmyapp_y", "myapp") == "no such column: xmyapp_y");
 }

@@ -6,24 +6,26 @@
 
 #include "store/local/local_d1.h"
 #include "util/error.h"
+#include "support.h"
+
+using era::test::status_of;
 
 using namespace era;
 
 namespace {
 
 struct ReadOnlyFixture {
+  era::test::TempDir tmp{"d1ro"};
   std::string dir;
   std::unique_ptr<LocalD1> d1;
   ReadOnlyFixture() {
-    char tmpl[] = "/tmp/era-d1ro-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     d1 = std::make_unique<LocalD1>(dir + "/d1.sqlite3", D1Limits{}, 2);
     int n = 0;
     d1->exec("app", {"CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')", {}}, n);
   }
   ~ReadOnlyFixture() {
     d1.reset();
-    std::filesystem::remove_all(dir);
   }
   SqlStatement ro(const std::string& sql) {
     SqlStatement s{sql, {}};
@@ -33,15 +35,6 @@ struct ReadOnlyFixture {
   int64_t count() { return std::get<int64_t>(d1->query("app", {"SELECT count(*) FROM t", {}}).rows.at(0).at(0)); }
 };
 
-int status_of(const std::function<void()>& f, std::string* code = nullptr) {
-  try {
-    f();
-    return 200;
-  } catch (const ApiError& e) {
-    if (code) *code = e.code();
-    return e.status();
-  }
-}
 
 }  // namespace
 

@@ -3,19 +3,12 @@
 #include "http/headers.h"
 #include "util/error.h"
 #include "util/md5.h"
+#include "support.h"
+
+using era::test::status_of;
 
 using namespace era;
 
-namespace {
-int status_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ApiError& e) {
-    return e.status();
-  }
-  return 0;
-}
-}  // namespace
 
 TEST_CASE("etag lists: quoted, weak, bare, star") {
   using V = std::vector<std::string>;

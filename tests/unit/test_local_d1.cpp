@@ -7,18 +7,21 @@
 
 #include "store/local/local_d1.h"
 #include "util/error.h"
+#include "support.h"
+
+using era::test::status_of;
 
 using namespace era;
 
 namespace {
 
 struct Fixture {
+  era::test::TempDir tmp{"d1"};
   std::string dir;
   std::unique_ptr<LocalD1> d1;
 
   explicit Fixture(D1Limits limits = {}) {
-    char tmpl[] = "/tmp/era-d1-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     open(limits);
   }
   void open(D1Limits limits = {}) {
@@ -27,7 +30,6 @@ struct Fixture {
   }
   ~Fixture() {
     d1.reset();
-    std::filesystem::remove_all(dir);
   }
 
   void exec(const std::string& ns, const std::string& sql, std::vector<SqlValue> params = {}) {
@@ -60,14 +62,6 @@ struct Fixture {
   }
 };
 
-int status_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ApiError& e) {
-    return e.status();
-  }
-  return 200;
-}
 
 int64_t int_at(const std::vector<std::vector<SqlValue>>& r, size_t row = 0, size_t col = 0) {
   return std::get<int64_t>(r.at(row).at(col));
@@ -170,6 +164,17 @@ TEST_CASE("hostile SQL is denied and changes nothing") {
       // Recursive CTE bomb (the timeout stops it: see the limits test) and a CTE reaching outside.
       "WITH x AS (SELECT * FROM main.victim_secret) SELECT * FROM x",
       "WITH victim_secret AS (SELECT 1) SELECT * FROM main.victim_secret",
+      // Issue 12 reproductions (sql_guard_hostile_test.cpp holds their variants): fts3_tokenizer, FROM
+      // items after a join constraint, IN over a table, inner CTE names, names that shadow built-ins.
+      "SELECT hex(fts3_tokenizer('simple'))",
+      "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+      "SELECT * FROM fts3tokenize('simple', 'x')",
+      "SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
+      "SELECT 1 WHERE 1 IN victim_secret",
+      "SELECT count(*) FROM victim_secret, (WITH victim_secret AS (SELECT 1) SELECT * FROM victim_secret)",
+      "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
+      "CREATE TABLE r (k REFERENCES victim_secret (id))",
+      "CREATE TABLE d (x DEFAULT (sqlite_version()))",
   };
   for (const std::string sql : corpus) {
     CAPTURE(sql);

@@ -6,11 +6,13 @@
 
 #include "store/local/local_kv.h"
 #include "util/error.h"
+#include "support.h"
 
 using namespace era;
 
 namespace {
 struct Fixture {
+  era::test::TempDir tmp{"kv"};
   std::string dir;
   std::atomic<int64_t> now{1'000'000};
   std::unique_ptr<sqlite::Writer> writer;
@@ -18,8 +20,7 @@ struct Fixture {
   std::unique_ptr<LocalKv> kv;
 
   Fixture() {
-    char tmpl[] = "/tmp/era-kv-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     writer = std::make_unique<sqlite::Writer>(dir + "/meta.sqlite3");
     readers = std::make_unique<sqlite::ReaderPool>(dir + "/meta.sqlite3", 2);
     kv = std::make_unique<LocalKv>(*writer, *readers, [this] { return now.load() * 1000; });
@@ -28,7 +29,6 @@ struct Fixture {
     kv.reset();
     readers.reset();
     writer.reset();
-    std::filesystem::remove_all(dir);
   }
 };
 }  // namespace

@@ -12,6 +12,9 @@
 #include "store/local/local_r2.h"
 #include "util/error.h"
 #include "util/md5.h"
+#include "support.h"
+
+using era::test::status_of;
 
 using namespace era;
 namespace fs = std::filesystem;
@@ -19,6 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Fixture {
+  era::test::TempDir tmp{"r2"};
   std::string dir;
   std::atomic<int64_t> now{1'700'000'000'123};
   std::unique_ptr<sqlite::Writer> writer;
@@ -27,8 +31,7 @@ struct Fixture {
   ObjectStore* r2 = nullptr;  // the tests go through the interface
 
   Fixture() {
-    char tmpl[] = "/tmp/era-r2-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     open();
   }
   void open() {
@@ -45,7 +48,6 @@ struct Fixture {
   }
   ~Fixture() {
     close();
-    fs::remove_all(dir);
   }
 
   // Every regular file under objects/, as paths relative to it.
@@ -80,15 +82,6 @@ std::string all_bytes() {
   std::string s;
   for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
   return s;
-}
-
-int status_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const ApiError& e) {
-    return e.status();
-  }
-  return 0;
 }
 
 }  // namespace

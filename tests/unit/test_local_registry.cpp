@@ -10,11 +10,13 @@
 #include "store/local/local_kv.h"
 #include "store/local/local_registry.h"
 #include "util/error.h"
+#include "support.h"
 
 using namespace era;
 
 namespace {
 struct Fixture {
+  era::test::TempDir tmp{"registry"};
   std::string dir;
   std::atomic<int64_t> now{2'000'000};  // seconds
   std::unique_ptr<sqlite::Writer> writer;
@@ -23,8 +25,7 @@ struct Fixture {
   std::unique_ptr<LocalRegistry> registry;
 
   Fixture() {
-    char tmpl[] = "/tmp/era-reg-XXXXXX";
-    dir = mkdtemp(tmpl);
+    dir = tmp.str();
     writer = std::make_unique<sqlite::Writer>(dir + "/meta.sqlite3");
     readers = std::make_unique<sqlite::ReaderPool>(dir + "/meta.sqlite3", 4);
     kv = std::make_unique<LocalKv>(*writer, *readers, [this] { return now.load() * 1000; });
@@ -38,7 +39,6 @@ struct Fixture {
     kv.reset();
     readers.reset();
     writer.reset();
-    std::filesystem::remove_all(dir);
   }
 
   std::vector<std::string> walk(ResourceQuery q) {

@@ -4,12 +4,13 @@
 #include <thread>
 
 #include "store/local/sqlite.h"
+#include "support.h"
 
 using namespace era;
 
 TEST_CASE("Writer: a failing job rolls back alone; results come back after commit") {
-  char tmpl[] = "/tmp/era-sqlite-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
+  const era::test::TempDir tmp("sqlite");
+  std::string dir = tmp.str();
   {
     sqlite::Writer w(dir + "/db.sqlite3");
     w.submit([](sqlite::Db& db) { db.exec("CREATE TABLE t (x INTEGER UNIQUE)"); });
@@ -36,5 +37,4 @@ TEST_CASE("Writer: a failing job rolls back alone; results come back after commi
     w.stop();
     CHECK_THROWS_AS(w.submit([](sqlite::Db&) {}), sqlite::Error);
   }
-  std::filesystem::remove_all(dir);
 }
