@@ -184,6 +184,7 @@ void register_observe(http::Router& router, Services& services) {
         throw bad_request("invalid_cursor", "cursor must be the cursor of an earlier page");
       q.after = std::strtoull(cursor->c_str(), nullptr, 10);
     }
+    audit->flush();  // what was recorded before this call (the caller's own last write included) is read
     obs::AuditPage page = audit->read(q);
     json events = json::array();
     for (const auto& line : page.lines) events.push_back(json::parse(line, nullptr, false));
