@@ -21,10 +21,10 @@
 #include "auth/token.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "api/embedded_files.h"
 #include "obs/audit.h"
 #include "obs/http_observer.h"
 #include "obs/metrics.h"
-#include "api/sdk_files.h"
 #include "runner/runner.h"
 #include "ns/names.h"
 #include "store/backend.h"
@@ -109,8 +109,7 @@ int serve(int argc, char** argv) {
   if (config.runner_enabled) {
     // The same embedded SDK files GET /api/sdk serves.
     auto sdk = [](std::string_view name) {
-      for (const auto& f : era::api::sdk_files())
-        if (f.name == name) return std::string(f.bytes);
+      if (const auto* f = era::api::find_file(era::api::sdk_files(), name)) return std::string(f->bytes);
       throw std::runtime_error("SDK file " + std::string(name) + " is not embedded");
     };
     auto run_options = era::runner::options_from(config, sdk("era_storage.py"), sdk("era_storage.js"));

@@ -34,6 +34,7 @@ void register_run(http::Router& router, Services& services);
 void register_r2(http::Router& router, Services& services);
 void register_d1(http::Router& router, Services& services);
 void register_resources(http::Router& router, Services& services);
+void register_explorer(http::Router& router, Services& services);
 // GET /metrics (Prometheus) and GET /api/audit.
 void register_observe(http::Router& router, Services& services);
 

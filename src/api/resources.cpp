@@ -77,7 +77,16 @@ void register_resources(http::Router& router, Services& services) {
 
   router.add("GET", "/api/resources/stats", [&registry](http::Ctx& c) {
     ResourceStats s = registry.stats(namespace_param(c), scope_of(c));
-    c.ok({{"total", s.total}, {"total_size", s.total_size}, {"by_type", s.by_type}, {"by_namespace", s.by_namespace}});
+    json namespaces = json::object();
+    for (const auto& [name, types] : s.by_namespace_type) {
+      json& entry = namespaces[name];
+      for (const auto& [type, n] : types) entry[type] = {{"count", n.count}, {"size", n.size}};
+    }
+    c.ok({{"total", s.total},
+          {"total_size", s.total_size},
+          {"by_type", s.by_type},
+          {"by_namespace", s.by_namespace},
+          {"namespaces", std::move(namespaces)}});
   });
 }
 

@@ -1,7 +1,7 @@
 // GET /api/sdk/{file}: the SDK files a VM host injects (era_storage.py, era_storage.js and its .d.ts).
 // Open to anyone: they hold no secret, and the host fetches them before any session exists.
 #include "api/api.h"
-#include "api/sdk_files.h"
+#include "api/embedded_files.h"
 #include "util/error.h"
 
 namespace era::api {
@@ -17,11 +17,10 @@ const char* content_type(std::string_view name) {
 void register_sdk(http::Router& router, Services&) {
   router.add("GET", "/api/sdk/{file}", [](http::Ctx& c) {
     const std::string& name = c.param(0);
-    for (const auto& f : sdk_files()) {
-      if (f.name != name) continue;
+    if (const EmbeddedFile* f = find_file(sdk_files(), name)) {
       c.res.status = 200;
       c.res.set_header("Cache-Control", "no-cache");
-      c.res.set_content(std::string(f.bytes), content_type(f.name));
+      c.res.set_content(std::string(f->bytes), content_type(f->name));
       return;
     }
     std::string names;

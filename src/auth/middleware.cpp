@@ -38,7 +38,9 @@ void authorize(http::Ctx& c) {
 void install_middleware(http::Router& router, const Authenticator& auth, RateLimiter* limiter) {
   router.use([&auth, limiter](http::Ctx& c) {
     // GET /metrics checks its own credential (the admin's, or the metrics token: api/observe.cpp).
-    if (c.route == "/healthz" || c.route == "/metrics" || starts_with(c.route, "/api/sdk/")) return;
+    if (c.route == "/healthz" || c.route == "/metrics" || starts_with(c.route, "/api/sdk/") ||
+        starts_with(c.route, "/explorer"))
+      return;
     // A refusal leaves the body unread; the router then drains or closes it (Ctx::settle_body).
     std::optional<std::string> header;
     if (c.req.has_header("Authorization")) header = c.req.get_header_value("Authorization");

@@ -3,6 +3,8 @@
 // nothing changes. Which rule applies is decided from the route pattern and method:
 //
 //   /healthz, /api/sdk/...            open to anyone (no token needed; the SDKs are not secret)
+//   /explorer, /explorer/...          open to anyone: the page's files hold no secret; its API calls
+//                                     carry the admin token the user types in
 //   anything else on the Unix socket  (Ctx::from_sandbox: code run by the runner) needs a token,
 //                                     whatever auth.mode says
 //   POST|GET /api/sessions            the admin

@@ -54,6 +54,12 @@ struct ResourceStats {
   std::map<std::string, int64_t> by_type;       // always has "kv", "d1" and "r2"
   std::map<std::string, int64_t> size_by_type;  // bytes, the same keys (D1 tables count 0)
   std::map<std::string, int64_t> by_namespace;  // namespaces holding at least one resource
+  struct Count {
+    int64_t count = 0;
+    int64_t size = 0;  // bytes (D1 tables count 0: their size is not known cheaply)
+  };
+  // The same namespaces, each with every type ("kv", "d1", "r2") counted and sized.
+  std::map<std::string, std::map<std::string, Count>> by_namespace_type;
 };
 
 struct ReindexReport {

@@ -96,6 +96,24 @@ class ResourcesApiTest(ProxyTestCase):
         rest = era_storage.resources.list(namespace=ns, limit=1, cursor=page["cursor"])
         self.assertEqual([r["key"] for r in page["resources"] + rest["resources"]], ["todos", "k"])
 
+    def test_stats_break_each_namespace_down_by_type(self):
+        a, b = unique("per"), unique("per")
+        era_storage.kv.set(a, "k1", "abc")
+        era_storage.kv.set(a, "k2", "de")
+        era_storage.r2.put(a, "o", b"12345")
+        era_storage.d1.exec(a, "CREATE TABLE t (x)")
+        era_storage.r2.put(b, "o", b"1")
+        expected_a = {"kv": {"count": 2, "size": 5}, "d1": {"count": 1, "size": 0}, "r2": {"count": 1, "size": 5}}
+        s = era_storage.resources.stats(namespace=a)
+        self.assertEqual(s["namespaces"], {a: expected_a})
+        everything = era_storage.resources.stats()["namespaces"]
+        self.assertEqual(everything[a], expected_a)
+        self.assertEqual(everything[b], {"kv": {"count": 0, "size": 0}, "d1": {"count": 0, "size": 0},
+                                         "r2": {"count": 1, "size": 1}})
+        self.assertEqual(set(everything), set(era_storage.resources.stats()["by_namespace"]))
+        era_storage.r2.delete(b, "o")
+        self.assertNotIn(b, era_storage.resources.stats()["namespaces"])
+
     def test_bad_parameters_are_400(self):
         for query, code in [("type=blob", "invalid_type"), ("limit=0", "invalid_limit"), ("limit=1001", "invalid_limit"),
                             ("offset=-1", "invalid_offset"), ("namespace=a/b", "invalid_namespace"),

@@ -29,6 +29,16 @@ add_test(NAME e2e_r2_1gib
 set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_r2_1gib e2e_python_cloudflare
   e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
 
+# The /explorer page in a real browser (playwright-core from tests/browser/, Debian's chromium), in both
+# backends; screenshots of every screen go to build/browser/<backend>/.
+set(ERA_BROWSER_TEST node --test ${CMAKE_SOURCE_DIR}/tests/browser/explorer.test.js)
+add_test(NAME browser_local COMMAND ${ERA_BROWSER_TEST})
+add_test(NAME browser_cloudflare COMMAND ${ERA_WITH_EMULATOR} ${ERA_BROWSER_TEST})
+set_tests_properties(browser_local PROPERTIES TIMEOUT 600
+  ENVIRONMENT "${ERA_E2E_ENV};ERA_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/local")
+set_tests_properties(browser_cloudflare PROPERTIES TIMEOUT 600
+  ENVIRONMENT "${ERA_E2E_ENV};ERA_BROWSER_OUT=${CMAKE_BINARY_DIR}/browser/cloudflare")
+
 # The JS SDK's declarations (era_storage.d.ts) compile under strict TypeScript with the documented calls
 # and refuse misuses, and match the module's real exports (tests/types/).
 add_test(NAME sdk_types COMMAND sh -c "node_modules/.bin/tsc -p . && node check_exports.js"

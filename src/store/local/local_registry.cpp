@@ -78,6 +78,10 @@ ResourceStats LocalRegistry::stats(const std::optional<std::string>& ns,
       type_total += cb.first;
       type_size += cb.second;
       s.by_namespace[name] += cb.first;
+      auto& per_type = s.by_namespace_type[name];
+      for (const char* t : {"d1", "kv", "r2"}) per_type.emplace(t, ResourceStats::Count{});
+      per_type[src->type()].count += cb.first;
+      per_type[src->type()].size += cb.second;
       s.total += cb.first;
       s.total_size += cb.second;
     }
