@@ -4,9 +4,13 @@
 //   token    mint a session token offline, from the same secret serve uses
 //   reindex  rebuild the resource registry's counters from the stores
 //   version  print the version
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -27,9 +31,9 @@
 #include "obs/metrics.h"
 #include "runner/runner.h"
 #include "ns/names.h"
-#include "store/backend.h"
-#include "util/clock.h"
+#include "app/backends.h"
 #include "util/log.h"
+#include "util/time.h"
 
 namespace {
 
@@ -64,6 +68,25 @@ Config config_from(const cxxopts::ParseResult& r) {
                           [](const char* name) { return std::getenv(name); });
 }
 
+// The data dir is created 0700; one that exists with access for group or others (made by hand, or
+// by an older version) is narrowed to the owner when it is ours, and warned about when it is not.
+void prepare_data_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return;  // the backend reports it, with context
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !(st.st_mode & 077)) return;
+  if (st.st_uid == ::geteuid() && ::chmod(dir.c_str(), st.st_mode & 07700) == 0)
+    era::log::info("data dir " + dir + " was open to other users: narrowed to mode 0700");
+  else {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+    era::log::warn("data dir " + dir + " is open to other users (mode " + mode +
+                   "): make it 0700 and owned by the proxy's user");
+  }
+}
+
 int serve(int argc, char** argv) {
   cxxopts::Options options("era-storage-proxy serve", "Run the storage proxy.");
   add_setting_flags(options);
@@ -89,6 +112,7 @@ int serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  prepare_data_dir(config.data_dir);
   // Auth policy first: a refused configuration exits before anything is opened or bound.
   std::string notes;
   era::auth::AuthSettings auth_settings = era::auth::auth_settings(config, notes);
@@ -225,6 +249,12 @@ int token(int argc, char** argv) {
       throw ConfigError("invalid --ttl: seconds from 1 to auth.max_ttl (" + std::to_string(config.max_ttl) + ")");
   }
   claims.expires_at = era::unix_now() + ttl;
+  // An offline token has no session record, so its scope must travel in it (auth/token.h).
+  if (!era::auth::scope_fits_in_token(claims.scope))
+    throw ConfigError("these namespaces are too many to carry in a token (at most " +
+                      std::to_string(era::auth::kMaxInlineScopeBytes) +
+                      " bytes as a JSON list): create the session with POST /api/sessions instead, whose "
+                      "token refers to its stored scope");
   const std::string tok = era::auth::sign_token(claims, era::auth::resolve_token_secret(config).value);
   if (r.count("json")) {
     nlohmann::json out = {{"session_id", claims.session_id},
@@ -266,6 +296,10 @@ int check(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything the proxy creates — databases, objects, secrets, sessions' working directories — is
+  // its own alone: tenants' data must not be readable by other local users (the sandbox's uid
+  // among them). Explicit modes where files are created say the same; this catches the rest.
+  ::umask(077);
   if (argc < 2) {
     usage();
     return 2;

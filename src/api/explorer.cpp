@@ -49,9 +49,9 @@ void serve(http::Ctx& c, std::string_view name) {
 }  // namespace
 
 void register_explorer(http::Router& router, Services&) {
-  router.add("GET", "/explorer", [](http::Ctx& c) { serve(c, "index.html"); });
-  router.add("GET", "/explorer/", [](http::Ctx& c) { serve(c, "index.html"); });
-  router.add("GET", "/explorer/{file}", [](http::Ctx& c) { serve(c, c.param(0)); });
+  router.add("GET", "/explorer", http::Access::open(), [](http::Ctx& c) { serve(c, "index.html"); });
+  router.add("GET", "/explorer/", http::Access::open(), [](http::Ctx& c) { serve(c, "index.html"); });
+  router.add("GET", "/explorer/{file}", http::Access::open(), [](http::Ctx& c) { serve(c, c.param(0)); });
 }
 
 }  // namespace era::api

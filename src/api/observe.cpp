@@ -137,7 +137,8 @@ void register_observe(http::Router& router, Services& services) {
   auth::Authenticator& auth = services.auth;
   obs::AuditLog* audit = services.audit;
 
-  router.add("GET", "/metrics", [sizes, token, open_on_loopback, &auth, audit](http::Ctx& c) {
+  // Open to the middleware: the handler checks its own credential (the admin's or the metrics token).
+  router.add("GET", "/metrics", http::Access::open(), [sizes, token, open_on_loopback, &auth, audit](http::Ctx& c) {
     const bool open = open_on_loopback && !c.from_sandbox && auth::is_loopback_host(c.req.remote_addr);
     if (!open) {
       std::optional<std::string> header;
@@ -162,8 +163,7 @@ void register_observe(http::Router& router, Services& services) {
     c.res.set_content(page, "text/plain; version=0.0.4; charset=utf-8");
   });
 
-  router.add("GET", "/api/audit", [audit](http::Ctx& c) {
-    if (!c.principal.admin) throw ApiError(403, "admin_required", "the audit trail needs the admin credential");
+  router.add("GET", "/api/audit", http::Access::admin(), [audit](http::Ctx& c) {
     if (!audit) throw not_found("audit_disabled", "there is no audit trail: set audit.file (ERA_PROXY_AUDIT_FILE)");
     if (!audit->readable())
       throw not_found("audit_not_readable", "the audit trail goes to stdout (audit.file = \"-\"): read it there");

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "api/api.h"
+#include "api/bodies.h"
 #include "http/headers.h"
 #include "ns/names.h"
 #include "util/encoding.h"
@@ -22,43 +23,13 @@ namespace {
 
 using http::json;
 
-constexpr size_t kMaxMetadataBytes = 8192;        // R2's limit: keys and values together
 constexpr uint64_t kMaxJsonFormObject = 25u << 20;  // the JSON form is decoded in memory: 25 MiB
 constexpr size_t kMaxJsonFormBody = (kMaxJsonFormObject + 2) / 3 * 4 + 64 * 1024;
 constexpr size_t kMaxContentType = 256;
+// The JSON form: {content, metadata (8 KiB of strings), httpMetadata}.
+const http::JsonLimits kJsonFormLimits{kMaxJsonFormBody, 8, 8192, kMaxJsonFormBody};
 constexpr size_t kChunk = 48 * 1024;  // a multiple of 3, so each chunk base64-encodes on its own
 const char* const kMetadataHeader = "X-Era-Metadata";
-
-ApiError object_too_large(uint64_t max_object) {
-  return too_large("object_too_large", "object too large: the limit is " + std::to_string(max_object) +
-                                           " bytes (storage.r2_max_object_size)");
-}
-
-// Custom metadata: a JSON object of strings, at most 8192 bytes of keys and values (R2's limit).
-std::map<std::string, std::string> parse_metadata(const json& j, const std::string& where) {
-  std::map<std::string, std::string> out;
-  if (j.is_null()) return out;
-  if (!j.is_object()) throw bad_request("invalid_metadata", where + " must be a JSON object of strings");
-  size_t total = 0;
-  for (const auto& [k, v] : j.items()) {
-    if (k.empty()) throw bad_request("invalid_metadata", where + ": a metadata name must not be empty");
-    if (!v.is_string())
-      throw bad_request("invalid_metadata", where + ": the value of '" + k + "' must be a string");
-    out[k] = v.get<std::string>();
-    total += k.size() + out[k].size();
-  }
-  if (total > kMaxMetadataBytes)
-    throw too_large("metadata_too_large", "metadata too large: names and values are at most 8192 bytes together");
-  return out;
-}
-
-std::string check_content_type(const std::string& v) {
-  if (v.empty() || v.size() > kMaxContentType)
-    throw bad_request("invalid_content_type", "a content type is 1 to 256 characters");
-  for (unsigned char c : v)
-    if (c < 0x20 || c > 0x7e) throw bad_request("invalid_content_type", "a content type is printable ASCII");
-  return v;
-}
 
 Precondition precondition_from(const http::Ctx& c) {
   Precondition p;
@@ -172,39 +143,6 @@ void send_json_form(httplib::Response& res, std::shared_ptr<ObjectReader> reader
       });
 }
 
-// The guide's JSON PUT: {"content": base64, "metadata": {...}, "httpMetadata": {"contentType"}}.
-struct JsonPut {
-  std::string bytes;
-  PutOptions options;
-};
-
-JsonPut parse_json_put(const json& body, uint64_t max_object) {
-  for (const auto& [k, _] : body.items())
-    if (k != "content" && k != "metadata" && k != "httpMetadata")
-      throw bad_request("unknown_field",
-                        "unknown field '" + k + "': an R2 write takes content, metadata, httpMetadata");
-  if (!body.contains("content") || !body["content"].is_string())
-    throw bad_request("invalid_content", "content is required and must be a base64 string");
-  auto bytes = enc::base64_decode(body["content"].get_ref<const std::string&>());
-  if (!bytes) throw bad_request("invalid_content", "content is not valid base64 (standard alphabet, padded)");
-  if (bytes->size() > max_object) throw object_too_large(max_object);
-  JsonPut p;
-  p.bytes = std::move(*bytes);
-  if (body.contains("metadata")) p.options.custom_metadata = parse_metadata(body["metadata"], "metadata");
-  if (body.contains("httpMetadata") && !body["httpMetadata"].is_null()) {
-    const json& h = body["httpMetadata"];
-    if (!h.is_object()) throw bad_request("invalid_metadata", "httpMetadata must be an object");
-    for (const auto& [k, v] : h.items()) {
-      if (k != "contentType")
-        throw bad_request("unknown_field", "unknown field 'httpMetadata." + k + "': only contentType is kept");
-      if (!v.is_string()) throw bad_request("invalid_content_type", "httpMetadata.contentType must be a string");
-      p.options.content_type = check_content_type(v.get<std::string>());
-    }
-  }
-  p.options.size = p.bytes.size();
-  return p;
-}
-
 int parse_list_limit(const std::optional<std::string>& s) {
   if (!s) return 1000;
   char* end = nullptr;
@@ -225,7 +163,7 @@ void register_r2(http::Router& router, Services& services) {
   ObjectStore& r2 = services.backend.r2();
   const uint64_t max_object = services.config.r2_max_object_size;
 
-  router.add("PUT", "/api/storage/r2/{ns}/{key...}", [&r2, max_object](http::Ctx& c) {
+  router.add("PUT", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&r2, max_object](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -235,7 +173,7 @@ void register_r2(http::Router& router, Services& services) {
                            !wants_raw(c);
     ObjectInfo info;
     if (json_form) {
-      JsonPut p = parse_json_put(c.json_body(kMaxJsonFormBody), max_object);
+      R2JsonPut p = r2_json_put(c.json_body(kJsonFormLimits), max_object);
       p.options.precondition = cond;
       info = r2.put(ns, key, p.options, [&](const ChunkSink& sink) {
         if (!p.bytes.empty()) sink(p.bytes.data(), p.bytes.size());
@@ -244,23 +182,23 @@ void register_r2(http::Router& router, Services& services) {
       PutOptions options;
       options.precondition = cond;
       if (c.req.has_header("Content-Type"))
-        options.content_type = check_content_type(c.req.get_header_value("Content-Type"));
+        options.content_type = r2_content_type(c.req.get_header_value("Content-Type"));
       if (c.req.has_header(kMetadataHeader)) {
         json m = json::parse(c.req.get_header_value(kMetadataHeader), nullptr, false);
         if (m.is_discarded()) throw bad_request("invalid_metadata", std::string(kMetadataHeader) + " is not valid JSON");
-        options.custom_metadata = parse_metadata(m, kMetadataHeader);
+        options.custom_metadata = r2_metadata(m, kMetadataHeader);
       }
       if (c.req.has_header("Content-Length")) {
         const std::string cl = c.req.get_header_value("Content-Length");
         char* end = nullptr;
         options.size = std::strtoull(cl.c_str(), &end, 10);
         if (cl.empty() || *end) throw bad_request("bad_request", "invalid Content-Length header");
-        if (*options.size > max_object) throw object_too_large(max_object);  // the router closes
+        if (*options.size > max_object) throw r2_object_too_large(max_object);  // the router closes
       }
       try {
         info = r2.put(ns, key, options, [&](const ChunkSink& sink) { c.stream_body(max_object, sink); });
       } catch (const ApiError& e) {
-        if (e.code() == "payload_too_large") throw object_too_large(max_object);
+        if (e.code() == "payload_too_large") throw r2_object_too_large(max_object);
         throw;
       }
     }
@@ -270,7 +208,7 @@ void register_r2(http::Router& router, Services& services) {
     c.ok(out);
   });
 
-  router.add("HEAD", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("HEAD", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -284,7 +222,7 @@ void register_r2(http::Router& router, Services& services) {
                                [](size_t, size_t, httplib::DataSink&) { return false; });
   });
 
-  router.add("GET", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("GET", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -292,7 +230,10 @@ void register_r2(http::Router& router, Services& services) {
     const bool raw = wants_raw(c);
     GetOptions options;
     options.only_if = precondition_from(c);
-    if (raw && c.req.has_header("Range")) options.range = http::parse_range(c.req.get_header_value("Range"));
+    if (raw && c.req.has_header("Range")) {
+      const http::Range r = http::parse_range(c.req.get_header_value("Range"));
+      options.range = ByteRange{r.offset, r.length, r.suffix};
+    }
     std::shared_ptr<ObjectReader> reader = r2.get(ns, key, options);
     if (!reader) throw not_found("object_not_found", "object not found");
     if (answer_condition(c, options.only_if, reader->info())) return;
@@ -307,7 +248,7 @@ void register_r2(http::Router& router, Services& services) {
     send_raw(c.res, std::move(reader));
   });
 
-  router.add("DELETE", "/api/storage/r2/{ns}/{key...}", [&r2](http::Ctx& c) {
+  router.add("DELETE", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     const std::string& key = c.param(1);
     ns::check_namespace(ns);
@@ -316,7 +257,7 @@ void register_r2(http::Router& router, Services& services) {
     c.ok({{"success", true}});
   });
 
-  router.add("GET", "/api/storage/r2/{ns}", [&r2](http::Ctx& c) {
+  router.add("GET", "/api/storage/r2/{ns}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {
     const std::string& ns = c.param(0);
     ns::check_namespace(ns);
     ListOptions options;

@@ -1,28 +1,16 @@
 // Resource discovery: GET /api/resources/list and /api/resources/stats — what every namespace holds
 // across KV, D1 and R2, never disagreeing with the data (see store/registry.h).
-#include <cstdlib>
-#include <ctime>
 
 #include "api/api.h"
 #include "api/params.h"
 #include "ns/names.h"
 #include "util/error.h"
+#include "util/time.h"
 
 namespace era::api {
 namespace {
 
 using http::json;
-
-std::string iso8601(int64_t ms) {
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
-}
 
 std::optional<std::string> namespace_param(const http::Ctx& c) {
   auto ns = c.query("namespace");
@@ -36,8 +24,8 @@ json resource_json(Resource& r) {
             {"key", std::move(r.key)},
             {"size", r.size ? json(*r.size) : json(nullptr)},
             {"metadata", r.metadata ? json::parse(*r.metadata, nullptr, false) : json(nullptr)},
-            {"created_at", r.created_at_ms ? json(iso8601(r.created_at_ms)) : json(nullptr)},
-            {"updated_at", r.updated_at_ms ? json(iso8601(r.updated_at_ms)) : json(nullptr)}};
+            {"created_at", r.created_at_ms ? json(dates::iso8601(r.created_at_ms)) : json(nullptr)},
+            {"updated_at", r.updated_at_ms ? json(dates::iso8601(r.updated_at_ms)) : json(nullptr)}};
   if (j["metadata"].is_discarded()) j["metadata"] = nullptr;
   return j;
 }
@@ -51,7 +39,7 @@ std::optional<std::set<std::string>> scope_of(const http::Ctx& c) { return auth:
 void register_resources(http::Router& router, Services& services) {
   ResourceRegistry& registry = services.backend.registry();
 
-  router.add("GET", "/api/resources/list", [&registry](http::Ctx& c) {
+  router.add("GET", "/api/resources/list", http::Access::listing(), [&registry](http::Ctx& c) {
     ResourceQuery q;
     q.type = c.query("type");
     if (q.type && *q.type != "kv" && *q.type != "d1" && *q.type != "r2")
@@ -75,7 +63,7 @@ void register_resources(http::Router& router, Services& services) {
           {"cursor", page.has_more ? json(page.cursor) : json(nullptr)}});
   });
 
-  router.add("GET", "/api/resources/stats", [&registry](http::Ctx& c) {
+  router.add("GET", "/api/resources/stats", http::Access::listing(), [&registry](http::Ctx& c) {
     ResourceStats s = registry.stats(namespace_param(c), scope_of(c));
     json namespaces = json::object();
     for (const auto& [name, types] : s.by_namespace_type) {

@@ -1,16 +1,19 @@
 // Running a session's code (the guide's "Testing" section):
 //   POST /api/sessions/{id}/run  {"code": string, "timeout"?: seconds, "env"?: {name: value}}
 //   -> {"session_id", "exit_code", "stdout", "stderr", "duration", "stdout_truncated",
-//       "stderr_truncated", "limit", "limits", "cgroup"}
+//       "stderr_truncated", "limit", "limits", "cgroup", "disk"}
 // The code runs in the runner's sandbox (runner/runner.h) as the session: in its language, in its
-// working directory, with its own token (so it is held to the session's namespaces). The auth
-// middleware lets the admin or the session's own token call it. The code's failures are results
+// working directory, with a token of its own that is held to the session's namespaces and never
+// exceeds the caller's rights (run_claims). The auth middleware lets the admin or the session's own
+// token call it. The code's failures are results
 // (exit_code, stderr); only a bad request or a machine that cannot sandbox is an error.
+#include <set>
+
 #include "api/api.h"
 #include "auth/token.h"
 #include "obs/metrics.h"
 #include "runner/runner.h"
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/error.h"
 
 namespace era::api {
@@ -43,6 +46,26 @@ runner::RunRequest parse_run(const json& body) {
   return r;
 }
 
+// The claims of the token a run gets: the session's, never more than the caller's own. The admin
+// passes the session's rights on; a session's token (the middleware admits only the session's own)
+// may have been minted narrower than the stored session (`era-storage-proxy token` with fewer
+// namespaces, `read`, or a shorter ttl), and the run is held to that: the intersection of the
+// scopes, read-only if either is, and the earlier expiry.
+auth::Claims run_claims(const SessionRecord& session, const auth::Principal& caller) {
+  auth::Claims c = auth::claims_for(session);
+  if (caller.admin) return c;
+  if (!caller.scope.all) {
+    std::set<std::string> both;
+    for (const auto& ns : caller.scope.namespaces)
+      if (c.scope.contains(ns)) both.insert(ns);
+    c.scope.all = false;
+    c.scope.namespaces = std::move(both);
+  }
+  if (!caller.may_write()) c.permissions = auth::Permissions::read;
+  if (caller.expires_at > 0 && caller.expires_at < c.expires_at) c.expires_at = caller.expires_at;
+  return c;
+}
+
 }  // namespace
 
 void register_run(http::Router& router, Services& services) {
@@ -51,7 +74,7 @@ void register_run(http::Router& router, Services& services) {
   SessionStore& store = services.backend.sessions();
   auth::Authenticator& auth = services.auth;
 
-  router.add("POST", "/api/sessions/{id}/run", [&run, &store, &auth](http::Ctx& c) {
+  router.add("POST", "/api/sessions/{id}/run", http::Access::own_session("id", http::Access::Op::write), [&run, &store, &auth](http::Ctx& c) {
     const std::string& id = c.param(0);
     if (!auth::is_valid_session_id(id))
       throw bad_request("invalid_session_id", "a session id is 1 to 128 of A-Z a-z 0-9 _ . -");
@@ -62,7 +85,7 @@ void register_run(http::Router& router, Services& services) {
       throw bad_request("invalid_language", "session '" + id + "' has language '" + session->language +
                                                 "': only python and javascript sessions can run code");
     req.session_id = id;
-    req.token = auth.mint(auth::claims_for(*session));
+    req.token = auth.mint(run_claims(*session, c.principal));
     runner::SandboxResult r;
     try {
       r = run.run(req);
@@ -88,7 +111,9 @@ void register_run(http::Router& router, Services& services) {
           {"stderr_truncated", r.stderr_truncated},
           {"limit", r.limit == runner::Limit::none ? json(nullptr) : json(runner::to_string(r.limit))},
           {"limits", std::move(limits)},
-          {"cgroup", r.cgroup}});
+          {"cgroup", r.cgroup},
+          {"disk", r.disk_bytes ? json{{"size_bytes", r.disk_bytes}, {"used_bytes", r.disk_used_bytes}}
+                                : json(nullptr)}});
   });
 }
 

@@ -15,7 +15,7 @@ const char* content_type(std::string_view name) {
 }  // namespace
 
 void register_sdk(http::Router& router, Services&) {
-  router.add("GET", "/api/sdk/{file}", [](http::Ctx& c) {
+  router.add("GET", "/api/sdk/{file}", http::Access::open(), [](http::Ctx& c) {
     const std::string& name = c.param(0);
     if (const EmbeddedFile* f = find_file(sdk_files(), name)) {
       c.res.status = 200;

@@ -104,6 +104,23 @@ bool Authenticator::is_revoked(const std::string& id) const {
   return revoked_.count(id) > 0;
 }
 
+Scope Authenticator::stored_scope(const Claims& claims) const {
+  {
+    std::lock_guard<std::mutex> lock(scope_mu_);
+    auto it = scopes_.find(claims.session_id);
+    if (it != scopes_.end() && it->second.first == claims.scope_digest) return it->second.second;
+  }
+  auto record = store_.get(claims.session_id, now_());
+  if (!record) throw unauthorized("token_revoked", "the session has ended");
+  Scope scope = claims_for(*record).scope;
+  if (scope.all || scope_digest(scope) != claims.scope_digest)
+    throw unauthorized("invalid_token", "the token is not valid");
+  std::lock_guard<std::mutex> lock(scope_mu_);
+  if (scopes_.size() >= 256) scopes_.clear();  // bounded: at most 256 large scopes are kept
+  scopes_[claims.session_id] = {claims.scope_digest, scope};
+  return scope;
+}
+
 Principal Authenticator::authenticate(const std::optional<std::string>& header) const {
   if (!header) {
     if (!settings_.required) return Principal::administrator();
@@ -123,8 +140,8 @@ Principal Authenticator::authenticate(const std::optional<std::string>& header) 
   if (is_revoked(v.claims.session_id)) throw unauthorized("token_revoked", "the session has been ended");
   Principal p;
   p.authenticated = true;
+  p.scope = v.claims.scope_digest.empty() ? std::move(v.claims.scope) : stored_scope(v.claims);
   p.session_id = std::move(v.claims.session_id);
-  p.scope = std::move(v.claims.scope);
   p.permissions = v.claims.permissions;
   p.expires_at = v.claims.expires_at;
   return p;

@@ -2,6 +2,8 @@
 //
 // The hot path touches no store: the admin credential is compared in constant time, a session token
 // is checked by its MAC and expiry (auth/token.h), and revocation is one lookup in an in-memory set.
+// Only a token that carries its scope by digest (a scope too long for a header) needs the session's
+// record, read once and then kept in a small in-memory cache (a session's scope never changes).
 // That set is loaded from the SessionStore at start, updated at once by revoke(), and reloaded every
 // `refresh_seconds` by a background thread (which is how a revocation made by another replica sharing
 // the store arrives). The same thread sweeps expired sessions from the store.
@@ -16,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "auth/principal.h"
@@ -61,6 +64,10 @@ class Authenticator {
   bool is_revoked(const std::string& session_id) const;
 
  private:
+  // The scope of a token that carries it by digest, from the session's record; 401 when the session
+  // is gone or its record does not match.
+  Scope stored_scope(const Claims& claims) const;
+
   void refresh();
   void loop(std::function<void()> tick);
 
@@ -71,6 +78,10 @@ class Authenticator {
   mutable std::shared_mutex set_mu_;
   std::unordered_set<std::string> revoked_;
   std::unordered_set<std::string> recent_;  // revoked here since the last reload began
+
+  mutable std::mutex scope_mu_;
+  // By session id, for digest tokens: (digest, scope).
+  mutable std::unordered_map<std::string, std::pair<std::string, Scope>> scopes_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "util/encoding.h"
+#include "util/fd.h"
 
 namespace era::auth {
 namespace {
@@ -17,20 +18,7 @@ namespace {
 constexpr size_t kMinSecret = 32;
 constexpr size_t kMinAdmin = 16;
 
-// A file descriptor that closes itself.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;  // the one fd owner (util/fd.h)
 
 std::string errno_text() { return std::strerror(errno); }
 

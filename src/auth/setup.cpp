@@ -52,6 +52,32 @@ AuthSettings auth_settings(const Config& c, std::string& notes) {
   return s;
 }
 
+RequestPolicy request_policy(const Config& c, bool auth_required) {
+  RequestPolicy p;
+  p.auth_required = auth_required;
+  for (size_t i = 0; i <= c.allowed_origins.size();) {
+    size_t j = c.allowed_origins.find(',', i);
+    if (j == std::string::npos) j = c.allowed_origins.size();
+    std::string o = c.allowed_origins.substr(i, j - i);
+    while (!o.empty() && o.front() == ' ') o.erase(0, 1);
+    while (!o.empty() && o.back() == ' ') o.pop_back();
+    if (!o.empty()) p.allowed_origins.push_back(o);
+    i = j + 1;
+  }
+  if (!c.host.empty() && c.host != "0.0.0.0" && c.host != "::" && c.host != "[::]") p.host_names.push_back(c.host);
+  // public_url: scheme://host[:port][/path]
+  const size_t scheme = c.public_url.find("://");
+  if (scheme != std::string::npos) {
+    std::string rest = c.public_url.substr(scheme + 3);
+    rest = rest.substr(0, rest.find('/'));
+    if (!rest.empty() && rest.front() == '[') rest = rest.substr(0, rest.find(']') + 1);
+    else rest = rest.substr(0, rest.find(':'));
+    if (!rest.empty()) p.host_names.push_back(rest);
+    p.allowed_origins.push_back(c.public_url.substr(0, c.public_url.find('/', scheme + 3)));
+  }
+  return p;
+}
+
 RateLimits rate_limits(const Config& c) {
   RateLimits r;
   r.requests_per_sec = c.rate_limit;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "auth/authenticator.h"
+#include "auth/middleware.h"
 #include "auth/rate_limit.h"
 #include "config/config.h"
 
@@ -21,5 +22,9 @@ bool is_loopback_host(const std::string& host);
 AuthSettings auth_settings(const Config& config, std::string& notes);
 
 RateLimits rate_limits(const Config& config);
+
+// Where browsers' requests may come from (auth/middleware.h): auth.allowed_origins, and the names the
+// proxy answers to with auth off (server.host unless it is a wildcard, and server.public_url's host).
+RequestPolicy request_policy(const Config& config, bool auth_required);
 
 }  // namespace era::auth

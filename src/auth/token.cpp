@@ -1,14 +1,11 @@
 #include "auth/token.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "ns/names.h"
+#include "util/crypto.h"
 #include "util/encoding.h"
 
 namespace era::auth {
@@ -16,12 +13,6 @@ namespace {
 
 constexpr std::string_view kPrefix = "era1.";
 constexpr size_t kMaxTokenLength = 64 * 1024;  // a scope of many namespaces still fits; more is garbage
-
-std::string sha256(std::string_view data) {
-  unsigned char out[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
-  return std::string(reinterpret_cast<char*>(out), sizeof out);
-}
 
 bool parse_claims(const std::string& text, Claims& out) {
   using nlohmann::json;
@@ -39,6 +30,11 @@ bool parse_claims(const std::string& text, Claims& out) {
   out.expires_at = exp->get<int64_t>();
   if (ns->is_string() && ns->get_ref<const std::string&>() == "*") {
     out.scope.all = true;
+  } else if (ns->is_object()) {
+    if (ns->size() != 2 || !ns->contains("sha256") || !ns->contains("n")) return false;
+    const json& d = (*ns)["sha256"];
+    if (!d.is_string() || d.get_ref<const std::string&>().size() != 43 || !(*ns)["n"].is_number_unsigned()) return false;
+    out.scope_digest = d.get<std::string>();
   } else if (ns->is_array()) {
     for (const auto& n : *ns) {
       if (!n.is_string() || !ns::is_valid_namespace(n.get_ref<const std::string&>())) return false;
@@ -61,26 +57,26 @@ bool is_valid_session_id(std::string_view id) {
   return true;
 }
 
-std::string hmac_sha256(std::string_view key, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-            data.size(), out, &len))
-    throw std::runtime_error("HMAC-SHA256 failed");
-  return std::string(reinterpret_cast<char*>(out), len);
+std::string scope_digest(const Scope& scope) {
+  std::string joined;
+  for (const auto& n : scope.namespaces) {  // std::set: sorted
+    if (!joined.empty()) joined += '\n';
+    joined += n;
+  }
+  return enc::base64_encode(crypto::sha256(joined), true);
 }
 
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  // Hashing first gives two equal-length strings to compare, so a length mismatch takes the same path.
-  const std::string ha = sha256(a), hb = sha256(b);
-  return CRYPTO_memcmp(ha.data(), hb.data(), ha.size()) == 0;
+bool scope_fits_in_token(const Scope& scope) {
+  if (scope.all) return true;
+  return nlohmann::json(scope.namespaces).dump().size() <= kMaxInlineScopeBytes;
 }
 
 std::string sign_token(const Claims& c, std::string_view secret) {
   nlohmann::json j;
   j["sid"] = c.session_id;
   if (c.scope.all) j["ns"] = "*";
-  else j["ns"] = c.scope.namespaces;  // std::set: sorted, so equal scopes sign equally
+  else if (scope_fits_in_token(c.scope)) j["ns"] = c.scope.namespaces;  // std::set: sorted, so equal scopes sign equally
+  else j["ns"] = {{"sha256", scope_digest(c.scope)}, {"n", c.scope.namespaces.size()}};
   j["perm"] = to_string(c.permissions);
   j["exp"] = c.expires_at;
   std::string signed_part = std::string(kPrefix) + enc::base64_encode(j.dump(), true);
@@ -94,9 +90,9 @@ Verified verify_token(std::string_view token, std::string_view secret, int64_t n
   if (dot < kPrefix.size()) return v;  // the only dot is the prefix's
   const std::string_view signed_part = token.substr(0, dot);
   auto mac = enc::base64_decode(token.substr(dot + 1), true);
-  if (!mac || mac->size() != SHA256_DIGEST_LENGTH) return v;
+  if (!mac || mac->size() != 32) return v;  // HMAC-SHA256: 32 bytes
   const std::string expected = hmac_sha256(secret, signed_part);
-  if (CRYPTO_memcmp(expected.data(), mac->data(), expected.size()) != 0) {
+  if (!constant_time_equal(expected, *mac)) {
     v.status = TokenStatus::bad_signature;
     return v;
   }

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "store/cloudflare/sigv4.h"
+#include "util/crypto.h"
 
 namespace era {
 namespace {
@@ -107,7 +107,7 @@ std::vector<Setting> make_settings() {
                            {"text", "json"}));
   t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
                              "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
-                             "(default: http:// + the request's Host)",
+                             "(default: http:// + the address and port the request reached, never its Host header)",
                              &Config::public_url));
   t.push_back(string_setting("storage.data_dir", "ERA_PROXY_DATA_DIR", "data-dir",
                              "directory for the local backend's databases and objects", &Config::data_dir));
@@ -190,6 +190,19 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("auth.write_burst_bytes", "ERA_PROXY_WRITE_BURST_BYTES", "",
                           "request-body bytes a session may send at once (0: the rate)", &Config::write_burst_bytes, 0,
                           INT_MAX));
+  t.push_back(string_setting("auth.allowed_origins", "ERA_PROXY_ALLOWED_ORIGINS", "allowed-origins",
+                             "web origins (scheme://host[:port], comma-separated) besides the proxy's own whose "
+                             "browser requests are served (\"\": none)",
+                             &Config::allowed_origins, true));
+  t.push_back(bytes_setting("quota.kv_bytes", "ERA_PROXY_QUOTA_KV_BYTES", "quota-kv-bytes",
+                            "bytes of KV values each namespace may hold (0: no quota)", &Config::quota_kv_bytes, 0,
+                            1ull << 50));
+  t.push_back(bytes_setting("quota.r2_bytes", "ERA_PROXY_QUOTA_R2_BYTES", "quota-r2-bytes",
+                            "bytes of R2 objects each namespace may hold (0: no quota)", &Config::quota_r2_bytes, 0,
+                            1ull << 50));
+  t.push_back(bytes_setting("quota.d1_bytes", "ERA_PROXY_QUOTA_D1_BYTES", "quota-d1-bytes",
+                            "bytes of D1 tables each namespace may hold (0: no quota)", &Config::quota_d1_bytes, 0,
+                            1ull << 50));
   t.push_back(bool_setting("runner.enabled", "ERA_PROXY_RUNNER_ENABLED", "",
                            "serve POST /api/sessions/{id}/run (code in a bubblewrap sandbox)", &Config::runner_enabled));
   t.push_back(string_setting("runner.sessions_dir", "ERA_PROXY_RUNNER_SESSIONS_DIR", "",
@@ -224,6 +237,10 @@ std::vector<Setting> make_settings() {
                           "largest file a run may write, MiB (RLIMIT_FSIZE)", &Config::runner_max_file_mb, 1, 1048576));
   t.push_back(int_setting("runner.tmp_mb", "ERA_PROXY_RUNNER_TMP_MB", "",
                           "size of the sandbox's private /tmp and /dev/shm, MiB each", &Config::runner_tmp_mb, 1, 65536));
+  t.push_back(int_setting("runner.disk_quota_mb", "ERA_PROXY_RUNNER_DISK_QUOTA_MB", "",
+                          "bytes on disk a session's working directory may hold, MiB (0: no quota; enforced as "
+                          "root with loop devices)",
+                          &Config::runner_disk_quota_mb, 0, 1048576));
   t.push_back(int_setting("runner.uid", "ERA_PROXY_RUNNER_UID", "",
                           "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
   t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",
@@ -261,6 +278,24 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("d1.max_result_bytes", "ERA_PROXY_D1_MAX_RESULT_BYTES", "",
                           "bytes a D1 result set may hold before it is refused", &Config::d1_max_result_bytes, 1024,
                           2000000000));
+  t.push_back(int_setting("d1.request_timeout_ms", "ERA_PROXY_D1_REQUEST_TIMEOUT_MS", "",
+                          "milliseconds one D1 call (query, exec or batch) may take in all (D1: 30000)",
+                          &Config::d1_request_timeout_ms, 1, 3600000));
+  t.push_back(int_setting("d1.max_statements", "ERA_PROXY_D1_MAX_STATEMENTS", "",
+                          "statements in one D1 call (D1: 1000 per Worker invocation)", &Config::d1_max_statements, 1,
+                          100000));
+  t.push_back(int_setting("d1.journal_limit_mb", "ERA_PROXY_D1_JOURNAL_LIMIT_MB", "",
+                          "MiB a namespace's D1 write-ahead log is truncated back to after a call (local mode)",
+                          &Config::d1_journal_limit_mb, 1, 1048576));
+  t.push_back(int_setting("d1.max_open_databases", "ERA_PROXY_D1_MAX_OPEN_DATABASES", "",
+                          "namespace D1 files kept open at once, least recently used closed first (local mode)",
+                          &Config::d1_max_open_databases, 1, 100000));
+  t.push_back(int_setting("d1.readers_per_namespace", "ERA_PROXY_D1_READERS_PER_NAMESPACE", "",
+                          "read-only connections per namespace D1 file (local mode)", &Config::d1_readers_per_namespace,
+                          1, 1024));
+  t.push_back(int_setting("d1.max_concurrent_per_namespace", "ERA_PROXY_D1_MAX_CONCURRENT_PER_NAMESPACE", "",
+                          "D1 calls of one namespace served at once; more get 429 (local mode)",
+                          &Config::d1_max_concurrent_per_namespace, 1, 100000));
   return t;
 }
 
@@ -385,7 +420,7 @@ void resolve_cloudflare(Config& c) {
       !c.cf_api_token.empty()) {
     // Cloudflare's documented derivation: id = the token's id, secret = hex SHA-256 of the token value.
     c.cf_r2_access_key_id = c.cf_api_token_id;
-    c.cf_r2_secret_access_key = cf::sigv4::secret_from_api_token(c.cf_api_token);
+    c.cf_r2_secret_access_key = crypto::sha256_hex(c.cf_api_token);
   }
   std::vector<std::string> missing;
   auto need = [&](const std::string& v, const char* what) {

@@ -79,6 +79,7 @@ struct Config {
   int runner_max_output_bytes = 1048576;  // per stream
   int runner_max_file_mb = 64;
   int runner_tmp_mb = 64;
+  int runner_disk_quota_mb = 256;  // per session's working directory; 0 = none (needs root and loop devices)
   int runner_uid = 65534;  // host ids the sandbox runs as when the proxy runs as root
   int runner_gid = 65534;
 
@@ -95,11 +96,23 @@ struct Config {
   int rate_burst = 0;                  // requests a session may make at once; 0: rate_limit
   int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit
   int write_burst_bytes = 0;           // bytes a session may send at once; 0: write_bytes_per_sec
+  std::string allowed_origins;         // web origins besides the proxy's own that may call it, comma-separated
+  // [quota]: bytes each namespace may hold, per store; 0: no quota (the default)
+  uint64_t quota_kv_bytes = 0;
+  uint64_t quota_r2_bytes = 0;
+  uint64_t quota_d1_bytes = 0;
   // [d1] limits, D1's by default (a statement past them is refused or interrupted, changing nothing)
   int d1_max_sql_bytes = 100000;          // bytes of SQL in one request's statement text
   int d1_max_params = 100;                // bound parameters per statement
   int d1_statement_timeout_ms = 30000;    // a statement running longer is interrupted
   int d1_max_result_bytes = 50000000;     // a result set larger than this is refused
+  int d1_request_timeout_ms = 30000;      // a whole call (query, exec, batch) running longer is stopped
+  int d1_max_statements = 1000;           // statements in one call (exec's statements, batch entries)
+  // local mode: a SQLite file per namespace
+  int d1_journal_limit_mb = 64;           // a namespace's WAL is truncated back to this after a call
+  int d1_max_open_databases = 64;         // namespace files kept open (least recently used closed)
+  int d1_readers_per_namespace = 4;       // read-only connections per namespace file
+  int d1_max_concurrent_per_namespace = 8;  // calls of one namespace at once (more: 429 d1_busy)
 
   // [metrics]: GET /metrics (Prometheus). The admin credential is always accepted.
   std::string metrics_token;       // secret: a credential good for GET /metrics only

@@ -1,9 +1,7 @@
 #include "http/headers.h"
 
-#include <cctype>
-#include <ctime>
-
 #include "util/error.h"
+#include "util/text.h"
 
 namespace era::http {
 namespace {
@@ -24,12 +22,6 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   }
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // A decimal number of at most 19 digits (so it fits in uint64 without overflow checks).
 std::optional<uint64_t> number(std::string_view s) {
   if (s.empty() || s.size() > 19) return std::nullopt;
@@ -39,13 +31,6 @@ std::optional<uint64_t> number(std::string_view s) {
     n = n * 10 + static_cast<uint64_t>(c - '0');
   }
   return n;
-}
-
-std::tm utc(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return tm;
 }
 
 }  // namespace
@@ -69,20 +54,20 @@ std::vector<std::string> parse_etag_list(std::string_view value) {
   return out;
 }
 
-ByteRange parse_range(std::string_view value) {
+Range parse_range(std::string_view value) {
   // 416, not 400: the library answers 416 to the malformed ranges it catches itself, and one
   // status for every bad Range is simpler for clients.
   auto bad = [](const std::string& why) { return ApiError(416, "invalid_range", "invalid Range header: " + why); };
   value = trim(value);
   const std::string_view unit = "bytes=";
-  if (value.size() < unit.size() || lower(value.substr(0, unit.size())) != unit)
+  if (value.size() < unit.size() || text::lower(value.substr(0, unit.size())) != unit)
     throw bad("only the unit 'bytes=' is supported");
   std::string_view spec = trim(value.substr(unit.size()));
   if (spec.find(',') != std::string_view::npos) throw bad("only one range per request is supported");
   const size_t dash = spec.find('-');
   if (dash == std::string_view::npos) throw bad("expected bytes=first-last, bytes=first- or bytes=-suffix");
   const std::string_view first = trim(spec.substr(0, dash)), last = trim(spec.substr(dash + 1));
-  ByteRange r;
+  Range r;
   if (first.empty()) {
     auto n = number(last);
     if (!n) throw bad("expected bytes=-suffix with a decimal suffix length");
@@ -100,31 +85,12 @@ ByteRange parse_range(std::string_view value) {
   return r;
 }
 
-std::string media_type(std::string_view value) { return lower(trim(value.substr(0, value.find(';')))); }
+std::string media_type(std::string_view value) { return text::lower(trim(value.substr(0, value.find(';')))); }
 
 bool accepts(std::string_view accept, std::string_view type) {
   for (auto item : split(accept, ','))
     if (media_type(item) == type) return true;
   return false;
-}
-
-std::string http_date(int64_t unix_ms) {
-  std::tm tm = utc(unix_ms);
-  static const char* const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-                months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
-
-std::string iso8601(int64_t unix_ms) {
-  std::tm tm = utc(unix_ms);
-  char buf[96];  // room for any int the compiler imagines; the real text is 24 characters
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
-  return buf;
 }
 
 }  // namespace era::http

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "store/object_store.h"
+#include "util/time.h"
 
 namespace era::http {
 
@@ -17,19 +17,26 @@ namespace era::http {
 // 400 "invalid_etag" on an empty list or an unterminated quote.
 std::vector<std::string> parse_etag_list(std::string_view value);
 
+// One byte range as a Range header states it: `offset` (then `length` bytes, or to the end), or the
+// last `suffix` bytes. (The API turns it into the store's ByteRange: http/ knows no store type.)
+struct Range {
+  std::optional<uint64_t> offset;
+  std::optional<uint64_t> length;
+  std::optional<uint64_t> suffix;
+};
+
 // A Range value with one byte range: "bytes=a-b", "bytes=a-", "bytes=-n". Throws ApiError 416
 // "invalid_range" on another unit, a malformed range or more than one range.
-ByteRange parse_range(std::string_view value);
+Range parse_range(std::string_view value);
 
 // The media type of a Content-Type / Accept entry, lowercased, without parameters or spaces.
 std::string media_type(std::string_view value);
 // Whether an Accept value lists `type` (exactly, not through a wildcard).
 bool accepts(std::string_view accept, std::string_view type);
 
-// Unix milliseconds as an IMF-fixdate for Last-Modified ("Sun, 06 Nov 1994 08:49:37 GMT").
-std::string http_date(int64_t unix_ms);
-// Unix milliseconds as ISO 8601 in UTC with milliseconds ("2024-01-02T03:04:05.678Z"), as R2 gives
-// `uploaded`.
-std::string iso8601(int64_t unix_ms);
+// Dates come from the one time module (util/time.h): IMF-fixdate for Last-Modified, ISO 8601 with
+// milliseconds as R2 gives `uploaded`.
+using dates::http_date;
+using dates::iso8601;
 
 }  // namespace era::http

@@ -1,8 +1,11 @@
 #include "http/router.h"
 
+#include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <random>
 
+#include "http/headers.h"
 #include "util/encoding.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -76,13 +79,23 @@ std::string Ctx::body(size_t limit) {
   return out;
 }
 
+json Ctx::json_body(const JsonLimits& limits) {
+  // A browser may send text/plain, form types or no type across origins without asking first; a JSON
+  // route takes only what a script must declare.
+  const std::string type = req.get_header_value("Content-Type");
+  if (media_type(type) != "application/json")
+    throw ApiError(415, "unsupported_media_type",
+                   type.empty() ? "this request needs Content-Type: application/json"
+                                : "this request needs Content-Type: application/json, not '" + type + "'");
+  std::string text = body(limits.max_bytes);
+  return parse_json_body(text, limits);
+}
+
 json Ctx::json_body(size_t limit) {
-  std::string text = body(limit);
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded())
-    throw ApiError(400, "invalid_json", "the request body is not valid JSON");
-  if (!j.is_object()) throw ApiError(400, "invalid_json", "the request body must be a JSON object");
-  return j;
+  JsonLimits limits;
+  limits.max_bytes = limit;
+  limits.max_string = limit;
+  return json_body(limits);
 }
 
 // Bytes of a refused body that are still read (and dropped) before the answer. Most clients send the
@@ -148,6 +161,9 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
 void Ctx::drain_rest() {
   body_state_ = BodyState::done;
   if (!reader_) return;
+  // The library reads a multipart body through its own parser, which fails (and turns the answer
+  // into a 400) on a body that is not well-formed multipart: such a body is never read, only closed.
+  if (req.is_multipart_form_data()) return mark_close(res);
   const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
   const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
   if (!chunked && declared == 0) return;  // no body at all
@@ -181,6 +197,10 @@ std::string write_error(httplib::Response& res, std::exception_ptr e) {
     code = err.code();
     message = err.what();
     if (!err.header.first.empty()) res.set_header(err.header.first, err.header.second);
+    // What the error means, as HTTP says it.
+    if (err.retry_after_s) res.set_header("Retry-After", std::to_string(*err.retry_after_s));
+    if (err.unsatisfiable_size && status == 416)
+      res.set_header("Content-Range", "bytes */" + std::to_string(*err.unsatisfiable_size));
   } catch (const std::exception& err) {
     log::error(std::string("unhandled exception: ") + err.what());
   } catch (...) {
@@ -192,8 +212,39 @@ std::string write_error(httplib::Response& res, std::exception_ptr e) {
   return code;
 }
 
+const char* to_string(Access::Who who) {
+  switch (who) {
+    case Access::Who::undeclared: return "undeclared";
+    case Access::Who::anyone: return "anyone";
+    case Access::Who::admin: return "admin";
+    case Access::Who::own_session: return "own_session";
+    case Access::Who::in_namespace: return "in_namespace";
+    case Access::Who::listing: return "listing";
+  }
+  return "?";
+}
+
+const char* to_string(Access::Op op) {
+  switch (op) {
+    case Access::Op::read: return "read";
+    case Access::Op::write: return "write";
+    case Access::Op::statement: return "statement";
+  }
+  return "?";
+}
+
 void Router::add(const std::string& method, const std::string& pattern, Handler handler) {
-  Route r{method, pattern, {}, {}, std::move(handler)};
+  add(method, pattern, Access{}, std::move(handler));
+}
+
+std::vector<RouteInfo> Router::table() const {
+  std::vector<RouteInfo> out;
+  for (const auto& r : routes_) out.push_back({r.method, r.pattern, r.param_names, r.access});
+  return out;
+}
+
+void Router::add(const std::string& method, const std::string& pattern, Access access, Handler handler) {
+  Route r{method, pattern, {}, {}, std::move(access), std::move(handler)};
   for (auto seg : split_path(pattern)) {
     if (seg.size() > 5 && seg.front() == '{' && seg.substr(seg.size() - 4) == "...}")
       r.segments.push_back({Segment::rest, std::string(seg.substr(1, seg.size() - 5))});
@@ -204,6 +255,10 @@ void Router::add(const std::string& method, const std::string& pattern, Handler 
   }
   for (const auto& seg : r.segments)
     if (seg.kind != Segment::literal) r.param_names.push_back(seg.text);
+  const bool path_param = r.access.who == Access::Who::own_session || r.access.who == Access::Who::in_namespace;
+  if (path_param && std::find(r.param_names.begin(), r.param_names.end(), r.access.param) == r.param_names.end())
+    throw std::logic_error("route " + method + " " + pattern + " declares access by path parameter '" +
+                           r.access.param + "', which the pattern does not have");
   routes_.push_back(std::move(r));
 }
 
@@ -272,6 +327,7 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
     ctx.params = std::move(params);
     ctx.route = found->pattern;
     ctx.param_names = found->param_names;
+    ctx.access = &found->access;
     for (const auto& m : middleware_) m(ctx);
     found->handler(ctx);
     if (res.status < 0) res.status = 200;
@@ -293,6 +349,11 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
 }
 
 void Router::install(httplib::Server& server, bool from_sandbox) {
+  std::string undeclared;
+  for (const auto& r : routes_)
+    if (!r.access.declared()) undeclared += (undeclared.empty() ? "" : ", ") + r.method + " " + r.pattern;
+  if (!undeclared.empty())
+    throw std::logic_error("routes without an access declaration (http/access.h) are never served: " + undeclared);
   auto plain = [this, from_sandbox](const httplib::Request& req, httplib::Response& res) {
     dispatch(req, res, nullptr, from_sandbox);
   };

@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/principal.h"
+#include "http/access.h"
+#include "http/json_limits.h"
 
 namespace era::http {
 
@@ -41,6 +43,8 @@ class Ctx {
   // must never be).
   bool from_sandbox = false;
   std::vector<std::string> param_names;  // the pattern's parameter names, in order
+  // The matched route's access declaration (http/access.h), enforced by the auth middleware.
+  const Access* access = nullptr;
   // Who is calling, set by the auth middleware before the handler runs (auth/middleware.h). Handlers
   // that decide themselves whether a request writes call auth::require_write(principal).
   auth::Principal principal;
@@ -66,7 +70,12 @@ class Ctx {
   // The whole request body, refused with 413 past `limit` bytes (before reading it, when the
   // Content-Length says so).
   std::string body(size_t limit);
-  // The body parsed as a JSON object; 400 if it is not one.
+  // The body parsed as a JSON object within `limits` (http/json_limits.h): 415 unless the request
+  // says Content-Type: application/json (checked before anything is read), 413 past max_bytes
+  // (before reading, when the Content-Length says so) or past the value/string limits, 400 if it is
+  // not a JSON object or nests too deep.
+  json json_body(const JsonLimits& limits);
+  // The same with the default depth and value limits and strings up to `limit` bytes.
   json json_body(size_t limit);
   // Streams the body to `sink` in chunks; 413 past `limit` bytes. Returns the byte count.
   // `sink` returning false aborts the read (the handler should then throw).
@@ -105,8 +114,20 @@ class Observer {
 // Runs before every matched route's handler (authentication lives here); may throw ApiError.
 using Middleware = std::function<void(Ctx&)>;
 
+// One row of the routing table, as tests and tools see it.
+struct RouteInfo {
+  std::string method;
+  std::string pattern;
+  std::vector<std::string> param_names;
+  Access access;
+};
+
 class Router {
  public:
+  // Adds a route with its access declaration (http/access.h). Throws std::logic_error when the
+  // declaration names a path parameter the pattern does not have.
+  void add(const std::string& method, const std::string& pattern, Access access, Handler handler);
+  // A route without a declaration: install() refuses to start while one is in the table.
   void add(const std::string& method, const std::string& pattern, Handler handler);
   void use(Middleware m) { middleware_.push_back(std::move(m)); }
   // One observer (may be null: then only the access log line is written). Must outlive the router.
@@ -114,7 +135,17 @@ class Router {
 
   // Installs the router into the server: every method and path goes through dispatch().
   // `from_sandbox`: the server is the Unix-socket listener (Ctx::from_sandbox).
+  // Throws std::logic_error if a route has no access declaration.
   void install(httplib::Server& server, bool from_sandbox = false);
+
+  // Serves one request in process, exactly as a server would (tests use it; `reader` null: the body
+  // is req.body).
+  void handle(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader = nullptr,
+              bool from_sandbox = false) {
+    dispatch(req, res, reader, from_sandbox);
+  }
+  // The routing table, in the order routes were added.
+  std::vector<RouteInfo> table() const;
 
  private:
   struct Segment {
@@ -126,6 +157,7 @@ class Router {
     std::string pattern;
     std::vector<Segment> segments;
     std::vector<std::string> param_names;
+    Access access;
     Handler handler;
   };
   static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,

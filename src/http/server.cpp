@@ -62,6 +62,13 @@ void configure(httplib::Server& s, const Config& config) {
   // Bodies are limited per route by the router (Ctx::body / stream_body); the library-wide cap is
   // only a backstop for bodies sent to routes that read none.
   s.set_payload_max_length(std::numeric_limits<size_t>::max());
+  // The library's default sets SO_REUSEPORT, with which a second proxy started on a busy port binds
+  // too and the kernel splits connections between the two. SO_REUSEADDR alone still lets a restart
+  // bind past connections in TIME_WAIT, while a live listener makes bind() fail.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
 }
 
 // A listening AF_UNIX socket at `path`. sun_path holds 108 bytes, so the socket is bound through

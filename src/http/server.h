@@ -4,7 +4,8 @@
 //   algorithm against the client's delayed ACK);
 // - keep-alive for many requests per connection (its default closes after 5);
 // - a thread pool sized for the connections we expect (a kept-alive connection holds a thread);
-// - a listen backlog of our choosing (the library's is 5).
+// - a listen backlog of our choosing (the library's is 5);
+// - SO_REUSEADDR without SO_REUSEPORT, so a second proxy on a busy port fails to start.
 #pragma once
 
 #include <httplib.h>

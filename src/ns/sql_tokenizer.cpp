@@ -199,13 +199,6 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 bool is_keyword(std::string_view word) {
   for (auto k : kKeywords)
     if (iequals(k, word)) return true;

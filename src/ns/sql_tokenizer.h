@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/text.h"
+
 namespace era::sql {
 
 enum class Tok {
@@ -58,7 +60,7 @@ std::string quote_ident(std::string_view name);
 
 // ASCII case-insensitive comparison (SQLite compares names this way).
 bool iequals(std::string_view a, std::string_view b);
-std::string ascii_lower(std::string_view s);
+inline std::string ascii_lower(std::string_view s) { return text::lower(s); }  // the one lower (util/text.h)
 
 // True if the bare word is one of SQLite's keywords.
 bool is_keyword(std::string_view word);

@@ -3,11 +3,13 @@
 //
 // - Each session has a working directory, <sessions_dir>/<session id>, created on its first run,
 //   kept across runs (files the code writes are there next time) and deleted by remove_session().
+//   With a disk quota (RunnerOptions::disk_quota_bytes) the files live in a disk image there.
 //   Before every run the SDK files era_storage.py and era_storage.js are (re)placed in it, so
 //   `import era_storage` and `require('./era_storage.js')` work as the guide shows.
 // - The code sees ERA_SESSION=true, ERA_SESSION_ID, ERA_LANGUAGE, ERA_STORAGE_URL (the proxy's Unix
 //   socket, unix:///run/era/storage.sock: the sandbox has no network) and ERA_STORAGE_TOKEN (the
-//   session's own token, so it is held to the session's namespaces), plus the caller's `env`.
+//   session's own token, so it is held to the session's namespaces), plus the caller's `env` (see
+//   unsafe_env_reason() for the names refused).
 // - Python runs as `python3 -` (the code on stdin: the working directory is on sys.path). JavaScript
 //   runs as `node -` with the code inside an async function, so the guide's top-level `await` works
 //   in CommonJS next to `require`.
@@ -57,6 +59,14 @@ struct RunnerOptions {
   // while the proxy was down, or expired) at most every prune_interval_s.
   std::function<bool(const std::string&)> is_live;
   int prune_interval_s = 600;
+  // The bytes a session's working directory may hold on disk; 0 for no quota. Enforced when the
+  // proxy runs as root (run_as) on a machine with loop devices: the directory is then an ext4 file
+  // system in <sessions_dir>/<id>/disk.img (a sparse file of this size, made by mke2fs on the first
+  // run) mounted for each run in that run's mount namespace only, so a run can never keep more
+  // (writes past it fail with ENOSPC, and the run names the limit "disk"). Elsewhere it is not
+  // enforced, and the runner says so at start.
+  uint64_t disk_quota_bytes = 0;
+  std::string mke2fs = "/usr/sbin/mke2fs";
   SandboxLimits limits;                           // timeout_ms is set per run
 };
 
@@ -97,6 +107,8 @@ class Runner {
   const RunnerOptions& options() const { return options_; }
   // Whether runs get a control group ("v1", "v2"), or "" (rlimits only); decided once, at start.
   const std::string& cgroup_version() const { return cgroup_version_; }
+  // Whether disk_quota_bytes is enforced (a disk image per session); decided once, at start.
+  bool disk_quota_enforced() const { return disk_images_; }
 
  private:
   class Slot;
@@ -110,6 +122,7 @@ class Runner {
   int running_ = 0;
   std::set<std::string> busy_;  // sessions with a run (or a removal) in progress
   std::string cgroup_version_;
+  bool disk_images_ = false;
   std::atomic<uint64_t> seq_{0};  // names each run's control group
   std::chrono::steady_clock::time_point last_prune_;
 };
@@ -117,6 +130,15 @@ class Runner {
 // The runner's options from the configuration: defaults resolved against the data dir, and the
 // sandbox's host ids set when the proxy runs as root.
 RunnerOptions options_from(const Config& config, std::string sdk_python, std::string sdk_js);
+
+// Why a run's `env` may not set `name` (a sentence), or "" if it may. Refused: LD_* (the dynamic
+// loader), MALLOC_* and GLIBC_* (allocator and tunables), and the rest of glibc's own list of
+// variables unsafe across a privilege boundary (GCONV_PATH, GETCONF_DIR, HOSTALIASES, LOCALDOMAIN,
+// LOCPATH, NIS_PATH, NLSPATH, RESOLV_HOST_CONF, RES_OPTIONS, TMPDIR, TZDIR), whatever their case.
+// The variables exist only inside the sandbox (runner/sandbox.h); these would still steer the
+// launcher that sets the run's rlimits before the code starts. Language variables (PYTHON*,
+// NODE_OPTIONS...) are allowed: they change only the interpreter that runs the caller's own code.
+std::string unsafe_env_reason(const std::string& name);
 
 // True if `id` can name a working directory: 1 to 128 of [A-Za-z0-9_.-], and not "." or "..".
 bool is_safe_session_id(const std::string& id);

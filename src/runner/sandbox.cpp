@@ -8,7 +8,9 @@
 #include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include <stdexcept>
 
 #include "runner/cgroup.h"
+#include "runner/seccomp.h"
 #include "util/fd.h"
 #include "util/log.h"
 
@@ -30,6 +33,9 @@ namespace {
 constexpr int kWorkdirFd = 3;
 constexpr int kSocketFd = 4;
 constexpr int kStatusFd = 5;
+constexpr int kSeccompFd = 6;  // the BPF program (bwrap --seccomp)
+constexpr int kArgsFd = 7;     // the run's environment as bwrap arguments (bwrap --args)
+constexpr int kPassed = 8;     // descriptors the child passes on: 0 .. kPassed-1; the rest are closed
 
 using Clock = std::chrono::steady_clock;
 
@@ -47,16 +53,16 @@ Pipe make_pipe() {
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// The code goes in through an anonymous in-memory file rather than a pipe: the whole of it is
-// readable at once, so writing it can never block against the child's output.
-UniqueFd code_file(const std::string& data) {
-  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, "era-code", MFD_CLOEXEC)));
+// What bwrap or the code reads goes in through an anonymous in-memory file rather than a pipe: the
+// whole of it is readable at once, so writing it can never block against the child's output.
+UniqueFd memory_file(const char* name, const std::string& data) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, name, MFD_CLOEXEC)));
   if (!fd) fail("memfd_create");
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("write code");
+    if (n <= 0) fail(std::string("write ") + name);
     off += static_cast<size_t>(n);
   }
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) fail("lseek");
@@ -88,13 +94,21 @@ struct ChildPlan {
   std::vector<std::string> argv, envv;
   int workdir_tree = -1, socket_tree = -1;  // detached clones of both mounts (open_tree), when staging
   std::vector<char*> argp, envp;
+  // spec.files, laid out before the fork (the child may not allocate).
+  std::vector<const char*> file_names, file_data;
+  std::vector<size_t> file_sizes;
+  int report_fd = -1;  // with an image: the child sends the mounted root's descriptor here
 };
 
 int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64); }
 
 // In the forked child: only async-signal-safe calls from here to execve.
-[[noreturn]] void exec_child(const SandboxSpec& spec, ChildPlan& plan, int code_fd, int out_fd, int err_fd,
-                             int status_fd, pid_t parent, const std::vector<int>& cgroup_procs) {
+struct ChildFds {
+  int code = -1, out = -1, err = -1, status = -1, seccomp = -1, args = -1;
+};
+
+[[noreturn]] void exec_child(const SandboxSpec& spec, ChildPlan& plan, const ChildFds& fds, pid_t parent,
+                             const std::vector<int>& cgroup_procs) {
   // Into the run's control group first, while still privileged: everything started from here is in it.
   for (int fd : cgroup_procs)
     if (::write(fd, "0", 1) != 1) ::_exit(125);
@@ -109,8 +123,47 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
         ::mount("era-stage", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0 ||
         ::mkdir("/tmp/work", 0755) != 0)
       ::_exit(124);
-    if (::syscall(SYS_move_mount, plan.workdir_tree, "", AT_FDCWD, "/tmp/work", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    if (!spec.image_device.empty()) {
+      // The session's image as its working directory: mounted here, in this run's namespace only.
+      if (::mount(spec.image_device.c_str(), "/tmp/work", "ext4", MS_NOSUID | MS_NODEV, nullptr) != 0) ::_exit(122);
+      int root = ::open("/tmp/work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (root < 0) ::_exit(122);
+      ::unlinkat(root, "lost+found", AT_REMOVEDIR);  // mke2fs's; the code has no use for it
+      if (::fchown(root, spec.run_as->first, spec.run_as->second) != 0 || ::fchmod(root, 0700) != 0) ::_exit(122);
+      for (size_t i = 0; i < plan.file_names.size(); ++i) {
+        const char* name = plan.file_names[i];
+        if (::unlinkat(root, name, 0) != 0 && errno != ENOENT) ::_exit(errno == EISDIR ? 123 : 122);
+        int f = ::openat(root, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (f < 0 || ::fchown(f, spec.run_as->first, spec.run_as->second) != 0) ::_exit(122);
+        for (size_t off = 0, size = plan.file_sizes[i]; off < size;) {
+          ssize_t n = ::write(f, plan.file_data[i] + off, size - off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) ::_exit(errno == ENOSPC || errno == EDQUOT ? 121 : 122);
+          off += static_cast<size_t>(n);
+        }
+        ::close(f);
+      }
+      // The parent measures the file system after the run through this descriptor.
+      if (plan.report_fd >= 0) {
+        char data[CMSG_SPACE(sizeof(int))] = {};
+        char byte = 0;
+        iovec iov{&byte, 1};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = data;
+        msg.msg_controllen = sizeof data;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &root, sizeof(int));
+        if (::sendmsg(plan.report_fd, &msg, MSG_NOSIGNAL) != 1) ::_exit(122);
+      }
+      ::close(root);
+    } else if (::syscall(SYS_move_mount, plan.workdir_tree, "", AT_FDCWD, "/tmp/work", MOVE_MOUNT_F_EMPTY_PATH) != 0) {
       ::_exit(124);
+    }
     workdir_fd = ::open("/tmp/work", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (spec.socket_fd >= 0) {
       int f = ::open("/tmp/storage.sock", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -123,12 +176,18 @@ int fd_dup_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
     if (workdir_fd < 0 || (spec.socket_fd >= 0 && socket_fd < 0)) ::_exit(124);
   }
   // Move every fd we pass out of the way first, so the dup2()s below cannot clobber one another.
-  int src[6] = {fd_dup_high(code_fd), fd_dup_high(out_fd),          fd_dup_high(err_fd),
-                fd_dup_high(workdir_fd), fd_dup_high(socket_fd), fd_dup_high(status_fd)};
-  const int dst[6] = {0, 1, 2, kWorkdirFd, kSocketFd, kStatusFd};
-  for (int i = 0; i < 6; ++i)
+  // Then every other descriptor of the proxy's (listening sockets, database files, other runs'
+  // pipes, opened by other threads with or without O_CLOEXEC) is closed: none reaches bwrap.
+  int src[kPassed] = {fd_dup_high(fds.code),     fd_dup_high(fds.out),       fd_dup_high(fds.err),
+                      fd_dup_high(workdir_fd),   fd_dup_high(socket_fd),     fd_dup_high(fds.status),
+                      fd_dup_high(fds.seccomp),  fd_dup_high(fds.args)};
+  const int dst[kPassed] = {0, 1, 2, kWorkdirFd, kSocketFd, kStatusFd, kSeccompFd, kArgsFd};
+  for (int i = 0; i < kPassed; ++i) {
     if (src[i] >= 0 && ::dup2(src[i], dst[i]) < 0) ::_exit(126);
-  ::syscall(SYS_close_range, 6u, ~0u, 0u);
+    if (src[i] < 0) ::close(dst[i]);  // a slot with nothing to pass must not pass what the proxy has there
+  }
+  if (::syscall(SYS_close_range, unsigned(kPassed), ~0u, 0u) != 0)
+    for (int fd = kPassed; fd < 65536; ++fd) ::close(fd);  // kernels before 5.9
   if (spec.run_as) {
     if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
         ::syscall(SYS_setresgid, spec.run_as->second, spec.run_as->second, spec.run_as->second) != 0 ||
@@ -157,6 +216,7 @@ const char* to_string(Limit limit) {
     case Limit::processes: return "processes";
     case Limit::timeout: return "timeout";
     case Limit::output: return "output";
+    case Limit::disk: return "disk";
     case Limit::none: break;
   }
   return "";
@@ -169,7 +229,8 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   const bool cg = !spec.cgroup_name.empty();
   const uint64_t data = cg ? 2 * l.memory_bytes : l.memory_bytes;
   const int nproc = cg ? l.max_processes + 16 : l.max_processes;
-  std::vector<std::string> a = {spec.bwrap,
+  // The run's environment first (--args: --clearenv, then its variables), from a descriptor.
+  std::vector<std::string> a = {spec.bwrap, "--args", std::to_string(kArgsFd),
                                 "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                 "--unshare-net", "--unshare-cgroup-try",
                                 "--disable-userns",  // no nested user namespaces: less kernel to attack
@@ -186,6 +247,7 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   if (spec.socket_fd >= 0) a.insert(a.end(), {"--bind-fd", std::to_string(kSocketFd), spec.socket_path});
   // bwrap's root and /dev are tmpfs the sandbox could fill with host memory: read-only once built.
   a.insert(a.end(), {"--remount-ro", "/dev", "--remount-ro", "/"});
+  if (spec.seccomp) a.insert(a.end(), {"--seccomp", std::to_string(kSeccompFd)});
   a.insert(a.end(), {"--json-status-fd", std::to_string(kStatusFd), "--", spec.prlimit,
                      "--nproc=" + std::to_string(nproc), "--data=" + std::to_string(data),
                      "--fsize=" + std::to_string(l.max_file_bytes), "--core=0",
@@ -194,25 +256,62 @@ std::vector<std::string> bwrap_argv(const SandboxSpec& spec) {
   return a;
 }
 
+const std::vector<std::string>& bwrap_host_env() {
+  static const std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  return env;
+}
+
+std::string bwrap_env_args(const SandboxSpec& spec) {
+  std::string out("--clearenv", sizeof "--clearenv");  // with its NUL
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos)
+      throw std::invalid_argument("invalid environment variable name '" + k + "'");
+    if (v.find('\0') != std::string::npos)
+      throw std::invalid_argument("environment variable " + k + " holds a NUL byte");
+    out.append("--setenv", sizeof "--setenv");
+    out.append(k).push_back('\0');
+    out.append(v).push_back('\0');
+  }
+  return out;
+}
+
 SandboxResult run_sandbox(const SandboxSpec& spec) {
   if (spec.command.empty()) throw std::invalid_argument("sandbox command is empty");
-  if (spec.workdir_fd < 0) throw std::invalid_argument("sandbox working directory fd is missing");
+  if (spec.image_device.empty() ? spec.workdir_fd < 0 : !spec.run_as)
+    throw std::invalid_argument("sandbox working directory is missing (an image needs run_as)");
   const SandboxLimits& lim = spec.limits;
 
   ChildPlan plan;
   plan.argv = bwrap_argv(spec);
-  for (const auto& [k, v] : spec.env) plan.envv.push_back(k + "=" + v);
+  plan.envv = bwrap_host_env();
+  UniqueFd env_args = memory_file("era-env", bwrap_env_args(spec));
+  UniqueFd seccomp;
+  if (spec.seccomp) seccomp = memory_file("era-seccomp", seccomp_program());
   for (auto& s : plan.argv) plan.argp.push_back(s.data());
   plan.argp.push_back(nullptr);
   for (auto& s : plan.envv) plan.envp.push_back(s.data());
   plan.envp.push_back(nullptr);
   // A mount made before the child's unshare cannot be bound by path inside it; a detached clone
   // (open_tree) can be attached there.
-  UniqueFd workdir_tree, socket_tree;
+  UniqueFd workdir_tree, socket_tree, report_read, report_write;
+  for (const auto& [name, data] : spec.files) {
+    plan.file_names.push_back(name.c_str());
+    plan.file_data.push_back(data.data());
+    plan.file_sizes.push_back(data.size());
+  }
+  if (!spec.image_device.empty()) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) fail("socketpair");
+    report_read.reset(sv[0]);
+    report_write.reset(sv[1]);
+    plan.report_fd = report_write.get();
+  }
   if (spec.run_as) {
     const unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
-    workdir_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.workdir_fd, "", flags)));
-    if (!workdir_tree) fail("open_tree of the working directory");
+    if (spec.image_device.empty()) {
+      workdir_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.workdir_fd, "", flags)));
+      if (!workdir_tree) fail("open_tree of the working directory");
+    }
     if (spec.socket_fd >= 0) {
       socket_tree.reset(static_cast<int>(::syscall(SYS_open_tree, spec.socket_fd, "", flags)));
       if (!socket_tree) fail("open_tree of the proxy's socket");
@@ -230,20 +329,46 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   }
   const std::vector<int> cgroup_procs = cgroup ? cgroup->procs_fds() : std::vector<int>{};
 
-  UniqueFd code = code_file(spec.stdin_data);
+  UniqueFd code = memory_file("era-code", spec.stdin_data);
   Pipe out = make_pipe(), err = make_pipe(), status = make_pipe();
 
   const auto start = Clock::now();
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) fail("fork");
-  if (pid == 0)
-    exec_child(spec, plan, code.get(), out.write.get(), err.write.get(), status.write.get(), parent, cgroup_procs);
+  if (pid == 0) {
+    ChildFds fds{code.get(), out.write.get(), err.write.get(), status.write.get(), seccomp.get(), env_args.get()};
+    exec_child(spec, plan, fds, parent, cgroup_procs);
+  }
 
   out.write.reset();
   err.write.reset();
   status.write.reset();
   code.reset();
+  env_args.reset();
+  seccomp.reset();
+  // With an image, the child sends the mounted file system's root, or dies first: then EOF (a
+  // SEQPACKET pair reports the peer's close; a DGRAM one would wait forever).
+  UniqueFd image_root;
+  if (report_read) {
+    report_write.reset();
+    char byte = 0;
+    char data[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{&byte, 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = data;
+    msg.msg_controllen = sizeof data;
+    ssize_t got;
+    while ((got = ::recvmsg(report_read.get(), &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    if (cmsghdr* c = got == 1 ? CMSG_FIRSTHDR(&msg) : nullptr; c && c->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      image_root.reset(fd);
+    }
+  }
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 
   SandboxResult r;
@@ -334,6 +459,12 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 125 && why.empty()) why = "cannot join the run's cgroup";
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 124 && why.empty())
       why = "cannot stage the working directory for the sandbox user";
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 123 && why.empty())
+      throw SetupRefused("sdk_blocked", "a directory in the working directory has the name of a file the proxy places there");
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 121 && why.empty())
+      throw SetupRefused("disk_full", "the working directory is full (its disk quota): there is no room for the SDK files");
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 122 && why.empty())
+      why = "cannot mount the session's disk image";
     throw std::runtime_error("sandbox setup failed: " + (why.empty() ? std::string("bwrap exited") : why));
   }
   if (WIFEXITED(wstatus)) r.exit_code = WEXITSTATUS(wstatus);
@@ -342,6 +473,15 @@ SandboxResult run_sandbox(const SandboxSpec& spec) {
   r.cgroup = cgroup != nullptr;
   if (cgroup && cgroup->memory_hit()) r.limits.push_back(Limit::memory);
   if (cgroup && cgroup->processes_hit()) r.limits.push_back(Limit::processes);
+  struct statfs fs;
+  if (image_root && ::fstatfs(image_root.get(), &fs) == 0) {
+    r.disk_bytes = uint64_t(fs.f_blocks) * fs.f_bsize;
+    const uint64_t left = uint64_t(fs.f_bavail) * fs.f_bsize;
+    r.disk_used_bytes = r.disk_bytes - std::min(r.disk_bytes, uint64_t(fs.f_bfree) * fs.f_bsize);
+    // ext4 refuses writes a little before statfs shows nothing left (it keeps clusters back for its
+    // own metadata): "full" is within 5% (at least 1 MiB) of the end.
+    if (left < std::max<uint64_t>(1 << 20, r.disk_bytes / 20)) r.limits.push_back(Limit::disk);
+  }
   if (r.limit == Limit::output) r.limits.push_back(Limit::output);
   if (r.limit == Limit::timeout) r.limits.push_back(Limit::timeout);
   r.limit = r.limits.empty() ? Limit::none : r.limits.front();

@@ -1,12 +1,11 @@
 // Backend: the set of stores one configuration serves from. `local` (SQLite + files under the data
-// dir) and, later, `cloudflare` (REST + S3) implement it; the API layer sees only these interfaces.
+// dir) and `cloudflare` (REST + S3) implement it; the API layer sees only these interfaces.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "config/config.h"
 #include "store/kv_store.h"
 #include "store/session_store.h"
 #include "store/object_store.h"
@@ -37,7 +36,7 @@ class Backend {
   virtual std::vector<CheckItem> check() { return {}; }
 };
 
-// Opens the backend the configuration names. Throws std::runtime_error on failure to open.
-std::unique_ptr<Backend> open_backend(const Config& config);
+// Each backend takes its own options struct (LocalOptions, cf::CloudflareOptions), built from the
+// configuration in main: no store sees the application's Config.
 
 }  // namespace era

@@ -33,7 +33,7 @@ std::pair<uint64_t, uint64_t> resolve_range(const std::optional<ByteRange>& rang
   auto unsatisfiable = [&] {
     ApiError e(416, "range_not_satisfiable",
                "range not satisfiable: the object is " + std::to_string(size) + " bytes");
-    e.header = {"Content-Range", "bytes */" + std::to_string(size)};
+    e.unsatisfiable_size = size;
     return e;
   };
   if (range->suffix) {

@@ -10,11 +10,13 @@
 //   transaction: all of them take effect, or none.
 // - Every acknowledged write is durable (committed) before the call returns.
 // - Values keep SQLite's types: integers are int64 exactly, BLOBs are bytes.
-// - Limits (SQL bytes, bound parameters, statement time, result bytes) come from the configuration;
-//   past them the call throws ApiError (400 / 408 / 413-class) and changes nothing.
+// - Limits (D1Limits: SQL bytes, bound parameters, statements per call, statement and call time,
+//   result bytes) come from the configuration; past them the call throws ApiError (400 / 408 /
+//   413-class) and changes nothing. SQL holding a NUL byte is refused (400).
 // - Errors are thrown as era::ApiError; SQLite's messages name the user's tables, not physical ones.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +25,20 @@
 #include <vector>
 
 namespace era {
+
+// The limits every SqlStore enforces, D1's own by default (developers.cloudflare.com/d1/platform/limits).
+struct D1Limits {
+  size_t max_sql_bytes = 100000;      // D1: a statement's SQL is at most 100,000 bytes
+  int max_params = 100;               // D1: at most 100 bound parameters per statement
+  int statement_timeout_ms = 30000;   // D1: a query runs at most 30 s
+  int64_t max_result_bytes = 50000000;  // D1: a result is at most 50 MB
+  // One call (query, exec or batch) as a whole: D1's API request must finish within 30 s, so a batch
+  // of slow statements is bounded too, and one tenant cannot hold a writer for longer.
+  int request_timeout_ms = 30000;
+  // Statements in one call (exec's statements, batch's entries). D1: 1,000 queries per Worker
+  // invocation (Workers Paid).
+  int max_statements = 1000;
+};
 
 struct SqlBlob {
   std::string bytes;

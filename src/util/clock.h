@@ -1,21 +1,4 @@
+// Kept so branches written against the old name still build: the clock lives in util/time.h.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-
-namespace era {
-
-// Seconds since the Unix epoch.
-inline int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// Milliseconds since the Unix epoch.
-inline int64_t unix_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace era
+#include "util/time.h"

@@ -3,6 +3,8 @@
 // {"success": false, "error": message, "code": code}.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -17,7 +19,12 @@ class ApiError : public std::runtime_error {
   int status() const { return status_; }
   const std::string& code() const { return code_; }
 
-  // Extra response headers (e.g. Retry-After on 429); name/value pairs.
+  // What the error means beyond status and code, for http/ to turn into response headers; stores and
+  // the runner set these, never a header themselves:
+  std::optional<int64_t> retry_after_s;        // try again after this many seconds (Retry-After)
+  std::optional<uint64_t> unsatisfiable_size;  // a range did not fit an object of this size
+                                               // (Content-Range: bytes */size on a 416)
+  // An extra response header, for the HTTP-facing layers only (auth's WWW-Authenticate).
   std::pair<std::string, std::string> header;
 
  private:

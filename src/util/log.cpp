@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <ctime>
+
+#include "util/time.h"
 
 namespace era::log {
 namespace {
@@ -23,17 +23,7 @@ const char* name_of(Level l) {
   return "info";
 }
 
-std::string stamp_now() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[40];
-  size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(ms));
-  return stamp;
-}
+std::string stamp_now() { return dates::iso8601(unix_now_ms()); }
 }  // namespace
 
 void set_level(Level l) { g_level.store(static_cast<int>(l)); }

@@ -327,8 +327,11 @@ class Sessions(unittest.TestCase):
                 status, resp, _ = self.create(body)
                 self.assertEqual(status, 400, resp)
                 self.assertEqual(resp["code"], code)
-        status, resp, _ = self.proxy.api("POST", "/api/sessions", ADMIN, b"{not json")
-        self.assertEqual(status, 400)
+        status, resp, _ = self.proxy.api("POST", "/api/sessions", ADMIN, b"{not json",
+                                         {"Content-Type": "application/json"})
+        self.assertEqual((status, resp["code"]), (400, "invalid_json"))
+        status, resp, _ = self.proxy.api("POST", "/api/sessions", ADMIN, b'{"language": "python"}')
+        self.assertEqual((status, resp["code"]), (415, "unsupported_media_type"))
         self.assertEqual(self.proxy.api("GET", "/api/sessions?limit=1000", ADMIN)[1], before)
 
     def test_session_ids_are_not_reused(self):
@@ -525,6 +528,199 @@ class RateLimits(unittest.TestCase):
                     self.assertEqual(p.api("GET", "/api/storage/kv/a/k", ADMIN)[0], 200)
                 time.sleep(1.1)
                 self.assertEqual(p.api("GET", "/api/storage/kv/a/k", other)[0], 200)
+            finally:
+                p.stop()
+
+
+def vm_hwm_kib(pid):
+    """The process's peak resident set (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def raw_exchange(port, head, body_chunks=()):
+    """Sends a request head and then body chunks on a raw socket; returns (status, parsed JSON body)."""
+    import http.client
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+        s.sendall(head)
+        try:
+            for chunk in body_chunks:
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return resp.status, json.loads(resp.read())
+
+
+class HostileBodies(unittest.TestCase):
+    """Issue 12 #4: no request may make the proxy hold memory out of proportion to the limits."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proxy = harness.Proxy().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+
+    def head(self, path, extra):
+        return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"{extra}\r\n").encode()
+
+    def test_the_64_mib_params_array_is_refused_and_memory_stays_small(self):
+        path = "/api/storage/d1/hostile/query"
+        prefix, suffix = b'{"sql":"SELECT length(?)","params":[[0', b']]}'
+        # 64 MiB announced: refused from the Content-Length, before a byte of the body is read.
+        status, doc = raw_exchange(self.proxy.port, self.head(path, f"Content-Length: {64 << 20}\r\n"))
+        self.assertEqual((status, doc["code"], doc["success"]), (413, "payload_too_large", False))
+        # The same sent chunked (no length): cut off once past the route's limit while reading.
+        piece = b",0" * (1 << 19)  # 1 MiB
+        chunks = [prefix] + [piece] * 40 + [suffix]
+        framed = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks] + [b"0\r\n\r\n"]
+        status, doc = raw_exchange(self.proxy.port, self.head(path, "Transfer-Encoding: chunked\r\n"), framed)
+        self.assertEqual((status, doc["code"]), (413, "payload_too_large"))
+        # Under the byte limit but millions of values: refused while parsing, before the tree is built.
+        body = prefix + b",0" * (7 << 20) + suffix
+        status, doc = raw_exchange(self.proxy.port, self.head(path, f"Content-Length: {len(body)}\r\n"), [body])
+        self.assertEqual((status, doc["code"]), (413, "json_too_large"))
+        # Deep nesting: refused at the depth limit.
+        body = b'{"sql":"SELECT 1","params":' + b"[" * 100000 + b"]" * 100000 + b"}"
+        status, doc = raw_exchange(self.proxy.port, self.head(path, f"Content-Length: {len(body)}\r\n"), [body])
+        self.assertEqual((status, doc["code"]), (400, "json_too_deep"))
+        # The proxy's peak memory stayed far below the 1.1 GiB one such request used to cost.
+        peak = vm_hwm_kib(self.proxy.proc.pid)
+        self.assertLess(peak, 192 * 1024, f"VmHWM {peak} KiB")
+        # And a body at the limit still works: a 2,000,000-byte BLOB as an array of byte values.
+        blob = [7] * 2000000
+        status, doc = self.proxy.call("POST", path, {"sql": "SELECT length(?) AS n", "params": [blob]})
+        self.assertNotIn(doc.get("code"), ("payload_too_large", "json_too_large", "json_too_deep"), doc)
+        if harness.backend() == "local":  # the emulator's own request limits are not the proxy's
+            self.assertEqual((status, doc["results"]), (200, [{"n": 2000000}]), str(doc)[:300])
+
+    def test_every_json_route_bounds_its_body(self):
+        # Each JSON route refuses an oversized declared body before reading it.
+        for path, method in (("/api/sessions", "POST"), ("/api/storage/kv/hostile/k", "PUT"),
+                             ("/api/storage/d1/hostile/exec", "POST"), ("/api/storage/d1/hostile/batch", "POST")):
+            with self.subTest(path=path):
+                head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {1 << 30}\r\n\r\n").encode()
+                status, doc = raw_exchange(self.proxy.port, head)
+                self.assertEqual((status, doc["code"]), (413, "payload_too_large"))
+
+
+class CrossOrigin(unittest.TestCase):
+    """Issue 12 #5: with auth off (scripts/run's default) a web page must not drive the proxy."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proxy = harness.Proxy().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+
+    def sessions(self):
+        return len(self.proxy.call("GET", "/api/sessions?limit=1000")[1]["sessions"])
+
+    def post(self, headers, body=b'{"language": "python"}'):
+        status, _, data = self.proxy.request("POST", "/api/sessions", body, headers)
+        return status, json.loads(data)
+
+    def test_foreign_origins_hosts_and_content_types_are_refused_and_change_nothing(self):
+        before = self.sessions()
+        own = f"127.0.0.1:{self.proxy.port}"
+        cases = [
+            ({"Origin": "null", "Content-Type": "application/json"}, 403, "origin_forbidden"),
+            ({"Origin": "http://evil.example", "Content-Type": "application/json"}, 403, "origin_forbidden"),
+            ({"Origin": "HTTP://EVIL.EXAMPLE", "Content-Type": "application/json"}, 403, "origin_forbidden"),
+            ({"Origin": f"http://evil.example:{self.proxy.port}", "Content-Type": "application/json"}, 403,
+             "origin_forbidden"),
+            ({"Origin": "http://127.0.0.1:1", "Content-Type": "application/json"}, 403, "origin_forbidden"),
+            ({"Host": "evil.example", "Content-Type": "application/json"}, 403, "host_forbidden"),
+            ({"Host": f"127.0.0.1.evil.example:{self.proxy.port}", "Content-Type": "application/json"}, 403,
+             "host_forbidden"),
+            ({"Host": "evil.example", "Origin": "http://evil.example", "Content-Type": "application/json"}, 403,
+             "host_forbidden"),  # DNS rebinding: the page's own origin, the proxy's address
+            ({"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+            ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+            ({"Content-Type": "multipart/form-data; boundary=b"}, 415, "unsupported_media_type"),
+            ({}, 415, "unsupported_media_type"),
+            ({"Origin": f"http://{own}", "Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        ]
+        for headers, status, code in cases:
+            with self.subTest(headers=headers):
+                got, doc = self.post(headers)
+                self.assertEqual((got, doc["code"], doc["success"]), (status, code, False), doc)
+                self.assertTrue(doc["error"])
+        self.assertEqual(self.sessions(), before)
+        # The explorer's same-origin requests carry the proxy's own origin, and are served.
+        for origin in (f"http://{own}", f"http://localhost:{self.proxy.port}"):
+            host = origin.split("//", 1)[1]
+            got, doc = self.post({"Origin": origin, "Host": host, "Content-Type": "application/json"})
+            self.assertEqual(got, 201, doc)
+        got, doc = self.post({"Host": f"[::1]:{self.proxy.port}", "Content-Type": "application/json; charset=utf-8"})
+        self.assertEqual(got, 201, doc)
+
+    def test_allowed_origins_are_configurable(self):
+        with harness.Proxy(env={"ERA_PROXY_ALLOWED_ORIGINS": "https://app.example"}) as p:
+            status, _, data = p.request("GET", "/healthz", None, {"Origin": "https://app.example"})
+            self.assertEqual(status, 200, data)
+            status, _, data = p.request("GET", "/healthz", None, {"Origin": "https://other.example"})
+            self.assertEqual((status, json.loads(data)["code"]), (403, "origin_forbidden"))
+
+
+class BusyPort(unittest.TestCase):
+    """Issue 12 #10: a second proxy on a port in use must not start (SO_REUSEPORT would split traffic)."""
+
+    def test_second_start_on_a_busy_port_fails_clearly(self):
+        with harness.Proxy() as first, tempfile.TemporaryDirectory() as d:
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+            proc = subprocess.run([BIN, "serve", "--host", "127.0.0.1", "--port", str(first.port), "--data-dir", d,
+                                   "--backend", "local"], capture_output=True, env=full_env, timeout=60)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(f"cannot bind 127.0.0.1:{first.port}", proc.stderr.decode())
+            for _ in range(20):  # every connection still reaches the first proxy
+                self.assertEqual(first.call("GET", "/healthz")[0], 200)
+
+
+class WidestSession(unittest.TestCase):
+    """Issue 12 #10: a session with 1,000 namespaces of 64 bytes has a token every route accepts."""
+
+    def test_max_scope_token_works_on_every_route(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = Proxy(d, ["--auth", "token"], {"ERA_ADMIN_TOKEN": ADMIN})
+            try:
+                names = sorted(f"{i:04d}" + "n" * 60 for i in range(1000))
+                status, s, _ = p.api("POST", "/api/sessions", ADMIN, {"namespaces": names})
+                self.assertEqual(status, 201, s)
+                token = s["token"]
+                self.assertLess(len(token), 4096)
+                ns = names[-1]
+                kv, r2, d1 = (f"/api/storage/{t}/{ns}" for t in ("kv", "r2", "d1"))
+                calls = [
+                    ("PUT", kv + "/k", {"value": "v"}, 200), ("GET", kv + "/k", None, 200), ("GET", kv, None, 200),
+                    ("DELETE", kv + "/k", None, 200),
+                    ("PUT", r2 + "/o", {"content": "aGk="}, 200), ("GET", r2 + "/o", None, 200),
+                    ("HEAD", r2 + "/o", None, 200), ("GET", r2, None, 200), ("DELETE", r2 + "/o", None, 200),
+                    ("POST", d1 + "/exec", {"sql": "CREATE TABLE t (a)"}, 200),
+                    ("POST", d1 + "/query", {"sql": "SELECT count(*) AS n FROM t"}, 200),
+                    ("POST", d1 + "/batch", {"statements": [{"sql": "INSERT INTO t VALUES (1)"}]}, 200),
+                    ("GET", f"/api/resources/list?namespace={ns}", None, 200),
+                    ("GET", "/api/resources/stats", None, 200),
+                    ("GET", "/api/sessions/" + s["session_id"], None, 200),
+                ]
+                for method, path, body, want in calls:
+                    with self.subTest(call=f"{method} {path}"):
+                        status, doc, _ = p.api(method, path, token, body)
+                        self.assertEqual(status, want, doc)
+                # Still held to its scope.
+                status, doc, _ = p.api("GET", "/api/storage/kv/outside", token)
+                self.assertEqual((status, doc["code"]), (403, "namespace_forbidden"))
             finally:
                 p.stop()
 

@@ -133,6 +133,20 @@ class CloudflareD1Test(unittest.TestCase):
         status, doc = self.emu.d1_raw('SELECT s FROM "cfd1victim_secrets"')
         self.assertEqual(doc["result"][0]["results"]["rows"], [["x"]])
 
+    def test_refused_calls_send_nothing_upstream(self):
+        self.assertEqual(self.d1("cfd1nul", "query", {"sql": "SELECT 1"})[0], 200)  # the schema is loaded
+        before = self.rec.sent()
+        for op, body, code in [("exec", {"sql": "SELECT 1;\u0000"}, "nul_in_sql"),
+                               ("query", {"sql": "SELECT 1 \u0000"}, "nul_in_sql"),
+                               ("batch", {"statements": [{"sql": "SELECT 2"}, {"sql": "SELECT 1;\u0000"}]},
+                                "nul_in_sql"),
+                               ("batch", {"statements": [{"sql": "SELECT 1"}] * 1001}, "too_many_statements"),
+                               ("exec", {"sql": "SELECT 1;" * 1001}, "too_many_statements")]:
+            with self.subTest(op=op, code=code):
+                status, doc = self.d1("cfd1nul", op, body)
+                self.assertEqual((status, doc["code"]), (400, code), doc)
+        self.assertEqual(self.rec.sent()[len(before):], "")
+
 
 if __name__ == "__main__":
     unittest.main()

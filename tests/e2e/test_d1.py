@@ -5,6 +5,8 @@ import http.client
 import json
 import socket
 import os
+import shutil
+import tempfile
 import threading
 import time
 import unittest
@@ -329,17 +331,17 @@ class D1ApiTest(ProxyTestCase):
         # The body of a request refused before it was read must not be parsed as the next request on
         # the connection: the router drains a small one (or closes the connection).
         ns = unique()
-        smuggled = f"POST {d1_path(ns, 'exec')} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+        smuggled = f"POST {d1_path(ns, 'exec')} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" \
                    f"Content-Length: 41\r\n\r\n" + '{"sql": "CREATE TABLE smuggled (x)"}     '
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=30) as s:
-            s.sendall(f"POST /api/storage/d1/bad%20ns/query HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(f"POST /api/storage/d1/bad%20ns/query HTTP/1.1\r\nHost: localhost\r\n"
                       f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}".encode())
             first = http.client.HTTPResponse(s)
             first.begin()
             first.read()
             self.assertEqual(first.status, 400)
             if first.getheader("Connection", "").lower() != "close":
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 second = http.client.HTTPResponse(s)
                 second.begin()
                 self.assertEqual(second.status, 200)
@@ -442,6 +444,74 @@ class D1ApiTest(ProxyTestCase):
         total = sum(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t")[0]["n"] for ns in namespaces)
         self.assertEqual(total, 12 * 21)
 
+    def test_nul_in_sql_is_refused_and_never_holds_a_thread(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE t (x)")
+        bodies = [("exec", {"sql": "SELECT 1;\u0000"}), ("query", {"sql": "SELECT 1 \u0000"}),
+                  ("exec", {"sql": "\u0000"}), ("query", {"sql": "SELECT '\u0000'"}),
+                  ("exec", {"sql": "INSERT INTO t VALUES (1);\u0000DROP TABLE t"}),
+                  ("batch", {"statements": [{"sql": "INSERT INTO t VALUES (2)"}, {"sql": "SELECT 1;\u0000"}]})]
+        # More of them than the proxy has D1 writers and readers: a spinning thread would hold them all.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda b: self.raw(ns, b[0], b[1]), bodies * 4))
+        for result in results:
+            self.assertError(result, 400, "nul_in_sql")
+        t0 = time.monotonic()
+        era_storage.d1.exec(ns, "INSERT INTO t VALUES (3)")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT x FROM t"), [{"x": 3}])
+        self.assertLess(time.monotonic() - t0, 5)
+        # A NUL in a bound value is data, and fine.
+        era_storage.d1.exec(ns, "INSERT INTO t VALUES (?)", ["a\u0000b"])
+        self.assertEqual(era_storage.d1.query(ns, "SELECT length(x) AS n FROM t WHERE x <> 3"), [{"n": 1}])
+
+    def test_last_row_id_is_never_another_namespace_insert(self):
+        a, b = unique("rowa"), unique("rowb")
+        era_storage.d1.exec(a, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        era_storage.d1.exec(b, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        status, doc = self.raw(a, "exec", {"sql": "INSERT INTO t VALUES (4242, 'x')"})
+        self.assertEqual((status, doc["meta"]["last_row_id"]), (200, 4242))
+        for op, sql in (("query", "SELECT count(*) AS n FROM t"), ("exec", "UPDATE t SET v = 'y'"),
+                        ("exec", "DELETE FROM t WHERE id = 1"), ("query", "SELECT 1 AS one")):
+            status, doc = self.raw(b, op, {"sql": sql})
+            self.assertEqual((status, doc["meta"]["last_row_id"]), (200, 0), (op, sql, doc))
+        status, doc = self.raw(b, "batch", {"statements": [{"sql": "INSERT INTO t (v) VALUES ('z')"},
+                                                           {"sql": "SELECT 1 AS one"}]})
+        self.assertEqual([r["meta"]["last_row_id"] for r in doc["results"]], [1, 0])
+
+    def test_statements_per_call_are_bounded_as_d1_bounds_them(self):
+        ns = unique()
+        era_storage.d1.exec(ns, "CREATE TABLE t (x)")
+        self.assertError(self.raw(ns, "batch", {"statements": [{"sql": "INSERT INTO t VALUES (1)"}] * 1001}),
+                         400, "too_many_statements")
+        self.assertError(self.raw(ns, "exec", {"sql": "INSERT INTO t VALUES (1);" * 1001}), 400,
+                         "too_many_statements")
+        self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 0}])
+        status, doc = self.raw(ns, "exec", {"sql": "INSERT INTO t VALUES (1);" * 1000})
+        self.assertEqual((status, doc.get("count")), (200, 1000), doc)
+
+    def test_concurrent_schema_changes_and_writes_in_many_namespaces(self):
+        namespaces = [unique("ddl") for _ in range(6)]
+        errors = []
+
+        def work(i):
+            ns = namespaces[i % len(namespaces)]
+            try:
+                era_storage.d1.exec(ns, f"CREATE TABLE IF NOT EXISTS t{i} (id INTEGER PRIMARY KEY, v TEXT)")
+                for j in range(8):
+                    era_storage.d1.exec(ns, f"INSERT INTO t{i} (v) VALUES (?)", [f"{i}-{j}"])
+                    era_storage.d1.batch(ns, [(f"INSERT INTO t{i} (v) VALUES (?)", [f"b{j}"]),
+                                              (f"SELECT count(*) AS n FROM t{i}", [])])
+                era_storage.d1.exec(ns, f"CREATE INDEX IF NOT EXISTS i{i} ON t{i} (v)")
+            except StorageError as e:
+                errors.append(e)
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(work, range(12)))
+        self.assertEqual(errors, [])
+        for i in range(12):
+            ns = namespaces[i % len(namespaces)]
+            self.assertEqual(era_storage.d1.query(ns, f"SELECT count(*) AS n FROM t{i}"), [{"n": 16}])
+
     def test_views_and_triggers_cannot_break_the_shared_schema(self):
         ns = unique()
         era_storage.d1.exec(ns, "CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT)")
@@ -459,6 +529,46 @@ class D1ApiTest(ProxyTestCase):
         era_storage.d1.exec(other, "CREATE TABLE a (x)")
         era_storage.d1.exec(other, "ALTER TABLE a RENAME TO b")
         self.assertEqual(era_storage.d1.query(other, "SELECT name FROM sqlite_master"), [{"name": "b"}])
+
+
+@unittest.skipIf(backend() == "cloudflare", "the local data dir's layout")
+class D1LayoutTest(unittest.TestCase):
+    def test_single_file_data_dir_is_migrated_on_start(self):
+        import sqlite3
+        data = tempfile.mkdtemp(prefix="era-e2e-d1mig-")
+        saved = os.environ.get("ERA_STORAGE_URL")
+        try:
+            old = sqlite3.connect(os.path.join(data, "d1.sqlite3"))
+            old.executescript("""
+                CREATE TABLE "era:d1_objects" (physical TEXT PRIMARY KEY COLLATE NOCASE, ns TEXT NOT NULL,
+                                               type TEXT NOT NULL) WITHOUT ROWID;
+                CREATE TABLE "app_todos" (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT);
+                INSERT INTO "app_todos" (title) VALUES ('kept');
+                CREATE TABLE "app_b_c" (x);
+                INSERT INTO "era:d1_objects" VALUES ('app_todos', 'app', 'table'), ('app_b_c', 'app_b', 'table');
+            """)
+            old.commit()
+            old.close()
+            with Proxy(data_dir=data) as proxy:
+                os.environ["ERA_STORAGE_URL"] = proxy.url
+                era_storage._transport._drop()
+                self.assertEqual(era_storage.d1.query("app", "SELECT title FROM todos"), [{"title": "kept"}])
+                self.assertEqual(era_storage.d1.exec("app", "INSERT INTO todos (title) VALUES ('new')")["last_row_id"], 2)
+                self.assertEqual(era_storage.d1.query("app_b", "SELECT count(*) AS n FROM c"), [{"n": 0}])
+                with self.assertRaises(StorageError) as cm:
+                    era_storage.d1.exec("app", "CREATE TABLE b_c (y)")  # app_b owns app_b_c
+                self.assertEqual(cm.exception.status, 409)
+            self.assertFalse(os.path.exists(os.path.join(data, "d1.sqlite3")))
+            self.assertTrue(os.path.exists(os.path.join(data, "d1.sqlite3.migrated")))
+            self.assertEqual(sorted(f for f in os.listdir(os.path.join(data, "d1")) if f.endswith(".sqlite3")),
+                             ["app.sqlite3", "app_b.sqlite3"])
+        finally:
+            if saved is None:
+                os.environ.pop("ERA_STORAGE_URL", None)
+            else:
+                os.environ["ERA_STORAGE_URL"] = saved
+            era_storage._transport._drop()
+            shutil.rmtree(data, ignore_errors=True)
 
 
 class D1DurabilityTest(unittest.TestCase):

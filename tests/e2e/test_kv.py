@@ -273,6 +273,35 @@ class KvApiTest(ProxyTestCase):
         self.assertRegex(log, r"req=\S+ PUT /api/storage/kv/\{ns\}/\{key\.\.\.\} 200 [0-9.]+ms")
 
 
+class KvQuotaTest(ProxyTestCase):
+    """quota.kv_bytes: a namespace's value bytes are capped; a write past the quota changes nothing."""
+
+    proxy_env = {"ERA_PROXY_QUOTA_KV_BYTES": "1000"}
+
+    def test_writes_past_the_quota_are_507_and_change_nothing(self):
+        ns, other = unique(), unique()
+        era_storage.kv.set(ns, "a", "x" * 600)
+        era_storage.kv.set(ns, "b", "y" * 400)  # exactly the quota
+        for key, value in (("c", "z"), ("a", "x" * 601), ("b", "y" * 401)):
+            with self.subTest(key=key, size=len(value)):
+                with self.assertRaises(StorageError) as cm:
+                    era_storage.kv.set(ns, key, value)
+                self.assertEqual((cm.exception.status, cm.exception.code), (507, "quota_exceeded"))
+                self.assertIn(ns, str(cm.exception))
+        self.assertEqual(era_storage.kv.get(ns, "a"), "x" * 600)
+        self.assertEqual(era_storage.kv.get(ns, "b"), "y" * 400)
+        self.assertIsNone(era_storage.kv.get(ns, "c"))
+        # Replacing a value counts the old one as freed; a smaller one fits, and so does the space freed.
+        era_storage.kv.set(ns, "a", "x" * 100)
+        era_storage.kv.set(ns, "c", "z" * 500)
+        # Deletes always work, and free their bytes.
+        era_storage.kv.delete(ns, "b")
+        era_storage.kv.set(ns, "d", "w" * 400)
+        # Each namespace has its own quota.
+        era_storage.kv.set(other, "a", "q" * 1000)
+        self.assertEqual(era_storage.resources.stats(namespace=ns)["total_size"], 1000)
+
+
 class KvDurabilityTest(unittest.TestCase):
     def test_acknowledged_writes_survive_sigkill(self):
         proxy = Proxy()

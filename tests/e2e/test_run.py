@@ -5,13 +5,16 @@ reports what happened (exit code, the limit hit, partial output), and the proxy 
 serves, its data is intact).
 """
 
+import base64
 import json
 import os
+import stat
+import subprocess
 import threading
 import time
 import uuid
 
-from harness import ProxyTestCase
+from harness import BIN, ProxyTestCase, backend
 
 import era_storage
 
@@ -21,6 +24,8 @@ MiB = 1 << 20
 # /proc links back to / and would loop, and /usr is the host's read-only system).
 FIND = """
 import os
+import stat
+import subprocess
 def find(prefix):
     out = []
     for root, dirs, files in os.walk("/"):
@@ -225,6 +230,8 @@ print(find("meta.sqlite3"), find("config.toml"))
         marker = unique("escape")
         doc = self.run_code(sid, f"""
 import os
+import stat
+import subprocess
 for d in ("/", "/usr", "/etc", "/home", "/run/era", "/dev", {self.proxy.data_dir!r}, "/proc/1/root"):
     try:
         with open(os.path.join(d, {marker!r}), "w") as f:
@@ -291,12 +298,12 @@ while True:
 """, timeout=1)
         self.assertEqual((doc["limit"], doc["stdout"]), ("timeout", "before\n"), doc)
         self.assertLess(doc["duration"], 5)
-        path = os.path.join(self.proxy.data_dir, "sessions", sid, "still_alive")
-        with open(path) as f:
-            last = f.read()
-        time.sleep(0.5)
-        with open(path) as f:
-            self.assertEqual(f.read(), last, "a process of the run outlived its timeout")
+        # The working directory may be a disk image the host cannot read: look through later runs,
+        # which take at least the child's 0.1 s period between them.
+        read = "import time\nprint(open('still_alive').read())\ntime.sleep(0.3)"
+        last = self.run_code(sid, read)["stdout"]
+        self.assertTrue(last.strip(), "the child never wrote")
+        self.assertEqual(self.run_code(sid, read)["stdout"], last, "a process of the run outlived its timeout")
         self.assertProxyHealthy()
 
     def test_cannot_read_another_sessions_directory(self):
@@ -370,3 +377,300 @@ class RunMetricsTest(RunTestCase):
         req = "era_http_requests_total"
         self.assertEqual(after[req].value(surface="run", method="POST", status_class="2xx")
                          - before[req].value(surface="run", method="POST", status_class="2xx"), 3)
+
+
+
+class HostileEnvTest(RunTestCase):
+    """A run's `env` never reaches the host side of the sandbox, and names that steer the loader or
+    libc are refused outright (issue 12, critical #1)."""
+
+    def preload_library(self):
+        path = os.path.join(os.path.dirname(BIN), "era_test_preload.so")
+        self.assertTrue(os.path.exists(path), f"{path} is built with the unit tests (target era_test_preload)")
+        with open(path, "rb") as f:
+            return f.read()
+
+    def test_ld_preload_of_a_library_the_tenant_wrote_is_refused(self):
+        sid = self.session()
+        library = self.preload_library()
+        doc = self.run_code(sid, f"import base64\nopen('evil.so', 'wb').write(base64.b64decode({base64.b64encode(library).decode()!r}))")
+        self.assertEqual(doc["exit_code"], 0, doc)
+        workdir = os.path.join(self.proxy.data_dir, "sessions", sid)
+        marker = os.path.join(self.proxy.data_dir, unique("escaped"))
+        for name, value in (("LD_PRELOAD", "/home/session/evil.so"), ("LD_PRELOAD", os.path.join(workdir, "evil.so")),
+                            ("LD_LIBRARY_PATH", "/home/session"), ("LD_AUDIT", "/home/session/evil.so"),
+                            ("ld_preload", "/home/session/evil.so"), ("GCONV_PATH", "/home/session"),
+                            ("GLIBC_TUNABLES", "glibc.malloc.check=3"), ("MALLOC_CHECK_", "3"), ("LOCPATH", "/home/session")):
+            status, err = self.proxy.call("POST", f"/api/sessions/{sid}/run", {
+                "code": "open('ran', 'w').write('x')", "env": {name: value, "ESCAPE_MARKER": marker}})
+            self.assertError((status, err), 400, "unsafe_env")
+            self.assertIn(name, err["error"])
+            self.assertIn("refused", err["error"])
+        self.assertFalse(os.path.exists(marker), "the library was loaded on the host")
+        # Nothing ran: the refused code would have left 'ran'.
+        doc = self.run_code(sid, "import os\nprint(sorted(os.listdir('.')))")
+        self.assertEqual(doc["stdout"], "['era_storage.js', 'era_storage.py', 'evil.so']\n", doc)
+        self.assertProxyHealthy()
+
+    def test_a_harmless_variable_is_visible_and_host_paths_are_not(self):
+        sid = self.session()
+        self.run_code(sid, "open('mine.txt', 'w').write('x')")
+        workdir = os.path.join(self.proxy.data_dir, "sessions", sid)
+        doc = self.run_code(sid, f"""
+import os
+import stat
+import subprocess
+print(os.environ.get("GREETING"), os.environ.get("PYTHONPATH"))
+for p in ({workdir!r}, {os.path.join(workdir, "mine.txt")!r}, {self.proxy.data_dir!r}, {BIN!r},
+          {os.path.dirname(BIN)!r}, "/proc/1/root" + {workdir!r}, "/root", "/var", "/etc/passwd"):
+    print(p, os.path.exists(p))
+""", env={"GREETING": "hello", "PYTHONPATH": "/home/session"})
+        lines = doc["stdout"].splitlines()
+        self.assertEqual(lines[0], "hello /home/session", doc)
+        self.assertTrue(all(line.endswith(" False") for line in lines[1:]), doc)
+        self.assertEqual(len(lines), 10, doc)
+
+    def test_env_values_that_look_like_options_stay_values(self):
+        sid = self.session()
+        doc = self.run_code(sid, "import os\nprint(os.environ['A'], os.environ['B'], os.path.exists('/etc/passwd'))",
+                            env={"A": "--bind", "B": "/", "C": "--", "D": "--ro-bind"})
+        self.assertEqual(doc["stdout"], "--bind / False\n", doc)
+
+    def test_bad_names_and_values(self):
+        sid = self.session()
+        path = f"/api/sessions/{sid}/run"
+        for env in ({"A=B": "x"}, {"": "x"}, {"A\u0000B": "x"}, {"A": "x\u0000y"}, {"1A": "x"}, {"A B": "x"},
+                    {"A-B": "x"}, {"É": "x"}):
+            status, err = self.proxy.call("POST", path, {"code": "open('ran', 'w').write('x')", "env": env})
+            self.assertError((status, err), 400, "invalid_env")
+        self.assertFalse(os.path.exists(os.path.join(self.proxy.data_dir, "sessions", sid)))
+
+    def test_seccomp_holds_inside_and_ordinary_code_runs(self):
+        sid = self.session()
+        doc = self.run_code(sid, """
+import ctypes, errno, threading
+libc = ctypes.CDLL(None, use_errno=True)
+out = []
+for name, nr, args in (("ptrace", 101, (0, 0, 0, 0)), ("mount", 165, (0, 0, 0, 0, 0)), ("keyctl", 250, (0, 0, 0, 0, 0)),
+                       ("bpf", 321, (0, 0, 0)), ("unshare", 272, (0x10000000,))):
+    rc = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    out.append((name, rc, errno.errorcode.get(ctypes.get_errno())))
+t = threading.Thread(target=out.append, args=("thread",)); t.start(); t.join()
+print(out)
+""")
+        self.assertEqual(doc["stdout"], "[('ptrace', -1, 'EPERM'), ('mount', -1, 'EPERM'), ('keyctl', -1, 'EPERM'), "
+                                        "('bpf', -1, 'EPERM'), ('unshare', -1, 'EPERM'), 'thread']\n", doc)
+        js = self.session("javascript")
+        doc = self.run_code(js, "const { Worker } = require('worker_threads');\n"
+                                "const w = new Worker('require(\"worker_threads\").parentPort.postMessage(6*7)', {eval: true});\n"
+                                "console.log(await new Promise((ok) => w.on('message', ok)));\n"
+                                "console.log(require('child_process').execFileSync('/bin/echo', ['child']).toString().trim());")
+        self.assertEqual((doc["stdout"], doc["exit_code"]), ("42\nchild\n", 0), doc)
+
+
+ADMIN = "e2e-run-admin-credential-0123456789"
+
+
+def token_claims(token):
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+class RunTokenScopeTest(RunTestCase):
+    """A run's token never exceeds the rights of the caller that started it (issue 12, #10)."""
+
+    proxy_args = ("--auth", "token")
+    proxy_env = {"ERA_ADMIN_TOKEN": ADMIN}
+
+    def api(self, method, path, token, body=None):
+        return self.proxy.call(method, path, body, {"Authorization": "Bearer " + token})
+
+    def mint(self, session, namespaces, permissions, ttl):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+        out = subprocess.run([BIN, "token", "--data-dir", self.proxy.data_dir, "--session", session, "--namespaces",
+                              namespaces, "--permissions", permissions, "--ttl", str(ttl)],
+                             capture_output=True, env=env, check=True)
+        return out.stdout.decode().strip()
+
+    PROBE = """
+import base64, json, os, era_storage
+tok = os.environ["ERA_STORAGE_TOKEN"].split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)))
+print(json.dumps({"ns": claims["ns"], "perm": claims["perm"], "exp": claims["exp"]}))
+for ns in (A, B):
+    try:
+        era_storage.kv.set(ns, "k", "written by the run")
+        print(ns, "write ok")
+    except era_storage.StorageError as e:
+        print(ns, "write", e.status)
+    try:
+        era_storage.kv.get(ns, "k")
+        print(ns, "read ok")
+    except era_storage.StorageError as e:
+        print(ns, "read", e.status)
+"""
+
+    def probe(self, a, b):
+        return f"A, B = {a!r}, {b!r}\n" + self.PROBE
+
+    def test_read_only_or_narrower_callers_get_read_only_or_narrower_runs(self):
+        a, b = unique("a"), unique("b")
+        status, s = self.api("POST", "/api/sessions", ADMIN, {"language": "python", "ttl_seconds": 7200})
+        self.assertEqual(status, 201, s)
+        sid = s["session_id"]
+        probe = self.probe(a, b)
+
+        def run(token):
+            status, doc = self.api("POST", f"/api/sessions/{sid}/run", token, {"code": probe})
+            self.assertEqual(status, 200, doc)
+            self.assertEqual(doc["exit_code"], 0, doc)
+            first, *rest = doc["stdout"].splitlines()
+            return json.loads(first), rest
+
+        # A read-only token for the session (minted offline, as a VM host would) gets a read-only run.
+        claims, lines = run(self.mint(sid, "*", "read", 600))
+        self.assertEqual(claims["perm"], "read")
+        self.assertEqual(lines, [f"{a} write 403", f"{a} read ok", f"{b} write 403", f"{b} read ok"])
+        self.assertLessEqual(claims["exp"], time.time() + 605)
+        # A token scoped to one namespace gets a run scoped to it.
+        claims, lines = run(self.mint(sid, a, "read_write", 600))
+        self.assertEqual((claims["ns"], claims["perm"]), ([a], "read_write"))
+        self.assertEqual(lines, [f"{a} write ok", f"{a} read ok", f"{b} write 403", f"{b} read 403"])
+        # Both narrowings at once.
+        claims, lines = run(self.mint(sid, a, "read", 600))
+        self.assertEqual((claims["ns"], claims["perm"]), ([a], "read"))
+        self.assertEqual(lines, [f"{a} write 403", f"{a} read ok", f"{b} write 403", f"{b} read 403"])
+        # The session's own token, and the admin, pass the session's rights on (and its expiry).
+        for token in (s["token"], ADMIN):
+            claims, lines = run(token)
+            self.assertEqual((claims["ns"], claims["perm"], claims["exp"]), ("*", "read_write", s["expires_at"]))
+            self.assertEqual(lines, [f"{a} write ok", f"{a} read ok", f"{b} write ok", f"{b} read ok"])
+
+    def test_a_read_only_session_stays_read_only_whoever_runs_it(self):
+        a = unique("ro")
+        status, s = self.api("POST", "/api/sessions", ADMIN, {"language": "python", "permissions": "read",
+                                                              "namespaces": [a]})
+        self.assertEqual(status, 201, s)
+        # Even a read_write token minted for it cannot widen the session's own rights.
+        for token in (ADMIN, s["token"], self.mint(s["session_id"], "*", "read_write", 600)):
+            status, doc = self.api("POST", f"/api/sessions/{s['session_id']}/run", token,
+                                   {"code": self.probe(a, unique("other"))})
+            self.assertEqual(status, 200, doc)
+            claims = json.loads(doc["stdout"].splitlines()[0])
+            self.assertEqual((claims["ns"], claims["perm"]), ([a], "read"), doc)
+
+    def test_session_url_never_comes_from_the_host_header(self):
+        for host in ("evil.example", "evil.example:8787", "127.0.0.1:1", "[::1]:9", ""):
+            status, s = self.api("POST", "/api/sessions", ADMIN, {"language": "python"}) if not host else \
+                self.proxy.call("POST", "/api/sessions", {"language": "python"},
+                                {"Authorization": "Bearer " + ADMIN, "Host": host})
+            self.assertEqual(status, 201, s)
+            self.assertEqual(s["env"]["ERA_STORAGE_URL"], f"http://127.0.0.1:{self.proxy.port}", host)
+
+
+class PublicUrlTest(RunTestCase):
+    proxy_args = ("--public-url", "https://storage.example.internal")
+
+    def test_configured_public_url_wins(self):
+        status, s = self.proxy.call("POST", "/api/sessions", {"language": "python"}, {"Host": "evil.example"})
+        self.assertEqual(status, 201, s)
+        self.assertEqual(s["env"]["ERA_STORAGE_URL"], "https://storage.example.internal")
+
+
+class FileModesTest(RunTestCase):
+    """Tenants' data is the proxy's alone: no file or directory the proxy makes is open to other local
+    users (issue 12, #10). The harness's own proxy.log is not the proxy's."""
+
+    def test_data_dir_and_everything_in_it(self):
+        ns = unique("modes")
+        era_storage.kv.set(ns, "k", "kv secret")
+        era_storage.r2.put(ns, "obj", b"r2 secret")
+        era_storage.d1.exec(ns, "CREATE TABLE t (v TEXT)")
+        era_storage.d1.exec(ns, "INSERT INTO t VALUES ('d1 secret')")
+        sid = self.session()
+        self.run_code(sid, "import os\nos.mkdir('sub')\nopen('sub/f', 'w').write('run secret')")
+        seen = []
+        mode = os.stat(self.proxy.data_dir).st_mode & 0o777
+        self.assertEqual(mode & 0o077, 0, oct(mode))
+        for root, dirs, files in os.walk(self.proxy.data_dir):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                if path == self.proxy.log_path:
+                    continue
+                st = os.lstat(path)
+                if stat.S_ISSOCK(st.st_mode):
+                    # Connectable by the sandbox's uid (it is bound into the sandbox), reached only
+                    # through the 0700 data dir on the host.
+                    continue
+                seen.append(name)
+                self.assertEqual(st.st_mode & 0o077, 0, f"{path} is {oct(st.st_mode & 0o777)}")
+        for expected in ("sessions", sid, "token_secret"):
+            self.assertIn(expected, seen)
+        # The session's files, on the host or (with a disk quota) in its image.
+        self.assertTrue({"era_storage.py", "sub", "f"} <= set(seen) or "disk.img" in seen, seen)
+        doc = self.run_code(sid, "import os\nprint([oct(os.stat(p).st_mode & 0o777) for p in "
+                                 "('.', 'sub', 'sub/f', 'era_storage.py', 'era_storage.js')])")
+        self.assertEqual(doc["stdout"], "['0o700', '0o700', '0o600', '0o600', '0o600']\n", doc)
+        if backend() == "local":
+            self.assertIn("meta.sqlite3", seen)
+            self.assertTrue(any(n.endswith("-wal") for n in seen), seen)
+
+    def test_a_new_data_dir_is_0700_and_an_open_one_is_narrowed(self):
+        import tempfile
+        with tempfile.TemporaryDirectory() as parent:
+            os.chmod(parent, 0o755)
+            opened = os.path.join(parent, "open")
+            os.mkdir(opened)
+            os.chmod(opened, 0o755)
+            for data_dir in (os.path.join(parent, "new", "nested"), opened):
+                # Started directly: the harness would make the directory (and its log) itself.
+                proc = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir,
+                                         "--backend", "local"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                try:
+                    self.assertIn("listening on", proc.stdout.readline().decode())
+                    self.assertEqual(os.stat(data_dir).st_mode & 0o777, 0o700, data_dir)
+                    for name in os.listdir(data_dir):
+                        st = os.lstat(os.path.join(data_dir, name))
+                        if not stat.S_ISSOCK(st.st_mode):
+                            self.assertEqual(st.st_mode & 0o077, 0, f"{name} is {oct(st.st_mode & 0o777)}")
+                finally:
+                    proc.kill()
+                    proc.wait()
+                    proc.stdout.close()
+
+
+class DiskQuotaTest(RunTestCase):
+    """A session's working directory holds at most runner.disk_quota_mb on disk (issue 12, #11)."""
+
+    proxy_env = {"ERA_PROXY_RUNNER_DISK_QUOTA_MB": "16"}
+
+    def test_writing_past_the_quota_fails_cleanly_and_fills_nothing(self):
+        if os.geteuid() != 0:
+            self.assertIn("disk quota of sessions' working directories is NOT enforced", self.proxy.log())
+            return
+        sid = self.session()
+        doc = self.run_code(sid, "open('keep.bin', 'wb').write(b'k' * (4 << 20))\nprint('kept')")
+        self.assertEqual((doc["stdout"], doc["limits"]), ("kept\n", []), doc)
+        self.assertLessEqual(doc["disk"]["size_bytes"], 16 << 20)
+        doc = self.run_code(sid, """
+import errno
+try:
+    with open('big.bin', 'wb') as f:
+        while True:
+            f.write(b'x' * (1 << 20))
+            f.flush()
+except OSError as e:
+    print('stopped:', errno.errorcode[e.errno], e.strerror)
+""")
+        self.assertEqual(doc["stdout"], "stopped: ENOSPC No space left on device\n", doc)
+        self.assertEqual((doc["limit"], doc["exit_code"]), ("disk", 0), doc)
+        image = os.path.join(self.proxy.data_dir, "sessions", sid, "disk.img")
+        self.assertLessEqual(os.stat(image).st_blocks * 512, 16 << 20)
+        # The session keeps working, its files kept; freeing space frees it.
+        doc = self.run_code(sid, "import os, era_storage\nos.remove('big.bin')\n"
+                                 "print(os.path.getsize('keep.bin'), callable(era_storage.kv.get))")
+        self.assertEqual((doc["stdout"], doc["limits"]), ("4194304 True\n", []), doc)
+        self.assertProxyHealthy()
+        status, _ = self.proxy.call("DELETE", f"/api/sessions/{sid}")
+        self.assertEqual(status, 200)
+        self.assertFalse(os.path.exists(image))

@@ -1,6 +1,7 @@
 // The authenticator over the real local session store (SQLite in a temporary directory).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <unistd.h>
 
@@ -166,4 +167,79 @@ TEST_CASE("local session store: create, get, list, ids never reused, sweep") {
   CHECK(f.store.sweep(3000) >= 2);
   CHECK(f.store.revoked(3000).empty());
   f.store.create(all);  // past every expiry, the id may be used again
+}
+
+namespace {
+
+// 1,000 namespaces of the longest name (64 bytes), the most a session may name.
+std::vector<std::string> widest_scope(char tag) {
+  std::vector<std::string> out;
+  for (int i = 0; i < 1000; ++i) {
+    std::string n = std::to_string(i) + "-";
+    n += std::string(64 - n.size(), tag);
+    out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a session with 1,000 namespaces of 64 bytes gets a token that fits one 8 KiB header line") {
+  Fixture f("widest");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  SessionRecord r = record("wide", 5000);
+  r.namespaces = widest_scope('x');
+  r.permissions = "read_write";
+  f.store.create(r);
+  const std::string token = a.mint(claims_for(r));
+  CHECK(("Authorization: Bearer " + token + "\r\n").size() < 8192);
+  CHECK(token.size() < kMaxInlineScopeBytes + 512);
+  Principal p = a.authenticate("Bearer " + token);
+  CHECK(p.scope.namespaces.size() == 1000);
+  for (const auto& n : r.namespaces) CHECK(p.may_access(n));
+  CHECK_FALSE(p.may_access("other"));
+  CHECK(p.may_write());
+  // Again, from the cache.
+  CHECK(a.authenticate("Bearer " + token).scope.namespaces == p.scope.namespaces);
+}
+
+TEST_CASE("a digest token whose session record is gone or differs is refused") {
+  Fixture f("widest-bad");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  SessionRecord r = record("wide2", 5000);
+  r.namespaces = widest_scope('y');
+  // Not stored: an offline-minted token could not name its scope.
+  const std::string token = a.mint(claims_for(r));
+  std::string code;
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "token_revoked");
+  // Stored with another scope under the same id: the digest does not match.
+  SessionRecord other = r;
+  other.namespaces = widest_scope('z');
+  f.store.create(other);
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "invalid_token");
+  // Revoked: refused before the scope is looked at.
+  const std::string good = a.mint(claims_for(other));
+  CHECK(status_of(a, "Bearer " + good) == 200);
+  a.revoke("wide2");
+  CHECK(status_of(a, "Bearer " + good, &code) == 401);
+  CHECK(code == "token_revoked");
+}
+
+TEST_CASE("small scopes stay inside the token: no store lookup") {
+  Claims c;
+  c.session_id = "small";
+  c.scope.namespaces = {"a", "b"};
+  c.expires_at = 100;
+  CHECK(scope_fits_in_token(c.scope));
+  Verified v = verify_token(sign_token(c, "k"), "k", 0);
+  CHECK(v.status == TokenStatus::ok);
+  CHECK(v.claims.scope_digest.empty());
+  CHECK(v.claims.scope.namespaces == c.scope.namespaces);
+  for (const auto& n : widest_scope('q')) c.scope.namespaces.insert(n);
+  CHECK_FALSE(scope_fits_in_token(c.scope));
 }

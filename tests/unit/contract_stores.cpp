@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "app/backends.h"
 #include "config/config.h"
-#include "store/backend.h"
 #include "support.h"
 #include "util/md5.h"
 

@@ -6,7 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "config/config.h"
 #include "store/cloudflare/sigv4.h"
+#include "util/crypto.h"
+#include "util/time.h"
 #include "util/encoding.h"
 
 namespace sigv4 = era::cf::sigv4;
@@ -56,13 +59,13 @@ TEST_CASE("sigv4: every known-answer vector signs to the expected signature") {
     if (v.contains("raw_query")) r.query = parse_raw_query(v["raw_query"]);
     for (const auto& [k, val] : v["headers"].items()) r.headers.emplace_back(k, val.get<std::string>());
     r.payload_hash = v["payload_hash"];
-    if (v.contains("body")) CHECK(sigv4::sha256_hex(v["body"].get<std::string>()) == r.payload_hash);
+    if (v.contains("body")) CHECK(era::crypto::sha256_hex(v["body"].get<std::string>()) == r.payload_hash);
 
     CHECK(sigv4::canonical_uri(r.path) == v["canonical_uri"].get<std::string>());
     CHECK(sigv4::canonical_query(r.query) == v["canonical_query"].get<std::string>());
     const std::string amz = v["amz_date"];
     if (v.contains("string_to_sign_hash_line"))
-      CHECK(sigv4::sha256_hex(sigv4::canonical_request(r, nullptr)) == v["string_to_sign_hash_line"].get<std::string>());
+      CHECK(era::crypto::sha256_hex(sigv4::canonical_request(r, nullptr)) == v["string_to_sign_hash_line"].get<std::string>());
     CHECK(sigv4::signature(c, r, amz) == v["signature"].get<std::string>());
     if (v.contains("authorization")) CHECK(sigv4::authorization(c, r, amz) == v["authorization"].get<std::string>());
   }
@@ -92,10 +95,19 @@ TEST_CASE("sigv4: canonical forms of awkward keys, queries and header values") {
   sigv4::Request r{"PUT", "/", {}, {{"X-Amz-Meta-K", "  a   b  "}, {"Host", "h"}}, "UNSIGNED-PAYLOAD"};
   CHECK(sigv4::canonical_request(r, &names) == "PUT\n/\n\nhost:h\nx-amz-meta-k:a b\n\nhost;x-amz-meta-k\nUNSIGNED-PAYLOAD");
   CHECK(names == "host;x-amz-meta-k");
-  CHECK(sigv4::amz_date(0) == "19700101T000000Z");
+  CHECK(era::dates::amz_date(0) == "19700101T000000Z");
+  CHECK(era::dates::amz_date(1705320000) == "20240115T120000Z");
 }
 
 TEST_CASE("sigv4: R2 secret derived from an API token (Cloudflare's documented example)") {
-  CHECK(sigv4::secret_from_api_token("Sn3lZJTBX6kkg7OdcBUAxOO963GEIyGQqnFTOFYY") ==
-        "5d7b5f2a9e44137c4aff6a77d914b1d6e2e16c496cfc5ec93f0be6265167dce0");
+  era::Config c;
+  c.cf_account_id = "acct";
+  c.cf_api_token = "Sn3lZJTBX6kkg7OdcBUAxOO963GEIyGQqnFTOFYY";
+  c.cf_api_token_id = "token-id";
+  c.cf_kv_namespace_id = "kv";
+  c.cf_d1_database_id = "d1";
+  c.cf_r2_bucket = "bucket";
+  era::resolve_cloudflare(c);
+  CHECK(c.cf_r2_access_key_id == "token-id");
+  CHECK(c.cf_r2_secret_access_key == "5d7b5f2a9e44137c4aff6a77d914b1d6e2e16c496cfc5ec93f0be6265167dce0");
 }

@@ -150,3 +150,60 @@ TEST_CASE("observability keys: log format, metrics access, audit trail — file,
   bad.vars["ERA_METRICS_TOKEN_FILE"] = "/tmp/x";
   CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("metrics token once") != std::string::npos);
 }
+
+TEST_CASE("allowed origins and per-namespace quotas: off by default, set from file, env and flags") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.allowed_origins.empty());
+  CHECK(d.quota_kv_bytes == 0);
+  CHECK(d.quota_r2_bytes == 0);
+  CHECK(d.quota_d1_bytes == 0);
+  auto file = temp_toml("[auth]\nallowed_origins = \"https://a.example\"\n[quota]\nkv_bytes = 1000\n");
+  env.vars["ERA_PROXY_QUOTA_R2_BYTES"] = "2000";
+  Config c = load_config(file, {{"quota-d1-bytes", "3000"}}, env.fn());
+  CHECK(c.allowed_origins == "https://a.example");
+  CHECK(c.quota_kv_bytes == 1000);
+  CHECK(c.quota_r2_bytes == 2000);
+  CHECK(c.quota_d1_bytes == 3000);
+  env.vars["ERA_PROXY_QUOTA_KV_BYTES"] = "-1";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("quota.kv_bytes") != std::string::npos);
+  std::remove(file.c_str());
+}
+
+TEST_CASE("runner.disk_quota_mb: 256 by default, 0 turns it off, from the file or ERA_PROXY_RUNNER_DISK_QUOTA_MB") {
+  Env env;
+  CHECK(load_config("", {}, env.fn()).runner_disk_quota_mb == 256);
+  auto file = temp_toml("[runner]\ndisk_quota_mb = 0\n");
+  CHECK(load_config(file, {}, env.fn()).runner_disk_quota_mb == 0);
+  env.vars["ERA_PROXY_RUNNER_DISK_QUOTA_MB"] = "32";
+  CHECK(load_config(file, {}, env.fn()).runner_disk_quota_mb == 32);
+  env.vars["ERA_PROXY_RUNNER_DISK_QUOTA_MB"] = "-1";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("runner.disk_quota_mb") != std::string::npos);
+  std::remove(file.c_str());
+}
+
+TEST_CASE("[d1] call budget, statements per call and the local per-namespace files: file and environment") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.d1_request_timeout_ms == 30000);
+  CHECK(d.d1_max_statements == 1000);
+  CHECK(d.d1_journal_limit_mb == 64);
+  CHECK(d.d1_max_open_databases == 64);
+  CHECK(d.d1_readers_per_namespace == 4);
+  CHECK(d.d1_max_concurrent_per_namespace == 8);
+  auto file = temp_toml(
+      "[d1]\nrequest_timeout_ms = 5000\nmax_statements = 50\njournal_limit_mb = 8\nmax_open_databases = 3\n"
+      "readers_per_namespace = 2\nmax_concurrent_per_namespace = 5\n");
+  env.vars["ERA_PROXY_D1_MAX_STATEMENTS"] = "60";
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.d1_request_timeout_ms == 5000);
+  CHECK(c.d1_max_statements == 60);
+  CHECK(c.source["d1.max_statements"] == "env");
+  CHECK(c.d1_journal_limit_mb == 8);
+  CHECK(c.d1_max_open_databases == 3);
+  CHECK(c.d1_readers_per_namespace == 2);
+  CHECK(c.d1_max_concurrent_per_namespace == 5);
+  std::remove(file.c_str());
+  env.vars["ERA_PROXY_D1_REQUEST_TIMEOUT_MS"] = "0";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("d1.request_timeout_ms") != std::string::npos);
+}

@@ -20,7 +20,7 @@ struct ReadOnlyFixture {
   std::unique_ptr<LocalD1> d1;
   ReadOnlyFixture() {
     dir = tmp.str();
-    d1 = std::make_unique<LocalD1>(dir + "/d1.sqlite3", D1Limits{}, 2);
+    d1 = std::make_unique<LocalD1>(dir + "/d1", D1Limits{});
     int n = 0;
     d1->exec("app", {"CREATE TABLE t (v TEXT); INSERT INTO t (v) VALUES ('orig')", {}}, n);
   }

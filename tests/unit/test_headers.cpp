@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include "http/headers.h"
 #include "util/error.h"
 #include "util/md5.h"

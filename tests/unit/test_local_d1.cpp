@@ -2,6 +2,10 @@
 // the whole database byte-for-byte unchanged), ownership, dependents, types and limits.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
@@ -20,14 +24,20 @@ struct Fixture {
   std::string dir;
   std::unique_ptr<LocalD1> d1;
 
-  explicit Fixture(D1Limits limits = {}) {
+  explicit Fixture(D1Limits limits = {}, LocalD1Options options = small()) {
     dir = tmp.str();
-    open(limits);
+    open(limits, options);
   }
-  void open(D1Limits limits = {}) {
+  static LocalD1Options small() {
+    LocalD1Options o;
+    o.readers_per_namespace = 2;
+    return o;
+  }
+  void open(D1Limits limits = {}, LocalD1Options options = small()) {
     d1.reset();
-    d1 = std::make_unique<LocalD1>(dir + "/d1.sqlite3", limits, 2);
+    d1 = std::make_unique<LocalD1>(dir + "/d1", limits, options);
   }
+  std::string file(const std::string& ns) const { return LocalD1::file_of(dir + "/d1", ns); }
   ~Fixture() {
     d1.reset();
   }
@@ -41,9 +51,19 @@ struct Fixture {
     return d1->query(ns, {sql, std::move(params)}).rows;
   }
 
-  // Every schema row and every row of every table, as text: "nothing changed" means this is equal.
+  // Every schema row and every row of every table of every namespace's file, as text: "nothing
+  // changed" means this is equal.
   std::string snapshot() {
-    sqlite::Db db(dir + "/d1.sqlite3", true);
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir + "/d1"))
+      if (e.path().extension() == ".sqlite3") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    std::string out;
+    for (const auto& f : files) out += f + ":\n" + snapshot_of(f);
+    return out;
+  }
+  static std::string snapshot_of(const std::string& file) {
+    sqlite::Db db(file, true);
     std::string out;
     std::vector<std::string> tables;
     sqlite::Stmt s(db, "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY name");
@@ -356,4 +376,258 @@ TEST_CASE("batch is all or nothing; concurrent writers never see a locked databa
   for (auto& th : threads) th.join();
   CHECK(failures == 0);
   CHECK(f.rows("n", "SELECT count(*) FROM t").at(0).at(0) == SqlValue(int64_t(181)));
+}
+
+namespace {
+
+std::string code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const ApiError& e) {
+    return e.code();
+  }
+  return "";
+}
+
+// True while some connection holds `file`'s write lock (a call of that namespace is writing).
+bool write_locked(const std::string& file) {
+  sqlite::Db probe(file);
+  sqlite3_busy_timeout(probe.handle(), 0);
+  if (sqlite3_exec(probe.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return true;
+  probe.exec("ROLLBACK");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("NUL bytes in SQL are refused (400), never spin; every call shape, every place") {
+  Fixture f;
+  f.exec("n", "CREATE TABLE t (x)");
+  const std::string before = f.snapshot();
+  const std::string nul(1, '\0');
+  const std::vector<std::string> texts{"SELECT 1;" + nul,           "SELECT 1 " + nul,
+                                       nul,                         nul + "SELECT 1",
+                                       "SELECT '" + nul + "'",      "SELECT 1 -- " + nul,
+                                       "INSERT INTO t VALUES (1);" + nul + "DROP TABLE t",
+                                       "SELECT 1; /*" + nul + "*/"};
+  for (const auto& sql : texts) {
+    CAPTURE(sql.size());
+    CHECK(code_of([&] { f.rows("n", sql); }) == "nul_in_sql");
+    CHECK(code_of([&] { f.exec("n", sql); }) == "nul_in_sql");
+    CHECK(code_of([&] { f.d1->batch("n", {{"SELECT 1", {}}, {sql, {}}}); }) == "nul_in_sql");
+  }
+  CHECK(f.snapshot() == before);
+  // A NUL inside a bound value is data, not SQL.
+  f.exec("n", "INSERT INTO t VALUES (?)", {std::string("a") + nul + "b"});
+  CHECK(std::get<std::string>(f.rows("n", "SELECT x FROM t").at(0).at(0)).size() == 3);
+}
+
+TEST_CASE("meta.last_row_id is the statement's own insert, never another call's or namespace's") {
+  Fixture f;
+  f.exec("a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  f.exec("b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+  int n = 0;
+  CHECK(f.d1->exec("a", {"INSERT INTO t VALUES (4242, 'x')", {}}, n).meta.last_row_id == 4242);
+  CHECK(f.d1->query("b", {"SELECT count(*) FROM t", {}}).meta.last_row_id == 0);
+  CHECK(f.d1->query("a", {"SELECT count(*) FROM t", {}}).meta.last_row_id == 0);
+  CHECK(f.d1->exec("b", {"UPDATE t SET v = 1", {}}, n).meta.last_row_id == 0);
+  CHECK(f.d1->exec("b", {"CREATE TABLE u (x)", {}}, n).meta.last_row_id == 0);
+  CHECK(f.d1->exec("b", {"INSERT INTO t (v) VALUES ('y')", {}}, n).meta.last_row_id == 1);
+  CHECK(f.d1->exec("a", {"DELETE FROM t", {}}, n).meta.last_row_id == 0);
+  auto res = f.d1->batch("b", {{"INSERT INTO t (id, v) VALUES (77, 'z')", {}}, {"SELECT 1", {}}});
+  CHECK(res.at(0).meta.last_row_id == 77);
+  CHECK(res.at(1).meta.last_row_id == 0);
+}
+
+TEST_CASE("each namespace's tables live in a file of their own; the guard and names stay") {
+  Fixture f;
+  f.exec("a", "CREATE TABLE t (x); INSERT INTO t VALUES ('a secret')");
+  f.exec("b", "CREATE TABLE t (x)");
+  REQUIRE(std::filesystem::exists(f.file("a")));
+  REQUIRE(std::filesystem::exists(f.file("b")));
+  const std::string in_b = Fixture::snapshot_of(f.file("b"));
+  CHECK(in_b.find("a_t") == std::string::npos);
+  CHECK(in_b.find("a secret") == std::string::npos);
+  CHECK(in_b.find("b_t") != std::string::npos);  // the physical name keeps its prefix
+  // Another namespace's table is no table at all from here; the answer is the same for a missing one.
+  CHECK(code_of([&] { f.rows("b", "SELECT * FROM \"a_t\""); }) == code_of([&] { f.rows("b", "SELECT * FROM \"c_t\""); }));
+  // Ownership is still global: a name another namespace owns is refused, as in cloudflare mode.
+  f.exec("x_y", "CREATE TABLE z (v)");
+  CHECK(status_of([&] { f.exec("x", "CREATE TABLE y_z (v)"); }) == 409);
+  const bool x_clean =
+      !std::filesystem::exists(f.file("x")) || Fixture::snapshot_of(f.file("x")).find("x_y_z") == std::string::npos;
+  CHECK(x_clean);
+  // More namespaces than open files: the least recently used are closed and reopened on demand.
+  LocalD1Options few = Fixture::small();
+  few.max_open_namespaces = 2;
+  f.open({}, few);
+  for (int round = 0; round < 2; ++round)
+    for (const char* ns : {"p", "q", "r", "s", "a"}) {
+      f.exec(ns, "CREATE TABLE IF NOT EXISTS k (v)");
+      f.exec(ns, "INSERT INTO k VALUES (?)", {int64_t(round)});
+    }
+  CHECK(int_at(f.rows("p", "SELECT count(*) FROM k")) == 2);
+  CHECK(f.rows("a", "SELECT x FROM t").size() == 1);
+  const std::vector<std::pair<std::string, std::string>> all{
+      {"a", "k"}, {"a", "t"}, {"b", "t"}, {"p", "k"}, {"q", "k"}, {"r", "k"}, {"s", "k"}, {"x_y", "z"}};
+  CHECK(f.d1->all_tables() == all);
+}
+
+TEST_CASE("statements per call are bounded (D1: 1000), counted over exec and batch alike") {
+  D1Limits limits;
+  limits.max_statements = 5;
+  Fixture f(limits);
+  f.exec("n", "CREATE TABLE t (x)");
+  std::string five, six;
+  for (int i = 0; i < 5; ++i) five += "INSERT INTO t VALUES (1);";
+  six = five + "INSERT INTO t VALUES (1)";
+  f.exec("n", five);
+  CHECK(code_of([&] { f.exec("n", six); }) == "too_many_statements");
+  std::vector<SqlStatement> batch(6, SqlStatement{"INSERT INTO t VALUES (2)", {}});
+  CHECK(code_of([&] { f.d1->batch("n", batch); }) == "too_many_statements");
+  batch.pop_back();
+  CHECK(f.d1->batch("n", batch).size() == 5);
+  CHECK(int_at(f.rows("n", "SELECT count(*) FROM t")) == 10);
+}
+
+TEST_CASE("a call's time budget bounds the whole call: a slow batch is stopped and rolled back") {
+  D1Limits limits;
+  limits.statement_timeout_ms = 60000;  // each statement alone may run long ...
+  limits.request_timeout_ms = 400;      // ... the call as a whole may not
+  Fixture f(limits);
+  f.exec("n", "CREATE TABLE t (x)");
+  const std::string forever = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) ";
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(code_of([&] {
+          f.d1->batch("n", {{"INSERT INTO t VALUES (1)", {}}, {forever + "SELECT count(*) FROM r", {}}});
+        }) == "request_timeout");
+  CHECK(code_of([&] { f.exec("n", "INSERT INTO t VALUES (2); " + forever + "INSERT INTO t SELECT x FROM r"); }) ==
+        "request_timeout");
+  CHECK(code_of([&] { f.rows("n", forever + "SELECT count(*) FROM r"); }) == "request_timeout");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  CHECK(int_at(f.rows("n", "SELECT count(*) FROM t")) == 0);
+}
+
+TEST_CASE("one namespace's slow work does not stall another's writes or reads") {
+  D1Limits limits;
+  limits.statement_timeout_ms = 8000;
+  limits.request_timeout_ms = 8000;
+  LocalD1Options options = Fixture::small();
+  options.max_concurrent_per_namespace = 3;
+  Fixture f(limits, options);
+  f.exec("slow", "CREATE TABLE t (x)");
+  f.exec("fast", "CREATE TABLE t (x)");
+  const std::string forever = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) ";
+  // The slow namespace: one endless write holding its writer, two endless reads holding its readers.
+  std::atomic<int> slow_done{0};
+  std::vector<std::string> slow_codes(3);
+  std::vector<std::thread> slow;
+  slow.emplace_back([&] {
+    slow_codes[0] = code_of([&] { f.exec("slow", forever + "INSERT INTO t SELECT x FROM r"); });
+    ++slow_done;
+  });
+  for (int i = 1; i <= 2; ++i)
+    slow.emplace_back([&, i] {
+      slow_codes[size_t(i)] = code_of([&] { f.rows("slow", forever + "SELECT count(*) FROM r"); });
+      ++slow_done;
+    });
+  // Wait (on events, not time) until all three are in, the write holding the namespace's write lock.
+  // (Should the slow calls end first, on a machine too loaded to get here within their budget, the
+  // waits end too and the checks below fail.)
+  while (slow_done == 0 && f.d1->calls_in_flight("slow") < 3) std::this_thread::yield();
+  while (slow_done == 0 && !write_locked(f.file("slow"))) std::this_thread::yield();
+  // A fourth call of the namespace is turned away at once.
+  ApiError busy(0, "", "");
+  try {
+    f.rows("slow", "SELECT 1");
+  } catch (const ApiError& e) {
+    busy = e;
+  }
+  CHECK(busy.status() == 429);
+  CHECK(busy.header.first == "Retry-After");
+  // Meanwhile another namespace writes and reads at once.
+  for (int i = 0; i < 20; ++i) {
+    f.exec("fast", "INSERT INTO t VALUES (?)", {int64_t(i)});
+    CHECK(int_at(f.rows("fast", "SELECT count(*) FROM t")) == i + 1);
+  }
+  CHECK(slow_done == 0);  // all of that happened while the slow namespace's calls were still running
+  CHECK(write_locked(f.file("slow")));
+  for (auto& t : slow) t.join();  // the slow calls end at their budget
+  for (const auto& code : slow_codes) CHECK(code == "request_timeout");
+  CHECK(int_at(f.rows("slow", "SELECT count(*) FROM t")) == 0);
+}
+
+TEST_CASE("a rolled-back write does not leave a large journal behind") {
+  LocalD1Options options = Fixture::small();
+  options.journal_limit_bytes = 1 << 20;
+  Fixture f({}, options);
+  f.exec("n", "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)");
+  // About 40 MB of rows (past the page cache, so SQLite spills them into the WAL), then a failure:
+  // the whole batch rolls back.
+  CHECK(status_of([&] {
+          f.d1->batch("n", {{"WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r LIMIT 40000) "
+                             "INSERT INTO t SELECT x, randomblob(1000) FROM r",
+                             {}},
+                            {"INSERT INTO t VALUES (1, NULL)", {}}});
+        }) == 400);
+  CHECK(int_at(f.rows("n", "SELECT count(*) FROM t")) == 0);
+  CHECK(std::filesystem::file_size(f.file("n") + "-wal") <= (1u << 20));
+  // A large committed write is trimmed back too.
+  f.exec("n", "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r LIMIT 20000) "
+              "INSERT INTO t SELECT x, randomblob(1000) FROM r");
+  CHECK(int_at(f.rows("n", "SELECT count(*) FROM t")) == 20000);
+  CHECK(std::filesystem::file_size(f.file("n") + "-wal") <= (1u << 20));
+}
+
+TEST_CASE("a data dir with the single d1.sqlite3 of before is migrated to a file per namespace") {
+  char tmpl[] = "/tmp/era-d1mig-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string old = dir + "/d1.sqlite3";
+  {
+    // The old layout, as the previous LocalD1 wrote it: every namespace in one file, one registry.
+    sqlite::Db db(old);
+    db.exec("CREATE TABLE \"era:d1_objects\" (physical TEXT PRIMARY KEY COLLATE NOCASE, ns TEXT NOT NULL, "
+            "type TEXT NOT NULL) WITHOUT ROWID");
+    db.exec("CREATE TABLE \"a_posts\" (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT UNIQUE)");
+    db.exec("CREATE TABLE \"a_log\" (msg TEXT)");
+    db.exec("CREATE TABLE \"a_kv\" (k TEXT PRIMARY KEY, v) WITHOUT ROWID");
+    db.exec("CREATE TABLE \"a_plain\" (v)");
+    db.exec("CREATE INDEX \"a_posts_title\" ON \"a_posts\" (title)");
+    db.exec("CREATE VIEW \"a_titles\" AS SELECT title FROM \"a_posts\"");
+    db.exec("CREATE TRIGGER \"a_on_post\" AFTER INSERT ON \"a_posts\" BEGIN INSERT INTO \"a_log\" VALUES "
+            "(new.title); END");
+    db.exec("INSERT INTO \"a_posts\" (title) VALUES ('one'), ('two'); DELETE FROM \"a_posts\" WHERE title = 'two'");
+    db.exec("INSERT INTO \"a_kv\" VALUES ('k', 1); INSERT INTO \"a_plain\" (rowid, v) VALUES (40, 'forty')");
+    db.exec("CREATE TABLE \"b_c\" (x)");
+    db.exec("INSERT INTO \"b_c\" VALUES ('b data')");
+    for (const char* row : {"'a_posts','a','table'", "'a_log','a','table'", "'a_kv','a','table'",
+                            "'a_plain','a','table'", "'a_posts_title','a','index'", "'a_titles','a','view'",
+                            "'a_on_post','a','trigger'", "'b_c','b','table'"})
+      db.exec(std::string("INSERT INTO \"era:d1_objects\" VALUES (") + row + ")");
+  }
+  LocalD1::migrate_single_file(old, dir + "/d1");
+  CHECK(!std::filesystem::exists(old));
+  CHECK(std::filesystem::exists(old + ".migrated"));
+  {
+    LocalD1 d1(dir + "/d1", {});
+    auto rows = [&](const std::string& ns, const std::string& sql) { return d1.query(ns, {sql, {}}).rows; };
+    CHECK(rows("a", "SELECT title FROM titles").size() == 1);
+    CHECK(std::get<std::string>(rows("a", "SELECT msg FROM log").at(0).at(0)) == "one");
+    int n = 0;
+    // AUTOINCREMENT continues after the highest id ever used (2, deleted), and the trigger fires.
+    d1.exec("a", {"INSERT INTO posts (title) VALUES ('three')", {}}, n);
+    CHECK(rows("a", "SELECT id FROM posts WHERE title = 'three'").at(0).at(0) == SqlValue(int64_t(3)));
+    CHECK(rows("a", "SELECT count(*) FROM log").at(0).at(0) == SqlValue(int64_t(3)));  // one, two, three
+    CHECK(rows("a", "SELECT rowid FROM plain").at(0).at(0) == SqlValue(int64_t(40)));
+    CHECK(rows("a", "SELECT v FROM kv WHERE k = 'k'").size() == 1);
+    CHECK(rows("b", "SELECT x FROM c").size() == 1);
+    CHECK(status_of([&] { d1.exec("a", {"DROP TABLE posts", {}}, n); }) == 409);  // the view still reads it
+    CHECK(status_of([&] { d1.exec("a_b", {"CREATE TABLE x (y)", {}}, n); }) == 200);
+    CHECK(status_of([&] { d1.exec("b", {"CREATE TABLE c (y)", {}}, n); }) >= 400);  // exists
+    CHECK(Fixture::snapshot_of(LocalD1::file_of(dir + "/d1", "b")).find("a_posts") == std::string::npos);
+    const std::vector<std::pair<std::string, std::string>> all{
+        {"a", "kv"}, {"a", "log"}, {"a", "plain"}, {"a", "posts"}, {"a_b", "x"}, {"b", "c"}};
+    CHECK(d1.all_tables() == all);
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
@@ -8,7 +9,9 @@
 #include <thread>
 
 #include "store/local/local_kv.h"
+#include "ns/names.h"
 #include "store/local/local_registry.h"
+#include "util/encoding.h"
 #include "util/error.h"
 #include "support.h"
 
@@ -22,7 +25,7 @@ struct Fixture {
   std::unique_ptr<sqlite::Writer> writer;
   std::unique_ptr<sqlite::ReaderPool> readers;
   std::unique_ptr<LocalKv> kv;
-  std::unique_ptr<LocalRegistry> registry;
+  std::unique_ptr<ResourceWalk> registry;
 
   Fixture() {
     dir = tmp.str();
@@ -32,7 +35,7 @@ struct Fixture {
     std::vector<std::unique_ptr<ResourceSource>> sources;
     sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true}, *writer,
                                         *readers, [this] { return now.load(); }));
-    registry = std::make_unique<LocalRegistry>(std::move(sources));
+    registry = std::make_unique<ResourceWalk>(std::move(sources));
   }
   ~Fixture() {
     registry.reset();
@@ -187,4 +190,81 @@ TEST_CASE("reindex repairs counters that drifted") {
   CHECK(s.total_size == 5);
   CHECK(s.by_namespace.count("ghost") == 0);
   CHECK(f.registry->reindex().repairs.empty());
+}
+
+TEST_CASE("utf8_prefix_bound: the smallest UTF-8 string above every string with the prefix") {
+  CHECK(utf8_prefix_bound("ns:") == "ns;");
+  CHECK(utf8_prefix_bound("a\xC3\xA9") == "a\xC3\xAA");                  // é -> ê
+  CHECK(utf8_prefix_bound("a\x7F") == "a\xC2\x80");                      // U+007F -> U+0080
+  CHECK(utf8_prefix_bound("a\xC2\xBF") == "a\xC3\x80");                  // ¿ -> À (not the invalid C2 C0)
+  CHECK(utf8_prefix_bound("a\xDF\xBF") == "a\xE0\xA0\x80");              // U+07FF -> U+0800
+  CHECK(utf8_prefix_bound("a\xED\x9F\xBF") == "a\xEE\x80\x80");          // U+D7FF -> U+E000, no surrogate
+  CHECK(utf8_prefix_bound("a\xEF\xBF\xBF") == "a\xF0\x90\x80\x80");      // U+FFFF -> U+10000
+  CHECK(utf8_prefix_bound("a\xF4\x8F\xBF\xBF") == "b");                  // U+10FFFF carries
+  CHECK(utf8_prefix_bound("\xF4\x8F\xBF\xBF\xF4\x8F\xBF\xBF").empty());  // nothing is greater
+  for (const char* p : {"x\xC2\xBF", "\xED\x9F\xBF", "k\xEF\xBF\xBF", "q\xF4\x8F\xBF\xBF"})
+    CHECK(ns::is_valid_utf8(utf8_prefix_bound(p)));
+  // Every namespace byte sorts below the end of names (and the end is UTF-8, bindable as JSON text).
+  for (int c = 0; c < 256; ++c)
+    if (ns::is_valid_namespace(std::string(1, char(c)))) CHECK((unsigned char)(c) < (unsigned char)(kNamesEnd[0]));
+  CHECK(ns::is_valid_utf8(kNamesEnd));
+}
+
+TEST_CASE("keys with bytes >= 0x80 are walked, counted and prefix-filtered at every boundary") {
+  Fixture f;
+  // Keys around the byte boundaries a wrong upper bound cuts off: 0x7f/0x80, 2-, 3- and 4-byte forms,
+  // the last code point.
+  const std::vector<std::string> keys = {"k",         "k\x7f",         "k\xC2\x80",         "k\xC2\xBF",
+                                         "k\xC3\x80", "k\xDF\xBF",     "k\xE0\xA0\x80",     "k\xED\x9F\xBF",
+                                         "k\xEE\x80\x80", "k\xEF\xBF\xBF", "k\xF0\x90\x80\x80", "k\xF4\x8F\xBF\xBF",
+                                         "\xF4\x8F\xBF\xBF"};
+  for (const char* ns : {"a", "z"})
+    for (const auto& k : keys) f.kv->put(ns, k, {"v", std::nullopt, std::nullopt});
+  std::vector<std::string> want_a;
+  for (const auto& k : keys) want_a.push_back("a:" + k);
+  std::sort(want_a.begin(), want_a.end());
+  for (int limit : {1, 2, 5, 100}) {
+    ResourceQuery q;
+    q.limit = limit;
+    CAPTURE(limit);
+    CHECK(f.walk(q).size() == keys.size() * 2);  // unfiltered: every name, up to the last namespace's last key
+    q.ns = "a";
+    CHECK(f.walk(q) == want_a);
+    q.ns = "z";
+    CHECK(f.walk(q).size() == keys.size());
+    q.ns.reset();
+    q.scope = std::set<std::string>{"z"};
+    CHECK(f.walk(q).size() == keys.size());
+  }
+  // Prefixes ending in multi-byte characters match exactly the keys that start with them.
+  for (const std::string prefix : {"k\xC2\xBF", "k\xDF\xBF", "k\xED\x9F\xBF", "k\xEF\xBF\xBF", "\xF4\x8F\xBF\xBF",
+                                   "k\xF4\x8F\xBF\xBF", "k\xC2"}) {
+    if (!ns::is_valid_utf8(prefix)) {
+      ResourceQuery q;
+      q.key_prefix = prefix;
+      CHECK_THROWS_AS(f.registry->list(q), ApiError);
+      continue;
+    }
+    size_t want = 0;
+    for (const auto& k : keys) want += k.compare(0, prefix.size(), prefix) == 0;
+    for (bool by_ns : {false, true}) {
+      ResourceQuery q;
+      q.key_prefix = prefix;
+      if (by_ns) q.ns = "a";
+      CAPTURE(prefix);
+      CHECK(f.walk(q).size() == want * (by_ns ? 1 : 2));
+      CHECK(f.registry->list(q).total == int64_t(want * (by_ns ? 1 : 2)));
+    }
+  }
+  CHECK(f.registry->stats(std::nullopt, std::nullopt).total == int64_t(keys.size() * 2));
+}
+
+TEST_CASE("a cursor that is not UTF-8 is refused, never passed to a store") {
+  Fixture f;
+  f.kv->put("a", "k", {"v", std::nullopt, std::nullopt});
+  ResourceQuery q;
+  q.cursor = enc::base64_encode(std::string("kv\na:\xFF"), true);
+  CHECK_THROWS_AS(f.registry->list(q), ApiError);
+  q.cursor = enc::base64_encode(std::string("kv\na:"), true);
+  CHECK(f.registry->list(q).resources.size() == 1);
 }

@@ -1,5 +1,6 @@
 // The runner: per-session working directories, the SDK and environment it injects, concurrency.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -240,4 +241,126 @@ TEST_CASE("runner: with is_live, runs prune the directories of dead sessions") {
   CHECK(runner.run(f.py("ses_second", "pass")).exit_code == 0);
   CHECK_FALSE(fs::exists(runner.session_dir("ses_first")));
   CHECK(fs::exists(runner.session_dir("ses_second")));
+}
+
+TEST_CASE("runner: env names that steer the loader or libc are refused, before anything runs") {
+  Fixture f;
+  Runner runner(f.opts);
+  for (const char* name : {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_DEBUG", "LD_ANYTHING", "ld_preload",
+                           "Ld_Preload", "GCONV_PATH", "gconv_path", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN",
+                           "LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+                           "MALLOC_CHECK_", "MALLOC_TRACE", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES"}) {
+    RunRequest r = f.py("ses_env", "open('ran', 'w').write('x')");
+    r.env = {{"HARMLESS", "x"}, {name, "/home/session/evil.so"}};
+    int status = 0;
+    std::string code, message;
+    try {
+      runner.run(r);
+    } catch (const ApiError& e) {
+      status = e.status();
+      code = e.code();
+      message = e.what();
+    }
+    CHECK_MESSAGE(status == 400, name);
+    CHECK_MESSAGE(code == "unsafe_env", name);
+    CHECK_MESSAGE(message.find(name) != std::string::npos, message);
+    CHECK(message.find("refused: ") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_env")));
+  // Names that merely look alike, and the languages' own variables, are the caller's business.
+  RunRequest ok = f.py("ses_env", "import os\nprint(os.environ['LDFLAGS'], os.environ['PYTHONPATH'], "
+                                  "os.environ['MY_LD_PRELOAD'], os.environ['TMP'])");
+  ok.env = {{"LDFLAGS", "-O2"}, {"PYTHONPATH", "/home/session/lib"}, {"MY_LD_PRELOAD", "x"}, {"TMP", "/tmp"}};
+  auto r = runner.run(ok);
+  CHECK(r.stdout_data == "-O2 /home/session/lib x /tmp\n");
+  CHECK(unsafe_env_reason("LD_PRELOAD").find("dynamic loader") != std::string::npos);
+  CHECK(unsafe_env_reason("NODE_OPTIONS").empty());
+}
+
+TEST_CASE("runner: working directories and the SDK files in them are the proxy's and the sandbox's alone") {
+  Fixture f;
+  fs::permissions(f.root, fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read |
+                              fs::perms::group_exec | fs::perms::others_exec);
+  fs::create_directories(f.opts.sessions_dir);
+  fs::permissions(f.opts.sessions_dir, fs::perms::all);  // as an operator's hand-made directory might be
+  Runner runner(f.opts);
+  CHECK(runner.run(f.py("ses_modes", "open('data.txt', 'w').write('tenant data')")).exit_code == 0);
+  auto mode = [](const fs::path& p) {
+    struct stat st;
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  const fs::path dir = runner.session_dir("ses_modes");
+  CHECK(mode(f.opts.sessions_dir) == 0700);
+  CHECK(mode(dir) == 0700);
+  CHECK(mode(dir / "era_storage.py") == 0600);
+  CHECK(mode(dir / "era_storage.js") == 0600);
+  if (f.opts.run_as) {
+    struct stat st;
+    REQUIRE(::stat((dir / "era_storage.py").c_str(), &st) == 0);
+    CHECK(st.st_uid == f.opts.run_as->first);
+  }
+}
+
+TEST_CASE("runner: a disk quota bounds the bytes a session's working directory keeps on disk") {
+  Fixture f;
+  f.opts.disk_quota_bytes = 16 << 20;
+  Runner runner(f.opts);
+  if (!f.opts.run_as) {
+    CHECK_FALSE(runner.disk_quota_enforced());
+    MESSAGE("not root: the quota is not enforced here (the runner warns at start)");
+    return;
+  }
+  REQUIRE(runner.disk_quota_enforced());
+  auto first = runner.run(f.py("ses_quota", "open('keep.bin', 'wb').write(b'k' * (4 << 20))\nprint('kept')"));
+  CHECK(first.stdout_data == "kept\n");
+  CHECK(first.limits.empty());
+  CHECK(first.disk_bytes > (12u << 20));
+  CHECK(first.disk_bytes <= (16u << 20));
+  // Past the quota: the write fails with ENOSPC inside, the run names the limit, and what is on the
+  // host's disk stays within the image's size.
+  auto full = runner.run(f.py("ses_quota", R"(import errno
+try:
+    with open('big.bin', 'wb') as f:
+        for i in range(64):
+            f.write(b'x' * (1 << 20))
+            f.flush()
+    print('wrote it all')
+except OSError as e:
+    print('stopped:', errno.errorcode[e.errno])
+)"));
+  CHECK(full.stdout_data == "stopped: ENOSPC\n");
+  CHECK(full.exit_code == 0);
+  CHECK_MESSAGE(full.limit == Limit::disk, full.disk_bytes << " bytes, " << full.disk_used_bytes << " used");
+  CHECK(full.disk_used_bytes > (12u << 20));
+  const fs::path image = fs::path(runner.session_dir("ses_quota")) / "disk.img";
+  struct stat st;
+  REQUIRE(::stat(image.c_str(), &st) == 0);
+  CHECK(uint64_t(st.st_blocks) * 512 <= (16u << 20));
+  CHECK((st.st_mode & 0777) == 0600);
+  // Nothing but the image is in the session's directory, which the sandbox's user cannot write to.
+  std::vector<std::string> entries;
+  for (const auto& e : fs::directory_iterator(runner.session_dir("ses_quota"))) entries.push_back(e.path().filename());
+  CHECK(entries == std::vector<std::string>{"disk.img"});
+  REQUIRE(::stat(runner.session_dir("ses_quota").c_str(), &st) == 0);
+  CHECK(st.st_uid == ::geteuid());
+  CHECK((st.st_mode & 0777) == 0700);
+  // The session goes on: its files are there (the SDK too, though the code filled the disk and
+  // deleted it), and freeing space frees it.
+  auto after = runner.run(f.py("ses_quota", R"(import os, era_storage
+print(os.path.getsize('keep.bin'), era_storage.hello(), oct(os.stat('.').st_mode & 0o777))
+os.remove('big.bin')
+os.remove('era_storage.py')
+open('again.bin', 'wb').write(b'y' * (4 << 20))
+print('room again')
+)"));
+  CHECK(after.stdout_data == "4194304 hello from the sdk 0o700\nroom again\n");
+  CHECK(after.limits.empty());
+  CHECK(runner.run(f.py("ses_quota", "import era_storage; print(era_storage.hello())")).stdout_data ==
+        "hello from the sdk\n");
+  // Sessions have an image each.
+  CHECK(runner.run(f.py("ses_quota_b", "import os; print(sorted(os.listdir('.')))")).stdout_data ==
+        "['era_storage.js', 'era_storage.py']\n");
+  runner.remove_session("ses_quota");
+  CHECK_FALSE(fs::exists(runner.session_dir("ses_quota")));
 }

@@ -1,16 +1,22 @@
 // The sandbox against hostile code: each case runs real code in a real bwrap sandbox.
 #include <doctest/doctest.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <future>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "runner/cgroup.h"
 #include "runner/sandbox.h"
@@ -256,4 +262,262 @@ TEST_CASE("sandbox: the code gets default signal handling, not the proxy's") {
   std::signal(SIGPIPE, previous);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   CHECK(r.stdout_data == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// The pid of our child process running `comm` (the host-side bwrap), or 0.
+pid_t child_named(const std::string& comm) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = slurp(e.path() / "stat");
+    auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
+    if (ppid == ::getpid() && stat.substr(open + 1, close - open - 1) == comm) return std::stoi(name);
+  }
+  return 0;
+}
+
+SandboxSpec python_spec(const Workdir& w, const std::string& code) {
+  SandboxSpec s;
+  s.command = {"/usr/bin/python3", "-"};
+  s.stdin_data = code;
+  s.workdir_fd = w.fd.get();
+  if (::geteuid() == 0) s.run_as = std::make_pair(uid_t(65534), gid_t(65534));
+  s.limits.timeout_ms = 20000;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("sandbox: the run's environment reaches bwrap only as arguments on a descriptor") {
+  SandboxSpec s;
+  s.command = {"/usr/bin/python3", "-"};
+  s.env = {{"ERA_STORAGE_TOKEN", "secret-token-value"}, {"X", "--bind"}, {"Y", "/ /"}};
+  const auto argv = bwrap_argv(s);
+  for (const auto& a : argv) {
+    CHECK(a.find("secret-token-value") == std::string::npos);
+    CHECK(a != "--setenv");
+  }
+  REQUIRE(argv.size() > 3);
+  CHECK(argv[1] == "--args");  // first, so nothing after it can be shadowed
+  const std::string blob = bwrap_env_args(s);
+  const std::string want("--clearenv\0--setenv\0ERA_STORAGE_TOKEN\0secret-token-value\0--setenv\0X\0--bind\0"
+                         "--setenv\0Y\0/ /\0",
+                         sizeof "--clearenv\0--setenv\0ERA_STORAGE_TOKEN\0secret-token-value\0--setenv\0X\0--bind\0"
+                                "--setenv\0Y\0/ /\0" - 1);
+  CHECK(blob == want);
+  CHECK(bwrap_host_env() == std::vector<std::string>{"PATH=/usr/bin:/bin"});
+  for (auto bad : {std::make_pair(std::string("A=B"), std::string("x")), std::make_pair(std::string(""), std::string("x")),
+                   std::make_pair(std::string("A\0B", 3), std::string("x")),
+                   std::make_pair(std::string("A"), std::string("x\0y", 3))}) {
+    s.env = {bad};
+    CHECK_THROWS_AS(bwrap_env_args(s), std::invalid_argument);
+  }
+}
+
+TEST_CASE("sandbox: bwrap runs on the host with the fixed environment; the run's exists inside only") {
+  Workdir w("hostenv");
+  for (const char* fifo : {"ready", "go"}) {
+    REQUIRE(::mkfifo((w.path / fifo).c_str(), 0666) == 0);
+    ::chmod((w.path / fifo).c_str(), 0666);
+  }
+  SandboxSpec s = python_spec(w, R"(import os
+open("ready", "w").write("x")
+open("go").read()
+print(os.environ.get("HARMLESS"), os.environ.get("SECRET_TOKEN"), sorted(os.environ))
+)");
+  s.env = {{"HARMLESS", "visible"}, {"SECRET_TOKEN", "tok-123"}};
+  auto run = std::async(std::launch::async, [&] { return run_sandbox(s); });
+  // Readable once the code wrote to it: bwrap is up (a failed setup shows as a timeout here, and
+  // then as the run's error).
+  UniqueFd ready(::open((w.path / "ready").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  REQUIRE(ready);
+  pollfd p{ready.get(), POLLIN, 0};
+  const bool up = ::poll(&p, 1, 30000) == 1 && (p.revents & POLLIN);
+  if (!up) {
+    auto failed = run.get();
+    FAIL("the sandbox never started: " << failed.stderr_data);
+  }
+  const pid_t bwrap = child_named("bwrap");
+  CHECK(bwrap > 0);
+  const std::string host_env = slurp("/proc/" + std::to_string(bwrap) + "/environ");
+  { std::ofstream go(w.path / "go"); go << "go"; }
+  auto r = run.get();
+  CHECK(host_env == std::string("PATH=/usr/bin:/bin\0", sizeof "PATH=/usr/bin:/bin\0" - 1));
+  CHECK(slurp("/proc/" + std::to_string(bwrap) + "/cmdline").find("tok-123") == std::string::npos);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout_data == "visible tok-123 ['HARMLESS', 'LC_CTYPE', 'PWD', 'SECRET_TOKEN']\n");
+}
+
+TEST_CASE("sandbox: LD_PRELOAD in a run's environment loads nothing on the host") {
+  Workdir w("preload");
+  // The library is in the working directory, as a tenant would write it there; its host path and
+  // its path inside are both tried. Loaded anywhere, it appends to ESCAPE_MARKER.
+  fs::copy_file(ERA_TEST_PRELOAD, w.path / "evil.so");
+  if (::geteuid() == 0 && ::chown((w.path / "evil.so").c_str(), 65534, 65534) != 0) FAIL("chown");
+  const fs::path marker = fs::path(test_tmp()) / ("escape-marker-" + std::to_string(::getpid()));
+  fs::remove(marker);
+  for (const std::string& lib : {(w.path / "evil.so").string(), std::string("/home/session/evil.so")}) {
+    SandboxSpec s = python_spec(w, "print('ran')");
+    s.env = {{"LD_PRELOAD", lib}, {"ESCAPE_MARKER", marker.string()}};
+    auto r = run_sandbox(s);
+    CHECK(r.stdout_data == "ran\n");
+    CHECK_MESSAGE(!fs::exists(marker), "loaded on the host: " << slurp(marker));
+  }
+  // The library works: loaded by a program of ours, it writes the marker.
+  REQUIRE(::setenv("ESCAPE_MARKER", marker.string().c_str(), 1) == 0);
+  void* h = ::dlopen(ERA_TEST_PRELOAD, RTLD_NOW);
+  ::unsetenv("ESCAPE_MARKER");
+  REQUIRE(h != nullptr);
+  CHECK(fs::exists(marker));
+  fs::remove(marker);
+}
+
+TEST_CASE("sandbox: environment values that look like bwrap options stay values") {
+  Workdir w("argv");
+  SandboxSpec s = python_spec(w, "import os\nprint(os.environ['A'], os.environ['B'], os.path.exists('/etc/passwd'))");
+  s.env = {{"A", "--bind"}, {"B", "/"}, {"C", "/etc"}, {"D", "--"}, {"E", "--ro-bind"}};
+  auto r = run_sandbox(s);
+  CHECK(r.stdout_data == "--bind / False\n");
+}
+
+TEST_CASE("sandbox: the code inherits only stdin, stdout and stderr, and sees only its own processes") {
+  Workdir w("fds");
+  // Descriptors the proxy holds without O_CLOEXEC (as a library might) must not leak in: some take
+  // the low numbers the sandbox's own descriptors are moved to (the socket's slot is unused here),
+  // some higher ones.
+  std::vector<UniqueFd> leaky;
+  for (int i = 0; i < 12; ++i) {
+    leaky.emplace_back(::open("/proc/self/status", O_RDONLY));
+    REQUIRE(leaky.back());
+  }
+  auto r = run_sandbox(python_spec(w, R"(import os
+fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+print([f for f in fds if os.path.exists(f"/proc/self/fd/{f}") and f > 2])
+print(len([p for p in os.listdir("/proc") if p.isdigit()]) < 6)
+)"));
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout_data == "[]\nTrue\n");
+}
+
+TEST_CASE("sandbox: the seccomp filter refuses what code has no business doing") {
+  Workdir w("seccomp");
+  auto r = run_sandbox(python_spec(w, R"(import ctypes, errno, os, threading, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(nr, *args):
+    ctypes.set_errno(0)
+    rc = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return errno.errorcode.get(ctypes.get_errno(), "ok") if rc == -1 else "ok"
+CLONE_NEWUSER, CLONE_NEWNS, SIGCHLD = 0x10000000, 0x20000, 17
+checks = {
+    "ptrace": call(101, 0, 0, 0, 0),               # PTRACE_TRACEME
+    "mount": call(165, 0, 0, 0, 0, 0),
+    "umount2": call(166, 0, 0),
+    "pivot_root": call(155, 0, 0),
+    "keyctl": call(250, 0, 0, 0, 0, 0),
+    "add_key": call(248, 0, 0, 0, 0, 0),
+    "bpf": call(321, 0, 0, 0),
+    "userfaultfd": call(323, 0),
+    "perf_event_open": call(298, 0, 0, 0, 0, 0),
+    "unshare_user": call(272, CLONE_NEWUSER),
+    "unshare_ns": call(272, CLONE_NEWNS),
+    "setns": call(308, 0, 0),
+    "clone_newuser": call(56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0),
+    "clone3": call(435, 0, 0),
+    "process_vm_readv": call(310, os.getpid(), 0, 0, 0, 0, 0),
+    "kexec_load": call(246, 0, 0, 0, 0),
+    "init_module": call(175, 0, 0, 0),
+    "open_by_handle_at": call(304, 0, 0, 0),
+    "acct": call(163, 0),
+    "swapon": call(167, 0, 0),
+    "reboot": call(169, 0, 0, 0, 0),
+    "settimeofday": call(164, 0, 0),
+    "clock_settime": call(227, 0, 0),
+    "iopl": call(172, 3),
+    "ioperm": call(173, 0, 1, 1),
+    "io_uring_setup": call(425, 1, 0),
+    "personality_no_aslr": call(135, 0x0040000),
+    "personality_exec": call(135, 0x0400000),
+}
+for k, v in checks.items():
+    print(k, v)
+print("personality_plain", libc.personality(0) >= 0, libc.personality(8) >= 0, libc.personality(0) >= 0)
+print("status", [l for l in open("/proc/self/status") if l.startswith("Seccomp:")][0].split())
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+print("thread ok")
+print(subprocess.run(["/bin/echo", "subprocess ok"], capture_output=True, text=True).stdout.strip())
+)"));
+  CHECK(r.exit_code == 0);
+  CHECK(r.stderr_data == "");
+  const std::string out = r.stdout_data;
+  for (const char* name : {"ptrace", "mount", "umount2", "pivot_root", "keyctl", "add_key", "bpf", "userfaultfd",
+                           "perf_event_open", "unshare_user", "unshare_ns", "setns", "clone_newuser",
+                           "process_vm_readv", "kexec_load", "init_module", "open_by_handle_at", "acct", "swapon",
+                           "reboot", "settimeofday", "clock_settime", "iopl", "ioperm", "io_uring_setup",
+                           "personality_no_aslr", "personality_exec"})
+    CHECK_MESSAGE(("\n" + out).find("\n" + std::string(name) + " EPERM\n") != std::string::npos,
+                  name << " not refused with EPERM:\n" << out);
+  CHECK(out.find("\nclone3 ENOSYS\n") != std::string::npos);
+  CHECK(out.find("personality_plain True True True\n") != std::string::npos);
+  CHECK(out.find("status ['Seccomp:', '2']\n") != std::string::npos);
+  CHECK(out.find("thread ok\nsubprocess ok\n") != std::string::npos);
+}
+
+TEST_CASE("sandbox: a system call of another architecture kills the process") {
+  Workdir w("badarch");
+  // getpid through the 32-bit int 0x80 gate (eax = 20), from a page of machine code.
+  auto r = run_sandbox(python_spec(w, R"(import ctypes, mmap
+code = bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])   # mov eax, 20; int 0x80; ret
+buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+print("calling", flush=True)
+print("returned", ctypes.CFUNCTYPE(ctypes.c_int)(addr)())
+)"));
+  CHECK(r.stdout_data == "calling\n");
+  CHECK(r.exit_code == 128 + SIGSYS);
+}
+
+TEST_CASE("sandbox: without the filter (spec.seccomp false) the same calls reach the kernel") {
+  Workdir w("noseccomp");
+  SandboxSpec s = python_spec(w, R"(import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.syscall(ctypes.c_long(435), ctypes.c_long(0), ctypes.c_long(0)), ctypes.get_errno())
+print(libc.syscall(ctypes.c_long(101), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0)))
+print(libc.personality(ctypes.c_ulong(0x0040000)) >= 0)
+)");
+  s.seccomp = false;
+  auto r = run_sandbox(s);
+  // clone3 with a null argument: EINVAL from the kernel, not ENOSYS; PTRACE_TRACEME and
+  // ADDR_NO_RANDOMIZE succeed.
+  CHECK(r.stdout_data == "-1 22\n0\nTrue\n");
+}
+
+TEST_CASE("sandbox: a disk image that cannot be mounted is a setup error, not a hang") {
+  if (::geteuid() != 0) {
+    MESSAGE("not root: images are not used");
+    return;
+  }
+  SandboxSpec s;
+  s.command = {"/usr/bin/python3", "-"};
+  s.stdin_data = "print('never')";
+  s.image_device = "/dev/null";  // not a block device: the child's mount fails before it reports
+  s.run_as = std::make_pair(uid_t(65534), gid_t(65534));
+  try {
+    run_sandbox(s);
+    FAIL("ran without its working directory");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("cannot mount the session's disk image") != std::string::npos);
+  }
 }

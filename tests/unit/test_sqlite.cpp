@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 #include "support.h"
 
 using namespace era;

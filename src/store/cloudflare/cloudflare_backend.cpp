@@ -1,5 +1,7 @@
 #include "store/cloudflare/cloudflare_backend.h"
 
+#include <utility>
+
 #include "util/error.h"
 
 namespace era::cf {
@@ -18,35 +20,28 @@ CheckItem run_check(const std::string& what, const std::function<void()>& fn) {
 
 }  // namespace
 
-CloudflareBackend::CloudflareBackend(const Config& config) : config_(config) {
-  HttpOptions o;
-  o.connect_timeout_ms = config.cf_connect_timeout_ms;
-  o.timeout_ms = config.cf_timeout_ms;
-  o.max_attempts = config.cf_max_attempts;
-  http_ = std::make_unique<HttpClient>(o);
-  api_ = std::make_unique<RestApi>(*http_, config.cf_api_base, config.cf_api_token);
-  s3_ = std::make_unique<S3Client>(*http_, config.cf_r2_endpoint, config.cf_r2_bucket,
-                                   sigv4::Credentials{config.cf_r2_access_key_id, config.cf_r2_secret_access_key});
-  d1_ = std::make_unique<D1Client>(*api_, config.cf_d1_database_id);
-  D1Limits limits;
-  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
-  limits.max_params = config.d1_max_params;
-  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
-  limits.max_result_bytes = config.d1_max_result_bytes;
-  d1_store_ = std::make_unique<CloudflareD1>(*d1_, limits);
+CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::move(options)) {
+  const CloudflareOptions& o = options_;
+  http_ = std::make_unique<HttpClient>(o.http);
+  api_ = std::make_unique<RestApi>(*http_, o.api_base, o.api_token);
+  s3_ = std::make_unique<S3Client>(*http_, o.r2_endpoint, o.r2_bucket, o.r2_credentials);
+  d1_ = std::make_unique<D1Client>(*api_, o.d1_database_id);
+  d1_store_ = std::make_unique<CloudflareD1>(*d1_, o.d1);
   registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_);
-  kv_ = std::make_unique<CloudflareKv>(*api_, config.cf_kv_namespace_id, registry_.get());
-  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, uint64_t(config.cf_r2_part_size_mib) << 20, registry_.get());
+  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get());
+  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, registry_.get());
   registry_->set_walkers(
       {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },
-        [this](const std::string& ns, const std::string& key) -> std::optional<int64_t> {
+        [this](const std::string& ns, const std::string& key) -> std::optional<StoredEntry> {
           auto v = kv_->get(ns, key);
-          return v ? std::optional<int64_t>(int64_t(v->value.size())) : std::nullopt;
+          if (!v) return std::nullopt;
+          return StoredEntry{ns, key, int64_t(v->value.size()), v->metadata, v->expiration};
         }},
        {"r2", '/', [this](const std::function<void(StoredEntry)>& fn) { r2_->walk(fn); },
-        [this](const std::string& ns, const std::string& key) -> std::optional<int64_t> {
+        [this](const std::string& ns, const std::string& key) -> std::optional<StoredEntry> {
           auto info = r2_->head(ns, key);
-          return info ? std::optional<int64_t>(int64_t(info->size)) : std::nullopt;
+          if (!info) return std::nullopt;
+          return StoredEntry{ns, key, int64_t(info->size), nlohmann::json(info->custom_metadata).dump(), std::nullopt};
         }}});
   sessions_ = std::make_unique<CloudflareSessions>(*d1_);
 }
@@ -65,14 +60,14 @@ std::vector<CheckItem> CloudflareBackend::check() {
     if (env.contains("result") && env["result"].is_object() && env["result"].value("status", "active") != "active")
       throw ApiError(502, "upstream_error", "the API token is " + env["result"].value("status", std::string("?")));
   }));
-  out.push_back(run_check("KV namespace " + config_.cf_kv_namespace_id, [&] { kv_->check(); }));
-  out.push_back(run_check("D1 database " + config_.cf_d1_database_id, [&] {
-    HttpRequest req = api_->request("POST", "/d1/database/" + config_.cf_d1_database_id + "/raw", "D1 database check");
+  out.push_back(run_check("KV namespace " + options_.kv_namespace_id, [&] { kv_->check(); }));
+  out.push_back(run_check("D1 database " + options_.d1_database_id, [&] {
+    HttpRequest req = api_->request("POST", "/d1/database/" + options_.d1_database_id + "/raw", "D1 database check");
     req.headers.emplace_back("Content-Type", "application/json");
     req.body = R"({"sql":"SELECT 1","params":[]})";
     api_->call(req);
   }));
-  out.push_back(run_check("R2 bucket " + config_.cf_r2_bucket + " (S3 keys)", [&] { s3_->check(); }));
+  out.push_back(run_check("R2 bucket " + options_.r2_bucket + " (S3 keys)", [&] { s3_->check(); }));
   return out;
 }
 

@@ -18,9 +18,23 @@
 
 namespace era::cf {
 
+// What the cloudflare backend needs from the configuration ([cloudflare] and the D1 limits).
+struct CloudflareOptions {
+  std::string api_base;  // https://api.cloudflare.com/client/v4/accounts/<account id>
+  std::string api_token;
+  std::string kv_namespace_id;
+  std::string d1_database_id;
+  std::string r2_endpoint;  // https://<account id>.r2.cloudflarestorage.com
+  std::string r2_bucket;
+  sigv4::Credentials r2_credentials;
+  HttpOptions http;
+  uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
+  D1Limits d1;
+};
+
 class CloudflareBackend : public Backend {
  public:
-  explicit CloudflareBackend(const Config& config);
+  explicit CloudflareBackend(CloudflareOptions options);
 
   KvStore& kv() override { return *kv_; }
   ObjectStore& r2() override { return *r2_; }
@@ -33,7 +47,7 @@ class CloudflareBackend : public Backend {
   std::vector<CheckItem> check() override;
 
  private:
-  const Config& config_;
+  CloudflareOptions options_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<S3Client> s3_;

@@ -1,5 +1,5 @@
 // CloudflareD1: the user's SQL over the one D1 database (D1Client, /raw), with the same namespace rules
-// as local mode, proven here before anything is sent.
+// as local mode (the shared front, store/sql/guarded_sql.h), proven here before anything is sent.
 //
 // Every statement is rewritten (ns/sql_rewrite.h) and prepared under the guard (ns/sql_guard.h) on an
 // in-memory "shadow" of the namespace's schema: the CREATE statements of the namespace's own objects,
@@ -14,6 +14,9 @@
 // The cache is reloaded before any DDL, after it, and once whenever the shadow refuses a statement
 // (another replica may have changed the schema).
 //
+// Concurrency: a plan holds only its namespace's shadow lock (other namespaces plan meanwhile); the
+// upstream call holds no lock at all.
+//
 // Parameters: D1's /raw takes strings only. Strings are sent as parameters (renumbered ?1..?K);
 // integers, reals and NULL are written into the SQL as literals by us (exact, typed); BLOBs as
 // unhex(?K) of a hex parameter. User text never becomes SQL.
@@ -22,56 +25,56 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ns/sql_guard.h"
-#include "ns/sql_rewrite.h"
 #include "store/cloudflare/d1_client.h"
-#include "store/local/local_d1.h"
+#include "store/sql/guarded_sql.h"
 #include "store/sql_store.h"
 
 namespace era::cf {
 
-class CloudflareD1 : public SqlStore {
+class CloudflareD1 : public sqlfront::GuardedSqlStore {
  public:
   CloudflareD1(D1Client& client, const D1Limits& limits);
   ~CloudflareD1() override;
 
-  SqlResult query(const std::string& ns, const SqlStatement& statement) override;
-  SqlResult exec(const std::string& ns, const SqlStatement& statement, int& statements) override;
-  std::vector<SqlResult> batch(const std::string& ns, const std::vector<SqlStatement>& statements) override;
   std::vector<SqlTable> tables(const std::string& ns) override;
   std::vector<std::string> namespaces() override;
   std::vector<std::pair<std::string, std::string>> all_tables() override;
 
-  struct Shadow;
-  struct Plan;
-  struct Unit {
-    sql::Rewritten rw;
-    const SqlStatement* st;
-  };
+ protected:
+  // Loads ns's schema first when this replica holds no current copy.
+  const sql::ObjectOwners& owners_for(const std::string& ns) override;
+  std::vector<SqlResult> execute(sqlfront::CallKind kind, const std::string& ns,
+                                 const std::vector<sqlfront::Unit>& units, const sqlfront::Deadline& deadline) override;
 
  private:
-  sql::Rewritten rewrite(const std::string& ns, const SqlStatement& st) const;
-  std::vector<SqlResult> run(const std::string& ns, const std::vector<Unit>& units, bool one_per_unit);
-  Plan plan(const std::string& ns, const std::vector<Unit>& units, bool fresh);
+  struct Shadow;
+  struct Plan;
+  class Planner;
+
+  std::vector<SqlResult> run(const std::string& ns, const std::vector<sqlfront::Unit>& units, bool one_per_unit,
+                             const sqlfront::Deadline& deadline);
+  // The upstream statements for `units`, proven on ns's shadow under ns's lock (other namespaces plan
+  // meanwhile; nothing is sent under a lock). Empty when `fresh` is false and the call holds DDL:
+  // DDL is planned only on a schema read just now.
+  std::optional<Plan> plan(const std::string& ns, const std::vector<sqlfront::Unit>& units, bool fresh,
+                           const sqlfront::Deadline& deadline);
   // Reads the registry (every namespace) and `ns`'s schema from D1 and rebuilds the shadow.
   void reload(const std::string& ns);
   // reload() if this replica has no current copy of ns's schema.
   void load(const std::string& ns);
+  void mark_stale(const std::string& ns);
   Shadow& shadow(const std::string& ns);
   void ensure_schema();
   std::vector<sql::SchemaObject> read_registry();
 
   D1Client& d1_;
-  D1Limits limits_;
   sql::ObjectRegistry registry_;
   std::mutex mu_;  // guards shadows_ and schema_ready_
-  // One user statement (plan on the shadow, send, refresh) at a time per replica: concurrent D1
-  // writers crashed the proxy in cloudflare mode (a race between planning and reloading the shadow
-  // and registry, not yet pinned down). Correctness first; D1 itself serializes writes anyway.
-  std::mutex run_mu_;
   std::map<std::string, std::unique_ptr<Shadow>> shadows_;
   bool schema_ready_ = false;
 };

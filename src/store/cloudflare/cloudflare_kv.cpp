@@ -96,7 +96,10 @@ void CloudflareKv::put(const std::string& ns, const std::string& key, const KvVa
   HttpRequest req = api_.request("PUT", path, "KV put");
   req.headers.emplace_back("Content-Type", "multipart/form-data; boundary=" + boundary);
   req.body = multipart_body(boundary, v);
-  // Registry first: a crash between the two can only show a resource that is not there.
+  // Registry first: a crash between the two can only show a resource that is not there. In order with
+  // every other write of this key (ResourceRecorder::order).
+  std::optional<KeyLocks::Guard> in_order;
+  if (recorder_) in_order.emplace(recorder_->order("kv", ns, key));
   if (recorder_) recorder_->record_put("kv", ns, key, int64_t(v.value.size()), v.metadata, v.expiration);
   try {
     api_.call(req);
@@ -172,6 +175,8 @@ std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::strin
 
 void CloudflareKv::remove(const std::string& ns, const std::string& key) {
   HttpRequest req = api_.request("DELETE", value_path(stored_name(ns, key)), "KV delete");
+  std::optional<KeyLocks::Guard> in_order;
+  if (recorder_) in_order.emplace(recorder_->order("kv", ns, key));
   HttpResponse r = api_.send(req);
   if (r.status != 404 && (r.status < 200 || r.status >= 300)) throw upstream_error(req.what, r);
   // 404: already gone, not an error. The registry forgets it only now that the store has.

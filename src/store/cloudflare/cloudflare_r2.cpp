@@ -1,15 +1,14 @@
 #include "store/cloudflare/cloudflare_r2.h"
 
 #include <algorithm>
-#include <chrono>
-#include <ctime>
+#include <cstdio>
 #include <exception>
 
 #include "ns/names.h"
-#include "store/cloudflare/http_stream.h"
 #include "store/cloudflare/xml.h"
 #include "util/encoding.h"
 #include "util/error.h"
+#include "util/time.h"
 
 namespace era::cf {
 namespace {
@@ -57,27 +56,6 @@ void add_conditions(HttpRequest& req, const Precondition& p) {
   if (p.if_none_match) req.headers.emplace_back("If-None-Match", etag_list(*p.if_none_match));
 }
 
-int64_t http_date_ms(const std::string& v) {
-  std::tm tm{};
-  if (!strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) return 0;
-  return int64_t(timegm(&tm)) * 1000;
-}
-
-int64_t iso_ms(const std::string& v) {
-  std::tm tm{};
-  const char* rest = strptime(v.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!rest) return 0;
-  int64_t ms = int64_t(timegm(&tm)) * 1000;
-  if (*rest == '.') {
-    int64_t frac = 0, digits = 0;
-    for (++rest; *rest >= '0' && *rest <= '9'; ++rest)
-      if (digits < 3) frac = frac * 10 + (*rest - '0'), ++digits;
-    while (digits++ < 3) frac *= 10;
-    ms += frac;
-  }
-  return ms;
-}
-
 uint64_t to_u64(const std::string& s) {
   char* end = nullptr;
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
@@ -105,7 +83,7 @@ std::string range_header(const ByteRange& r) {
 }
 
 [[noreturn]] void throw_s3(const std::string& what, const HttpResponse& r) {
-  const std::string code = xml::first(r.body, "Code");
+  const std::string code = xml::parse(r.body).first("Code");
   if (r.status == 412 || code == "PreconditionFailed")
     throw ApiError(412, "precondition_failed", "precondition failed: the object's current etag does not match");
   if (r.status == 416 || code == "InvalidRange")
@@ -114,6 +92,13 @@ std::string range_header(const ByteRange& r) {
     throw ApiError(413, code == "MetadataTooLarge" ? "metadata_too_large" : "object_too_large",
                    "Cloudflare " + what + " refused: " + upstream_detail(r));
   throw upstream_error(what, r);
+}
+
+// A 2xx answer's XML document; a body that is not well-formed XML is the upstream's error.
+xml::Element parse_answer(const HttpResponse& r, const std::string& what) {
+  xml::Element doc = xml::parse(r.body);
+  if (!doc) throw ApiError(502, "upstream_error", "Cloudflare " + what + " failed: the answer is not well-formed XML");
+  return doc;
 }
 
 class R2Reader : public ObjectReader {
@@ -185,7 +170,7 @@ ObjectInfo object_info_from(const HttpResponse& r, const std::string& key) {
     info.size = to_u64(*cl);
   }
   info.etag = unquote(r.header("etag").value_or(""));
-  info.uploaded_ms = http_date_ms(r.header("last-modified").value_or(""));
+  info.uploaded_ms = dates::parse_http_date(r.header("last-modified").value_or("")).value_or(0) * 1000;
   info.content_type = r.header("content-type").value_or("application/octet-stream");
   const std::string prefix = kMetaPrefix;
   for (const auto& [k, v] : r.headers)
@@ -207,6 +192,7 @@ ObjectInfo CloudflareR2::put(const std::string& ns, const std::string& key, cons
   // Registry first (the size announced, if any), corrected once the upload says what it stored: a
   // crash in between can only show an object that is not there (reindex repairs it).
   const std::string meta = nlohmann::json(o.custom_metadata).dump();
+  auto in_order = recorder_->order("r2", ns, key);  // in order with every other write of this key
   recorder_->record_put("r2", ns, key, int64_t(o.size.value_or(0)), meta, std::nullopt);
   ObjectInfo info;
   try {
@@ -239,15 +225,16 @@ void CloudflareR2::walk(const std::function<void(StoredEntry)>& fn) {
     HttpRequest req = s3_.request("GET", "", q, "R2 list (reindex)");
     HttpResponse r = s3_.send(req);
     if (r.status != 200) throw_s3(req.what, r);
-    for (auto block : xml::blocks(r.body, "Contents")) {
-      const std::string name = url_decoded(xml::first(block, "Key"));
+    const xml::Element doc = parse_answer(r, req.what);
+    for (const auto& block : doc.all("Contents")) {
+      const std::string name = url_decoded(block.first("Key"));
       const auto at = name.find('/');
       if (at == std::string::npos || !ns::is_valid_namespace(name.substr(0, at))) continue;  // not ours
-      fn(StoredEntry{name.substr(0, at), name.substr(at + 1), int64_t(to_u64(xml::first(block, "Size"))),
+      fn(StoredEntry{name.substr(0, at), name.substr(at + 1), int64_t(to_u64(block.first("Size"))),
                      std::nullopt, std::nullopt});
     }
-    if (xml::first(r.body, "IsTruncated") != "true") return;
-    token = xml::first(r.body, "NextContinuationToken");
+    if (doc.first("IsTruncated") != "true") return;
+    token = doc.first("NextContinuationToken");
     if (token.empty()) throw ApiError(502, "upstream_error", "R2 answered a truncated list without a token");
   }
 }
@@ -271,7 +258,7 @@ ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, c
       add_conditions(c, o.precondition);  // an early refusal; Complete checks again, atomically
       HttpResponse r = s3_.send(c);
       if (r.status != 200) throw_s3(c.what, r);
-      upload_id = xml::first(r.body, "UploadId");
+      upload_id = parse_answer(r, c.what).first("UploadId");
       if (upload_id.empty()) throw ApiError(502, "upstream_error", "R2 started a multipart upload without an id");
     }
     HttpRequest p = s3_.request(
@@ -335,12 +322,13 @@ ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, c
       req.retry = Retry::unsent_only;
       HttpResponse r = s3_.send(req);
       // S3 may answer 200 and still report an error in the body.
-      if (r.status != 200 || !xml::first(r.body, "Code").empty()) throw_s3(req.what, r);
-      info.etag = unquote(xml::first(r.body, "ETag"));
+      const xml::Element doc = xml::parse(r.body);
+      if (r.status != 200 || !doc.first("Code").empty()) throw_s3(req.what, r);
+      if (!doc) parse_answer(r, req.what);  // throws: a 200 that is not the documented XML
+      info.etag = unquote(doc.first("ETag"));
       upload_id.clear();
     }
-    info.uploaded_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
+    info.uploaded_ms = unix_now_ms();
     return info;
   } catch (...) {
     if (!upload_id.empty()) {
@@ -361,13 +349,22 @@ std::unique_ptr<ObjectReader> CloudflareR2::get(const std::string& ns, const std
   if (o.range) req.headers.emplace_back("Range", range_header(*o.range));
   add_conditions(req, o.only_if);
   req.stream = true;
-  auto stream = HttpStream::open(http_, std::move(req));
+  auto stream = http_.open(std::move(req));
   const HttpResponse& r = stream->response();
-  if (r.status == 404 && xml::first(r.body, "Code") != "NoSuchBucket") return nullptr;
+  if (r.status == 404 && xml::parse(r.body).first("Code") != "NoSuchBucket") return nullptr;
   if (r.status == 304 || r.status == 412) {
     auto info = head(ns, key);  // the condition failed: the object's info, without its body
     if (!info) return nullptr;
     return std::make_unique<R2Reader>(*info, 0, 0, nullptr);
+  }
+  if (r.status == 416 || (r.status >= 400 && xml::parse(r.body).first("Code") == "InvalidRange")) {
+    // R2 does not say the size with its 416; the answer must (Content-Range: bytes */size).
+    auto now = head(ns, key);
+    if (!now) return nullptr;
+    ApiError e(416, "range_not_satisfiable",
+               "range not satisfiable: the object is " + std::to_string(now->size) + " bytes");
+    e.unsatisfiable_size = now->size;
+    throw e;
   }
   if (r.status != 200 && r.status != 206) throw_s3("R2 get", r);
   ObjectInfo info = object_info_from(r, key);
@@ -381,7 +378,9 @@ std::unique_ptr<ObjectReader> CloudflareR2::get(const std::string& ns, const std
     offset = a;
     length = b - a + 1;
   } else if (o.range && info.size == 0) {
-    throw ApiError(416, "range_not_satisfiable", "range not satisfiable: the object is empty");
+    ApiError e(416, "range_not_satisfiable", "range not satisfiable: the object is 0 bytes");
+    e.unsatisfiable_size = 0;
+    throw e;
   }
   return std::make_unique<R2Reader>(std::move(info), offset, length, std::move(stream));
 }
@@ -395,6 +394,8 @@ std::optional<ObjectInfo> CloudflareR2::head(const std::string& ns, const std::s
 }
 
 bool CloudflareR2::remove(const std::string& ns, const std::string& key) {
+  std::optional<KeyLocks::Guard> in_order;  // in order with every other write of this key
+  if (recorder_) in_order.emplace(recorder_->order("r2", ns, key));
   const bool existed = head(ns, key).has_value();
   HttpRequest req = s3_.request("DELETE", stored_name(ns, key), {}, "R2 delete");
   HttpResponse r = s3_.send(req);
@@ -423,23 +424,40 @@ ObjectPage CloudflareR2::list(const std::string& ns, const ListOptions& o) {
   if (r.status != 200) throw_s3(req.what, r);
   ObjectPage page;
   const size_t skip = ns.size() + 1;
-  for (auto block : xml::blocks(r.body, "Contents")) {
-    const std::string name = url_decoded(xml::first(block, "Key"));
+  const xml::Element doc = parse_answer(r, req.what);
+  for (const auto& block : doc.all("Contents")) {
+    const std::string name = url_decoded(block.first("Key"));
     if (name.compare(0, full.size(), full) != 0) continue;  // never another namespace's object
     ObjectInfo info;
     info.key = name.substr(skip);
-    info.size = to_u64(xml::first(block, "Size"));
-    info.etag = unquote(xml::first(block, "ETag"));
-    info.uploaded_ms = iso_ms(xml::first(block, "LastModified"));
+    info.size = to_u64(block.first("Size"));
+    info.etag = unquote(block.first("ETag"));
+    // Whole seconds, as HEAD and GET give it (Last-Modified has no milliseconds): one object, one time.
+    info.uploaded_ms = dates::parse_iso8601(block.first("LastModified")).value_or(0) / 1000 * 1000;
     page.objects.push_back(std::move(info));
   }
-  for (auto block : xml::blocks(r.body, "CommonPrefixes")) {
-    const std::string p = url_decoded(xml::first(block, "Prefix"));
+  if (recorder_ && !page.objects.empty()) {
+    // S3 lists carry no custom metadata: the registry recorded it with each put (in order with the
+    // upload, ResourceRecorder::order), so one D1 read fills the page.
+    std::vector<std::string> keys;
+    for (const auto& info : page.objects) keys.push_back(info.key);
+    const auto meta = recorder_->metadata_of("r2", ns, keys);
+    for (auto& info : page.objects) {
+      auto it = meta.find(info.key);
+      if (it == meta.end()) continue;
+      auto j = nlohmann::json::parse(it->second, nullptr, false);
+      if (!j.is_object()) continue;
+      for (const auto& [k, v] : j.items())
+        if (v.is_string()) info.custom_metadata[k] = v.get<std::string>();
+    }
+  }
+  for (const auto& block : doc.all("CommonPrefixes")) {
+    const std::string p = url_decoded(block.first("Prefix"));
     if (p.compare(0, full.size(), full) == 0) page.delimited_prefixes.push_back(p.substr(skip));
   }
-  page.truncated = xml::first(r.body, "IsTruncated") == "true";
+  page.truncated = doc.first("IsTruncated") == "true";
   if (page.truncated) {
-    const std::string token = xml::first(r.body, "NextContinuationToken");
+    const std::string token = doc.first("NextContinuationToken");
     if (token.empty()) throw ApiError(502, "upstream_error", "R2 answered a truncated list without a token");
     page.cursor = enc::base64_encode(token, true);
   }

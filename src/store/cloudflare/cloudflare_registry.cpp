@@ -1,10 +1,10 @@
 #include "store/cloudflare/cloudflare_registry.h"
 
-#include <chrono>
 #include <map>
 
 #include "ns/names.h"
-#include "store/local/local_registry.h"
+#include "store/resource_walk.h"
+#include "util/time.h"
 #include "util/error.h"
 
 namespace era::cf {
@@ -16,14 +16,6 @@ constexpr const char* kRes = "\"era:resources\"";
 constexpr const char* kCnt = "\"era:resource_counters\"";
 constexpr int kReadPage = 1000;
 constexpr int64_t kSweepEverySeconds = 60;
-
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t as_int(const json& v) {
   if (v.is_number_integer()) return v.get<int64_t>();
@@ -45,95 +37,60 @@ D1Statement subtract_row(const char* type, const std::string& name) {
 }
 D1Statement drop_zero_counters() { return {std::string("DELETE FROM ") + kCnt + " WHERE count <= 0", {}}; }
 
-// ResourceSource over "era:resources" rows of one type: the generic walk of LocalRegistry (cursor,
-// offset, totals) runs on top of it unchanged.
-class D1Source : public ResourceSource {
+// The "era:resources" rows of one type, in name order: the generic walk (store/resource_walk.h) pages
+// over them as it does over the local backend's tables.
+class RegistryRowSource : public NamedSource {
  public:
-  D1Source(const char* type, char sep, D1Client& d1) : type_(type), sep_(sep), d1_(d1) {}
+  RegistryRowSource(const char* type, char sep, D1Client& d1) : NamedSource(type, sep), d1_(d1) {}
 
-  const char* type() const override { return type_; }
+  // Reindex of the rows is CloudflareRegistry's (it needs the stores); nothing to do here.
+  void reindex(std::vector<std::string>&) override {}
 
-  Batch page(const Filter& f, const std::string& after, int64_t offset, int limit) override {
-    Batch b;
-    for (const auto& [lo, hi] : ranges(f)) {
-      if (!after.empty() && hi <= after) continue;
-      const int64_t want_offset = offset - b.skipped;
-      auto res = d1_.run({"SELECT name, ns, key, size, metadata, created, updated FROM " + std::string(kRes) + where() +
-                              " ORDER BY name LIMIT CAST(?7 AS INTEGER) OFFSET CAST(?8 AS INTEGER)",
-                          params(lo, hi, after, f.key_prefix,
-                                 {std::to_string(int64_t(limit) - int64_t(b.entries.size())),
-                                  std::to_string(want_offset)})},
-                         Retry::idempotent, "D1 resources list");
-      const size_t before = b.entries.size();
-      if (!res.empty())
-        for (const auto& row : res[0].rows) b.entries.push_back(entry(row));
-      if (b.entries.size() > before || want_offset == 0) {
-        b.skipped += want_offset;
-      } else {
-        auto sk = d1_.run({"SELECT count(*) FROM (SELECT 1 FROM " + std::string(kRes) + where() +
-                               " LIMIT CAST(?8 AS INTEGER))",
-                           params(lo, hi, after, f.key_prefix, {"0", std::to_string(want_offset)})},
-                          Retry::idempotent, "D1 resources list");
-        if (!sk.empty() && !sk[0].rows.empty()) b.skipped += as_int(sk[0].rows[0].at(0));
-      }
-      if (int(b.entries.size()) >= limit) break;
-    }
-    return b;
+ protected:
+  std::vector<Entry> rows(const Range& r, const std::string& after, int64_t offset, int limit) override {
+    auto res = d1_.run({"SELECT name, ns, key, size, metadata, created, updated FROM " + std::string(kRes) + where() +
+                            " ORDER BY name LIMIT CAST(?7 AS INTEGER) OFFSET CAST(?8 AS INTEGER)",
+                        params(r, after, {std::to_string(limit), std::to_string(offset)})},
+                       Retry::idempotent, "D1 resources list");
+    std::vector<Entry> out;
+    if (!res.empty())
+      for (const auto& row : res[0].rows) out.push_back(entry(row));
+    return out;
   }
 
-  int64_t count(const Filter& f) override {
-    if (f.key_prefix.empty()) {
-      std::map<std::string, std::pair<int64_t, int64_t>> by_ns;
-      add_stats(f, by_ns);
-      int64_t n = 0;
-      for (const auto& [_, cb] : by_ns) n += cb.first;
-      return n;
-    }
-    int64_t n = 0;
-    for (const auto& [lo, hi] : ranges(f)) {
-      auto res = d1_.run({"SELECT count(*) FROM " + std::string(kRes) + where(), params(lo, hi, "", f.key_prefix, {})},
-                         Retry::idempotent, "D1 resources count");
-      if (!res.empty() && !res[0].rows.empty()) n += as_int(res[0].rows[0].at(0));
-    }
-    return n;
+  int64_t count_rows(const Range& r, const std::string& after, int64_t up_to) override {
+    auto res = d1_.run({"SELECT count(*) FROM (SELECT 1 FROM " + std::string(kRes) + where() +
+                            " LIMIT CAST(?8 AS INTEGER))",
+                        params(r, after, {"0", std::to_string(up_to)})},
+                       Retry::idempotent, "D1 resources count");
+    return !res.empty() && !res[0].rows.empty() ? as_int(res[0].rows[0].at(0)) : 0;
   }
 
-  void add_stats(const Filter& f, std::map<std::string, std::pair<int64_t, int64_t>>& by_ns) override {
+  TallyByNs counters(const std::optional<std::vector<std::string>>& namespaces) override {
     // ?2: the namespaces to read as a JSON array, or '' for all. Counters count rows; rows past their
     // expiration and not yet swept are not resources, so they are subtracted (an index range).
-    std::string only;
-    if (f.ns || f.scope) {
-      auto list = ordered_namespaces(f, sep_);
-      if (list.empty()) return;
-      only = json(list).dump();
-    }
-    const std::string in_ns = " AND (?2 = '' OR ns IN (SELECT value FROM json_each(CASE WHEN ?2 = '' THEN '[]' ELSE ?2 END)))";
+    const std::string only = namespaces ? json(*namespaces).dump() : std::string();
+    const std::string in_ns =
+        " AND (?2 = '' OR ns IN (SELECT value FROM json_each(CASE WHEN ?2 = '' THEN '[]' ELSE ?2 END)))";
     auto res = d1_.batch(
-        {{"SELECT ns, count, bytes FROM " + std::string(kCnt) + " WHERE type = ?1" + in_ns, {type_, only}},
+        {{"SELECT ns, count, bytes FROM " + std::string(kCnt) + " WHERE type = ?1" + in_ns, {type(), only}},
          {"SELECT ns, count(*), coalesce(sum(size), 0) FROM " + std::string(kRes) +
               " WHERE expiration IS NOT NULL AND expiration <= CAST(?3 AS INTEGER) AND type = ?1" + in_ns +
               " GROUP BY ns",
-          {type_, only, std::to_string(now_seconds())}}},
+          {type(), only, std::to_string(unix_now())}}},
         Retry::idempotent, "D1 resources stats");
-    std::map<std::string, std::pair<int64_t, int64_t>> mine;
+    TallyByNs mine;
     if (!res.empty())
       for (const auto& row : res[0].rows) mine[as_text(row.at(0))] = {as_int(row.at(1)), as_int(row.at(2))};
     if (res.size() > 1)
       for (const auto& row : res[1].rows) {
         auto it = mine.find(as_text(row.at(0)));
         if (it == mine.end()) continue;
-        it->second.first -= as_int(row.at(1));
-        it->second.second -= as_int(row.at(2));
+        it->second.count -= as_int(row.at(1));
+        it->second.bytes -= as_int(row.at(2));
       }
-    for (const auto& [ns, cb] : mine) {
-      if (cb.first <= 0) continue;
-      by_ns[ns].first += cb.first;
-      by_ns[ns].second += cb.second;
-    }
+    return mine;
   }
-
-  // Reindex of the rows is CloudflareRegistry's (it needs the stores); nothing to do here.
-  void reindex(std::vector<std::string>&) override {}
 
  private:
   // ?1 type ?2 after (exclusive) ?3 lo (inclusive) ?4 hi (exclusive) ?5 key prefix ?6 now.
@@ -142,31 +99,17 @@ class D1Source : public ResourceSource {
            " AND (expiration IS NULL OR expiration > CAST(?6 AS INTEGER))"
            " AND (?5 = '' OR substr(key, 1, length(?5)) = ?5)";
   }
-  std::vector<std::string> params(const std::string& lo, const std::string& hi, const std::string& after,
-                                  const std::string& prefix, std::vector<std::string> more) const {
-    std::vector<std::string> p{type_, after, lo, hi, prefix, std::to_string(now_seconds())};
+  std::vector<std::string> params(const Range& r, const std::string& after, std::vector<std::string> more) const {
+    std::vector<std::string> p{type(), after, r.lo, r.hi, r.key_prefix, std::to_string(unix_now())};
     for (auto& m : more) p.push_back(std::move(m));
     return p;
-  }
-
-  // Name ranges to walk, in order: one per namespace the filter names (bounded by the next separator
-  // byte, plain ASCII), else the whole type. The key prefix is checked per row.
-  std::vector<std::pair<std::string, std::string>> ranges(const Filter& f) const {
-    std::vector<std::pair<std::string, std::string>> out;
-    if (f.ns || f.scope) {
-      for (const auto& ns : ordered_namespaces(f, sep_))
-        out.push_back({ns + sep_ + f.key_prefix, ns + char(sep_ + 1)});
-    } else {
-      out.push_back({"", "\x7f"});  // names start with an ASCII namespace byte
-    }
-    return out;
   }
 
   Entry entry(const std::vector<json>& row) const {
     Entry e;
     e.order = as_text(row.at(0));
     Resource& r = e.resource;
-    r.type = type_;
+    r.type = type();
     r.ns = as_text(row.at(1));
     r.key = as_text(row.at(2));
     r.size = as_int(row.at(3));
@@ -176,8 +119,6 @@ class D1Source : public ResourceSource {
     return e;
   }
 
-  const char* type_;
-  char sep_;
   D1Client& d1_;
 };
 
@@ -185,13 +126,17 @@ class D1Source : public ResourceSource {
 
 CloudflareRegistry::CloudflareRegistry(D1Client& d1, SqlStore& tables) : d1_(d1) {
   std::vector<std::unique_ptr<ResourceSource>> sources;
-  sources.push_back(make_d1_source(tables));  // D1 tables: straight from D1's ownership registry
-  sources.push_back(std::make_unique<D1Source>("kv", ':', d1_));
-  sources.push_back(std::make_unique<D1Source>("r2", '/', d1_));
-  walker_ = std::make_unique<LocalRegistry>(std::move(sources));
+  sources.push_back(make_sql_table_source(tables));  // D1 tables: straight from D1's ownership registry
+  sources.push_back(std::make_unique<RegistryRowSource>("kv", ':', d1_));
+  sources.push_back(std::make_unique<RegistryRowSource>("r2", '/', d1_));
+  walker_ = std::make_unique<ResourceWalk>(std::move(sources));
 }
 
 CloudflareRegistry::~CloudflareRegistry() = default;
+
+KeyLocks::Guard CloudflareRegistry::order(const char* type, const std::string& ns, const std::string& key) {
+  return key_locks_.lock(std::string(type) + '\n' + ns + '\n' + key);
+}
 
 void CloudflareRegistry::set_walkers(std::vector<StoreWalker> walkers) { walkers_ = std::move(walkers); }
 
@@ -219,7 +164,7 @@ void CloudflareRegistry::record_put(const char* type, const std::string& ns, con
   ensure_schema();
   const char sep = std::string(type) == "r2" ? '/' : ':';
   const std::string name = name_of(sep, ns, key);
-  const std::string now = std::to_string(now_ms());
+  const std::string now = std::to_string(unix_now_ms());
   // No NULL parameters over /raw: '' stands for "none" (never valid JSON metadata nor an expiration).
   d1_.batch({subtract_row(type, name),
              {std::string("INSERT INTO ") + kRes +
@@ -247,9 +192,27 @@ void CloudflareRegistry::record_remove(const char* type, const std::string& ns, 
             Retry::idempotent, "D1 resources record");
 }
 
+std::map<std::string, std::string> CloudflareRegistry::metadata_of(const char* type, const std::string& ns,
+                                                                  const std::vector<std::string>& keys) {
+  std::map<std::string, std::string> out;
+  if (keys.empty()) return out;
+  ensure_schema();
+  const char sep = std::string(type) == "r2" ? '/' : ':';
+  std::vector<std::string> names;
+  names.reserve(keys.size());
+  for (const auto& k : keys) names.push_back(name_of(sep, ns, k));
+  auto res = d1_.run({std::string("SELECT key, metadata FROM ") + kRes +
+                          " WHERE type = ?1 AND name IN (SELECT value FROM json_each(?2)) AND metadata IS NOT NULL",
+                      {type, json(names).dump()}},
+                     Retry::idempotent, "D1 resources metadata");
+  if (!res.empty())
+    for (const auto& row : res[0].rows) out[as_text(row.at(0))] = as_text(row.at(1));
+  return out;
+}
+
 int64_t CloudflareRegistry::sweep() {
   ensure_schema();
-  const std::string now = std::to_string(now_seconds());
+  const std::string now = std::to_string(unix_now());
   auto res = d1_.batch(
       {{std::string("INSERT INTO ") + kCnt + " (type, ns, count, bytes) SELECT type, ns, -count(*), -sum(size) FROM " +
             kRes + " WHERE expiration IS NOT NULL AND expiration <= CAST(?1 AS INTEGER) GROUP BY type, ns "
@@ -265,7 +228,7 @@ int64_t CloudflareRegistry::sweep() {
 void CloudflareRegistry::maybe_sweep() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const int64_t now = now_seconds();
+    const int64_t now = unix_now();
     if (now - last_sweep_ < kSweepEverySeconds) return;
     last_sweep_ = now;
   }
@@ -312,9 +275,17 @@ ReindexReport CloudflareRegistry::reindex() {
       auto it = rows.find(name);
       std::optional<int64_t> size = e.size;
       if (!size && it != rows.end()) size = it->second;
-      if (!size) size = w.size_of(e.ns, e.key);
-      if (!size) return;  // gone meanwhile
+      std::optional<StoredEntry> looked;
+      if (!size) {
+        looked = w.lookup(e.ns, e.key);
+        if (!looked) return;  // gone meanwhile
+        size = looked->size;
+      }
+      if (!size) return;
       if (it != rows.end() && it->second == *size) return;  // right already (its timestamps are kept)
+      // The row is (re)written whole: metadata the walk did not give comes from the store.
+      if (!e.metadata && !looked) looked = w.lookup(e.ns, e.key);
+      if (!e.metadata && looked) e.metadata = looked->metadata;
       report.repairs.push_back(std::string(w.type) + " " + name + ": " +
                                (it == rows.end() ? "missing, added" : "size " + std::to_string(it->second) + " -> " +
                                                                           std::to_string(*size)));
@@ -336,22 +307,12 @@ ReindexReport CloudflareRegistry::reindex() {
           {w.type}},
          {std::string("SELECT ns, count, bytes FROM ") + kCnt + " WHERE type = ?1", {w.type}}},
         Retry::idempotent, "D1 resources reindex");
-    std::map<std::string, std::pair<int64_t, int64_t>> old_c, new_c;
+    TallyByNs old_c, new_c;
     if (!before.empty())
       for (const auto& row : before[0].rows) old_c[as_text(row.at(0))] = {as_int(row.at(1)), as_int(row.at(2))};
     if (after_res.size() > 2)
       for (const auto& row : after_res[2].rows) new_c[as_text(row.at(0))] = {as_int(row.at(1)), as_int(row.at(2))};
-    std::map<std::string, bool> all;
-    for (const auto& [ns, _] : old_c) all[ns] = true;
-    for (const auto& [ns, _] : new_c) all[ns] = true;
-    for (const auto& [ns, _] : all) {
-      auto a = new_c.count(ns) ? new_c[ns] : std::make_pair(int64_t(0), int64_t(0));
-      auto c = old_c.count(ns) ? old_c[ns] : std::make_pair(int64_t(0), int64_t(0));
-      if (a == c) continue;
-      report.repairs.push_back(std::string(w.type) + " " + ns + ": count " + std::to_string(c.first) + " -> " +
-                               std::to_string(a.first) + ", bytes " + std::to_string(c.second) + " -> " +
-                               std::to_string(a.second));
-    }
+    report_tally_repairs(w.type, old_c, new_c, report.repairs);
   }
   return report;
 }

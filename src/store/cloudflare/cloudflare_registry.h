@@ -24,14 +24,17 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "store/cloudflare/d1_client.h"
 #include "store/sql_store.h"
 #include "store/registry.h"
+#include "util/key_locks.h"
 
 namespace era::cf {
 
@@ -39,10 +42,19 @@ namespace era::cf {
 class ResourceRecorder {
  public:
   virtual ~ResourceRecorder() = default;
+  // Writes to one resource in order: a store holds this guard across its upstream write (or delete) and
+  // the matching record_* calls, so a put and a delete of one key racing on two threads cannot
+  // interleave as "record put, upstream delete, upstream put, record remove" (a key the store holds
+  // but the registry lost). Other keys do not wait. (Across replicas, reindex repairs; docs/operations.md.)
+  virtual KeyLocks::Guard order(const char* type, const std::string& ns, const std::string& key) = 0;
   // A resource now exists with this size, metadata (compact JSON, or none) and expiration (unix s).
   virtual void record_put(const char* type, const std::string& ns, const std::string& key, int64_t size,
                           const std::optional<std::string>& metadata, std::optional<int64_t> expiration) = 0;
   virtual void record_remove(const char* type, const std::string& ns, const std::string& key) = 0;
+  // The recorded metadata (compact JSON) of these keys of one namespace, for those that have some: an
+  // R2 list fills its entries' custom metadata from here, as S3 lists do not carry it. One D1 read.
+  virtual std::map<std::string, std::string> metadata_of(const char* type, const std::string& ns,
+                                                         const std::vector<std::string>& keys) = 0;
 };
 
 // One stored resource as the stores' own listings give it (for reindex).
@@ -53,12 +65,13 @@ struct StoredEntry {
   std::optional<int64_t> expiration;
 };
 
-// How reindex reads one store: every entry of one type, and the size of one (for entries it did not know).
+// How reindex reads one store: every entry of one type, and one entry's size and metadata (for what the
+// walk did not give: a row it records must be complete).
 struct StoreWalker {
   const char* type;
   char separator;
   std::function<void(const std::function<void(StoredEntry)>&)> walk;
-  std::function<std::optional<int64_t>(const std::string& ns, const std::string& key)> size_of;
+  std::function<std::optional<StoredEntry>(const std::string& ns, const std::string& key)> lookup;
 };
 
 class CloudflareRegistry : public ResourceRegistry, public ResourceRecorder {
@@ -78,6 +91,9 @@ class CloudflareRegistry : public ResourceRegistry, public ResourceRecorder {
   void record_put(const char* type, const std::string& ns, const std::string& key, int64_t size,
                   const std::optional<std::string>& metadata, std::optional<int64_t> expiration) override;
   void record_remove(const char* type, const std::string& ns, const std::string& key) override;
+  std::map<std::string, std::string> metadata_of(const char* type, const std::string& ns,
+                                                 const std::vector<std::string>& keys) override;
+  KeyLocks::Guard order(const char* type, const std::string& ns, const std::string& key) override;
 
   // Deletes expired KV rows with their counters; returns how many.
   int64_t sweep();
@@ -88,7 +104,8 @@ class CloudflareRegistry : public ResourceRegistry, public ResourceRecorder {
 
   D1Client& d1_;
   std::vector<StoreWalker> walkers_;
-  std::unique_ptr<ResourceRegistry> walker_;  // list/stats over the tables (the generic LocalRegistry walk)
+  std::unique_ptr<ResourceRegistry> walker_;  // list/stats over the tables (the generic ResourceWalk)
+  KeyLocks key_locks_;
   std::mutex mu_;
   bool schema_ready_ = false;
   int64_t last_sweep_ = 0;

@@ -1,8 +1,12 @@
-// HttpClient: the one way the cloudflare backend talks to Cloudflare, on libcurl.
+// HttpClient: the one way the cloudflare backend talks to Cloudflare, on libcurl. One transport for
+// whole answers (send) and pulled bodies (open): the same options, the same response headers (read
+// through curl_easy_header once the header block is complete), the same retry policy.
 //
-// - Connections are kept alive and reused: easy handles are pooled, and every handle shares one
-//   connection cache, DNS cache and TLS session cache (a CURLSH), so a request pays no handshake once
-//   the pool is warm.
+// - Connections are kept alive and reused: easy handles are pooled (each keeps its own connections),
+//   and every handle shares one DNS cache and TLS session cache (a CURLSH), so a request pays no full
+//   handshake once the pool is warm. The connection cache is not shared: libcurl does not support
+//   sharing it between concurrent threads (CURLSHOPT_SHARE), and concurrent upstream calls are the
+//   normal case here.
 // - Every attempt has a connect timeout and a total timeout (or, for streams, a stall timeout).
 // - Retries, with exponential backoff and full jitter and honouring Retry-After, only where a retry
 //   cannot change the outcome:
@@ -38,7 +42,7 @@ namespace era::cf {
 struct HttpResponse {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased, in order received
-  std::string body;  // the body, unless a sink took it
+  std::string body;  // the body, unless a sink took it (or a stream pulls it)
 
   std::optional<std::string> header(std::string_view lowercase_name) const;
 };
@@ -75,6 +79,8 @@ struct HttpOptions {
   size_t max_body_bytes = 64u << 20;  // an unsinked answer larger than this is an upstream error
 };
 
+class HttpStream;
+
 class HttpClient {
  public:
   explicit HttpClient(HttpOptions options);
@@ -85,10 +91,16 @@ class HttpClient {
   // Performs `req`, retrying as described above. Returns a 2xx..4xx answer; throws ApiError otherwise.
   HttpResponse send(HttpRequest& req);
 
+  // Performs `req` up to its headers, retrying like send() while no body byte has been handed out; the
+  // body is then pulled with HttpStream::read on the caller's thread (objects larger than memory). A
+  // non-2xx answer comes back with its (small) body read whole.
+  std::unique_ptr<HttpStream> open(HttpRequest req);
+
   const HttpOptions& options() const { return options_; }
 
  private:
   friend class HttpStream;
+  class Transfer;
   struct CurlDeleter {
     void operator()(CURL* c) const { curl_easy_cleanup(c); }
   };
@@ -96,11 +108,12 @@ class HttpClient {
   struct ShareDeleter {
     void operator()(CURLSH* s) const { curl_share_cleanup(s); }
   };
-  struct Attempt;
 
   Handle lease();
   void give_back(Handle h);
-  void perform(HttpRequest& req, Attempt& a);
+  // The one retry policy: after attempt number `attempt` (0-based) of `req` failed, sleeps and returns
+  // if it may be tried again; otherwise throws the final ApiError.
+  void after_failure(const HttpRequest& req, int attempt, const Transfer& t);
   static void lock_cb(CURL*, curl_lock_data data, curl_lock_access, void* self);
   static void unlock_cb(CURL*, curl_lock_data data, void* self);
 
@@ -109,6 +122,25 @@ class HttpClient {
   std::unique_ptr<CURLSH, ShareDeleter> share_;
   std::mutex pool_mu_;
   std::vector<Handle> pool_;
+};
+
+// A response body pulled on demand (HttpClient::open). A break mid-body is an ApiError
+// (upstream_stream_broken): bytes already handed out cannot be taken back, so it is never retried.
+class HttpStream {
+ public:
+  ~HttpStream();
+  HttpStream(const HttpStream&) = delete;
+  HttpStream& operator=(const HttpStream&) = delete;
+
+  const HttpResponse& response() const;
+  // Up to `cap` body bytes; 0 at the end. Throws ApiError if the transfer breaks.
+  size_t read(char* buf, size_t cap);
+
+ private:
+  friend class HttpClient;
+  explicit HttpStream(HttpRequest req);
+  HttpRequest req_;  // the transfer's callbacks point into it
+  std::unique_ptr<HttpClient::Transfer> transfer_;
 };
 
 // The upstream's own error, as "code N: message" from a Cloudflare JSON envelope or an S3 XML error
@@ -120,6 +152,9 @@ ApiError upstream_error(const std::string& what, const HttpResponse& r);
 
 // Milliseconds from a Retry-After value (delta seconds or HTTP date); nullopt if unparseable.
 std::optional<long> parse_retry_after(const std::string& value);
+
+// Whether a status means "try again later" (429, 500, 502, 503, 504).
+bool is_transient_status(int status);
 
 // The delay before retry number `retry` (0-based): full jitter over [base*2^retry / 2, base*2^retry],
 // capped at `max`; `unit` in [0,1) is the random draw (passed in so tests can pin it).

@@ -1,8 +1,7 @@
 #include "store/cloudflare/s3_client.h"
 
-#include <ctime>
-
 #include "util/error.h"
+#include "util/time.h"
 
 namespace era::cf {
 
@@ -28,7 +27,7 @@ HttpRequest S3Client::request(const std::string& method, const std::string& key,
   const sigv4::Credentials creds = creds_;
   const std::string host = host_;
   r.sign = [creds, host, path, query](HttpRequest& req, std::vector<std::pair<std::string, std::string>>& extra) {
-    const std::string amz = sigv4::amz_date(std::time(nullptr));
+    const std::string amz = dates::amz_date(unix_now());
     const std::string payload = req.reader || !req.body.empty() ? sigv4::kUnsignedPayload : sigv4::kEmptySha256;
     sigv4::Request s;
     s.method = req.method;

@@ -1,22 +1,16 @@
 #include "store/cloudflare/sigv4.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
-#include <stdexcept>
 
+#include "util/crypto.h"
 #include "util/encoding.h"
+#include "util/text.h"
 
 namespace era::cf::sigv4 {
-namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  return out;
-}
+using crypto::hmac_sha256;
+using crypto::sha256_hex;
+namespace {
 
 // Header values are trimmed and inner runs of spaces collapsed to one, as the canonical form requires.
 std::string canonical_value(std::string_view v) {
@@ -40,25 +34,6 @@ std::string scope(const Credentials& c, const std::string& amz) {
 
 }  // namespace
 
-std::string sha256(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr))
-    throw std::runtime_error("SHA-256 failed");
-  return std::string(reinterpret_cast<char*>(md), len);
-}
-
-std::string sha256_hex(std::string_view data) { return enc::hex(sha256(data)); }
-
-std::string hmac_sha256(std::string_view key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-            data.size(), md, &len))
-    throw std::runtime_error("HMAC-SHA256 failed");
-  return std::string(reinterpret_cast<char*>(md), len);
-}
-
 std::string canonical_uri(std::string_view path) {
   std::string p = enc::percent_encode(path, "/");
   return p.empty() ? "/" : p;
@@ -77,7 +52,7 @@ std::string canonical_query(const Pairs& query) {
 std::string canonical_request(const Request& r, std::string* signed_headers) {
   std::vector<std::pair<std::string, std::string>> h;
   h.reserve(r.headers.size());
-  for (const auto& [k, v] : r.headers) h.emplace_back(lower(k), canonical_value(v));
+  for (const auto& [k, v] : r.headers) h.emplace_back(text::lower(k), canonical_value(v));
   std::sort(h.begin(), h.end());
   std::string headers, names;
   for (const auto& [k, v] : h) {
@@ -87,14 +62,6 @@ std::string canonical_request(const Request& r, std::string* signed_headers) {
   if (signed_headers) *signed_headers = names;
   return r.method + "\n" + canonical_uri(r.path) + "\n" + canonical_query(r.query) + "\n" + headers + "\n" +
          names + "\n" + r.payload_hash;
-}
-
-std::string amz_date(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[20];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
 }
 
 std::string signature(const Credentials& c, const Request& r, const std::string& amz) {

@@ -1,4 +1,4 @@
-// AWS Signature Version 4, as R2's S3-compatible API checks it, on OpenSSL (SHA-256, HMAC-SHA256).
+// AWS Signature Version 4, as R2's S3-compatible API checks it (SHA-256 and HMAC-SHA256 from util/crypto).
 //
 // Only header-based signing of a single-chunk (or UNSIGNED-PAYLOAD) body: R2 rejects aws-chunked
 // streaming signatures, so a streamed PutObject is signed with UNSIGNED-PAYLOAD and its bytes go out as
@@ -7,7 +7,6 @@
 // and, end to end, by the emulator's own signature verification.
 #pragma once
 
-#include <ctime>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,10 +15,6 @@
 namespace era::cf::sigv4 {
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
-
-std::string sha256(std::string_view data);  // 32 raw bytes
-std::string sha256_hex(std::string_view data);
-std::string hmac_sha256(std::string_view key, std::string_view data);  // 32 raw bytes
 
 constexpr const char* kUnsignedPayload = "UNSIGNED-PAYLOAD";
 constexpr const char* kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -48,15 +43,9 @@ inline std::string wire_query(const Pairs& query) { return canonical_query(query
 
 // The canonical request; `signed_headers` receives the "a;b;c" list.
 std::string canonical_request(const Request& r, std::string* signed_headers);
-// "YYYYMMDDTHHMMSSZ" in UTC.
-std::string amz_date(std::time_t t);
-// The signature (lowercase hex) of `r` at `amz` (an amz_date()).
+// The signature (lowercase hex) of `r` at `amz` (a dates::amz_date()).
 std::string signature(const Credentials& c, const Request& r, const std::string& amz);
 // The Authorization header value.
 std::string authorization(const Credentials& c, const Request& r, const std::string& amz);
-
-// R2 S3 credentials derived from an API token, as Cloudflare documents: the access key id is the
-// token's id; the secret is the lowercase hex SHA-256 of the token's value.
-inline std::string secret_from_api_token(std::string_view token_value) { return sha256_hex(token_value); }
 
 }  // namespace era::cf::sigv4

@@ -1,92 +1,95 @@
 #include "store/cloudflare/xml.h"
 
-#include <cstdlib>
+#include <pugixml.hpp>
+
+#include "ns/names.h"
 
 namespace era::cf::xml {
+namespace {
 
-std::vector<std::string_view> blocks(std::string_view doc, std::string_view tag) {
-  std::vector<std::string_view> out;
-  const std::string open = "<" + std::string(tag) + ">", close = "</" + std::string(tag) + ">";
-  const std::string empty = "<" + std::string(tag) + "/>";
-  size_t pos = 0;
-  while (pos < doc.size()) {
-    const size_t a = doc.find(open, pos), e = doc.find(empty, pos);
-    if (e != std::string_view::npos && (a == std::string_view::npos || e < a)) {
-      out.emplace_back();
-      pos = e + empty.size();
+// Every text node is valid UTF-8 (pugixml writes what a reference names, even a surrogate, which no
+// XML document may contain).
+bool text_is_valid(const pugi::xml_node& n) {
+  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling()) {
+    if (c.type() == pugi::node_pcdata || c.type() == pugi::node_cdata) {
+      if (!ns::is_valid_utf8(c.value())) return false;
+    }
+    if (!text_is_valid(c)) return false;
+  }
+  return true;
+}
+
+// Whether the document has a character reference to U+0000 ("&#0;", "&#x00;", ...). pugixml would
+// write a NUL into its NUL-terminated text and silently cut the text there; no XML document may hold
+// one. (Also counted inside CDATA or comments, where it is literal text: S3 answers have neither.)
+bool references_nul(std::string_view doc) {
+  for (size_t i = doc.find("&#"); i != std::string_view::npos; i = doc.find("&#", i + 2)) {
+    size_t j = i + 2;
+    const bool hex = j < doc.size() && (doc[j] == 'x' || doc[j] == 'X');
+    if (hex) ++j;
+    const size_t digits = j;
+    bool zero = true;
+    for (; j < doc.size(); ++j) {
+      const char c = doc[j];
+      const bool digit = (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+      if (!digit) break;
+      if (c != '0') zero = false;
+    }
+    if (j > digits && j < doc.size() && doc[j] == ';' && zero) return true;
+  }
+  return false;
+}
+
+void collect(const pugi::xml_node& n, std::string_view tag, std::vector<pugi::xml_node>& out, bool first_only) {
+  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling()) {
+    if (c.type() != pugi::node_element) continue;
+    if (tag == c.name()) {
+      out.push_back(c);
+      if (first_only) return;
       continue;
     }
-    if (a == std::string_view::npos) break;
-    const size_t b = doc.find(close, a + open.size());
-    if (b == std::string_view::npos) break;
-    out.push_back(doc.substr(a + open.size(), b - a - open.size()));
-    pos = b + close.size();
+    collect(c, tag, out, first_only);
+    if (first_only && !out.empty()) return;
   }
+}
+
+std::string text_of(const pugi::xml_node& n) {
+  std::string out;
+  for (pugi::xml_node c = n.first_child(); c; c = c.next_sibling())
+    if (c.type() == pugi::node_pcdata || c.type() == pugi::node_cdata) out += c.value();
   return out;
 }
 
-std::vector<std::string> all(std::string_view doc, std::string_view tag) {
-  std::vector<std::string> out;
-  for (auto b : blocks(doc, tag)) out.push_back(decode(b));
-  return out;
-}
-
-std::string first(std::string_view doc, std::string_view tag) {
-  auto b = blocks(doc, tag);
-  return b.empty() ? "" : decode(b.front());
-}
-
-namespace {
-void put_utf8(std::string& out, unsigned long cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 }  // namespace
 
-std::string decode(std::string_view t) {
-  std::string out;
-  out.reserve(t.size());
-  for (size_t i = 0; i < t.size(); ++i) {
-    if (t[i] != '&') {
-      out += t[i];
-      continue;
-    }
-    const size_t semi = t.find(';', i);
-    if (semi == std::string_view::npos || semi - i > 10) {
-      out += t[i];
-      continue;
-    }
-    const std::string_view ent = t.substr(i + 1, semi - i - 1);
-    if (ent == "amp") out += '&';
-    else if (ent == "lt") out += '<';
-    else if (ent == "gt") out += '>';
-    else if (ent == "quot") out += '"';
-    else if (ent == "apos") out += '\'';
-    else if (!ent.empty() && ent[0] == '#') {
-      const std::string num(ent.substr(1));
-      const bool hex = !num.empty() && (num[0] == 'x' || num[0] == 'X');
-      const unsigned long cp = std::strtoul(num.c_str() + (hex ? 1 : 0), nullptr, hex ? 16 : 10);
-      put_utf8(out, cp);
-    } else {
-      out.append(t.substr(i, semi - i + 1));
-    }
-    i = semi;
-  }
+Element parse(std::string_view doc) {
+  if (references_nul(doc)) return {};
+  auto d = std::make_shared<pugi::xml_document>();
+  // parse_ws_pcdata keeps text made only of spaces (a key " " is data); no EOL rewriting inside text
+  // beyond what XML itself requires.
+  const auto opts = pugi::parse_default | pugi::parse_ws_pcdata;
+  if (!d->load_buffer(doc.data(), doc.size(), opts, pugi::encoding_utf8)) return {};
+  if (!d->document_element() || !text_is_valid(*d)) return {};
+  return Element(d, d->internal_object());
+}
+
+std::string Element::first(std::string_view tag) const {
+  if (!node_) return "";
+  std::vector<pugi::xml_node> found;
+  collect(pugi::xml_node(node_), tag, found, true);
+  return found.empty() ? "" : text_of(found.front());
+}
+
+std::vector<Element> Element::all(std::string_view tag) const {
+  std::vector<Element> out;
+  if (!node_) return out;
+  std::vector<pugi::xml_node> found;
+  collect(pugi::xml_node(node_), tag, found, false);
+  for (const auto& n : found) out.push_back(Element(doc_, n.internal_object()));
   return out;
 }
+
+std::string Element::text() const { return node_ ? text_of(pugi::xml_node(node_)) : ""; }
 
 std::string escape(std::string_view t) {
   std::string out;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 
 namespace era::counters {
 

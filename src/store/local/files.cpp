@@ -15,19 +15,6 @@
 
 namespace era::files {
 
-Fd& Fd::operator=(Fd&& o) noexcept {
-  if (this != &o) {
-    reset();
-    fd_ = o.release();
-  }
-  return *this;
-}
-
-void Fd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 void throw_errno(const std::string& what, const std::string& path) {
   const int err = errno;
   log::error(what + " " + path + ": " + std::strerror(err));

@@ -7,30 +7,11 @@
 #include <cstdint>
 #include <string>
 
+#include "util/fd.h"
+
 namespace era::files {
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
-  Fd& operator=(Fd&& o) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset();
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;  // the one fd owner (util/fd.h)
 
 // Throws the storage error for `errno` after `what` failed on `path`.
 [[noreturn]] void throw_errno(const std::string& what, const std::string& path);

@@ -4,12 +4,12 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "util/clock.h"
+#include "util/time.h"
 #include "util/log.h"
 
 namespace era {
 
-LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
+LocalBackend::LocalBackend(const LocalOptions& options) : dir_(options.data_dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) throw std::runtime_error("cannot create data dir " + dir_ + ": " + ec.message());
@@ -19,20 +19,19 @@ LocalBackend::LocalBackend(const Config& config) : dir_(config.data_dir) {
   kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
-  D1Limits limits;
-  limits.max_sql_bytes = static_cast<size_t>(config.d1_max_sql_bytes);
-  limits.max_params = config.d1_max_params;
-  limits.statement_timeout_ms = config.d1_statement_timeout_ms;
-  limits.max_result_bytes = config.d1_max_result_bytes;
-  d1_ = std::make_unique<LocalD1>(dir_ + "/d1.sqlite3", limits);
+  // D1: a file per namespace in d1/. A data dir from before (one d1.sqlite3 for every namespace) is
+  // moved into that layout first; the old file is kept as d1.sqlite3.migrated.
+  const std::string single = dir_ + "/d1.sqlite3";
+  if (std::filesystem::exists(single)) LocalD1::migrate_single_file(single, dir_ + "/d1");
+  d1_ = std::make_unique<LocalD1>(dir_ + "/d1", options.d1, options.d1_files);
   // Sources in type order: d1, kv, r2.
   std::vector<std::unique_ptr<ResourceSource>> sources;
-  sources.push_back(make_d1_source(*d1_));
+  sources.push_back(make_sql_table_source(*d1_));
   sources.push_back(make_table_source({"kv", "kv", ':', "metadata", "created_at", "updated_at", true},
                                       *meta_writer_, *meta_readers_, unix_now));
   sources.push_back(make_table_source({"r2", "r2_objects", '/', "custom_metadata", "created_ms", "uploaded_ms", false},
                                       *meta_writer_, *meta_readers_, unix_now));
-  registry_ = std::make_unique<LocalRegistry>(std::move(sources));
+  registry_ = std::make_unique<ResourceWalk>(std::move(sources));
   sweeper_ = std::thread([this] { sweeper(); });
 }
 

@@ -2,8 +2,8 @@
 //   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 //   objects/      R2 object bytes (see local_r2.h)
-//   d1.sqlite3    every namespace's D1 tables, with its own writer thread (store/local/local_d1.h), so
-//                 a long D1 write never blocks KV or R2
+//   d1/<ns>.sqlite3  each namespace's D1 tables in a file of its own, with its own writer
+//                 (store/local/local_d1.h), so a long D1 write never blocks KV, R2 or another namespace
 #pragma once
 
 #include <condition_variable>
@@ -18,13 +18,20 @@
 #include "store/local/local_sessions.h"
 #include "store/local/local_r2.h"
 #include "store/local/local_registry.h"
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 
 namespace era {
 
+// What the local backend needs from the configuration.
+struct LocalOptions {
+  std::string data_dir = "data";
+  D1Limits d1;
+  LocalD1Options d1_files;  // the per-namespace files: readers, open files, concurrency, journal
+};
+
 class LocalBackend : public Backend {
  public:
-  explicit LocalBackend(const Config& config);
+  explicit LocalBackend(const LocalOptions& options);
   ~LocalBackend() override;
 
   KvStore& kv() override { return *kv_; }
@@ -44,7 +51,7 @@ class LocalBackend : public Backend {
   std::unique_ptr<LocalSessions> sessions_;
   std::unique_ptr<LocalR2> r2_;
   std::unique_ptr<LocalD1> d1_;
-  std::unique_ptr<LocalRegistry> registry_;
+  std::unique_ptr<ResourceWalk> registry_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;

@@ -2,41 +2,37 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <filesystem>
 
-#include "ns/sql_tokenizer.h"
+#include "ns/names.h"
+#include "store/sql/guarded_sql.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace era {
+
+using sqlfront::Clock;
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
-constexpr const char* kObjectsTable = "\"era:d1_objects\"";
-constexpr int kMaxValueBytes = 2000000;  // D1: a string, BLOB or row is at most 2,000,000 bytes
-
-// Thrown on a reader connection by the first statement that would write: the call moves to the writer.
-struct NeedsWriter {};
-
-struct StmtCloser {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtCloser>;
-
-// Interrupts the statement running on `db` once the deadline has passed (SQLITE_INTERRUPT), so one
-// runaway query (a recursive CTE bomb) cannot hold a connection or the writer for ever.
-class Deadline {
+// Interrupts the statement running on `db` once `at` has passed (SQLITE_INTERRUPT), so one runaway
+// query (a recursive CTE bomb) cannot hold a connection past its statement or call budget.
+class Interrupt {
  public:
-  Deadline(sqlite3* db, int ms) : db_(db), at_(Clock::now() + std::chrono::milliseconds(ms)) {
-    sqlite3_progress_handler(db_, 1000, &Deadline::check, this);
+  Interrupt(sqlite3* db, Clock::time_point at) : db_(db), at_(at) {
+    sqlite3_progress_handler(db_, 1000, &Interrupt::check, this);
   }
-  ~Deadline() { sqlite3_progress_handler(db_, 0, nullptr, nullptr); }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
+  ~Interrupt() { sqlite3_progress_handler(db_, 0, nullptr, nullptr); }
+  Interrupt(const Interrupt&) = delete;
+  Interrupt& operator=(const Interrupt&) = delete;
   bool fired() const { return fired_; }
 
  private:
   static int check(void* self) {
-    auto* d = static_cast<Deadline*>(self);
+    auto* d = static_cast<Interrupt*>(self);
     if (Clock::now() < d->at_) return 0;
     d->fired_ = true;
     return 1;
@@ -45,27 +41,6 @@ class Deadline {
   Clock::time_point at_;
   bool fired_ = false;
 };
-
-ApiError sql_error(sqlite3* db, const std::string& ns, int timeout_ms, bool timed_out) {
-  const int code = sqlite3_extended_errcode(db);
-  if (timed_out || (code & 0xff) == SQLITE_INTERRUPT)
-    return ApiError(408, "statement_timeout",
-                    "the statement ran longer than " + std::to_string(timeout_ms) + " ms and was interrupted");
-  std::string msg = sql::user_message(sqlite3_errmsg(db), ns);
-  if ((code & 0xff) == SQLITE_TOOBIG)
-    return ApiError(413, "value_too_large", msg + " (a string, BLOB or row is at most 2000000 bytes)");
-  if ((code & 0xff) == SQLITE_FULL || (code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CORRUPT)
-    return ApiError(500, "storage_error", msg);
-  return ApiError(400, "sql_error", msg);
-}
-
-void configure(sqlite::Db& db, const D1Limits& limits) {
-  sqlite3* h = db.handle();
-  sql::harden_connection(h);
-  sqlite3_limit(h, SQLITE_LIMIT_VARIABLE_NUMBER, limits.max_params);
-  sqlite3_limit(h, SQLITE_LIMIT_LENGTH, kMaxValueBytes);
-  db.exec("PRAGMA foreign_keys=ON");  // D1's default
-}
 
 void bind(sqlite3_stmt* s, int i, const SqlValue& v) {
   int rc = SQLITE_OK;
@@ -106,186 +81,7 @@ size_t value_bytes(const SqlValue& v) {
   return 16;
 }
 
-}  // namespace
-
-LocalD1::LocalD1(const std::string& path, const D1Limits& limits, size_t readers) : limits_(limits) {
-  // One call per transaction (no group commit): interrupting a runaway write makes SQLite roll back
-  // the whole transaction, which must never take other clients' writes with it.
-  writer_ = std::make_unique<sqlite::Writer>(path, 1, [&](sqlite::Db& db) {
-    db.exec(std::string("CREATE TABLE IF NOT EXISTS ") + kObjectsTable +
-            " (physical TEXT PRIMARY KEY COLLATE NOCASE, ns TEXT NOT NULL, type TEXT NOT NULL) WITHOUT ROWID");
-    configure(db, limits_);
-    load_registry(db);
-  });
-  readers_ = std::make_unique<sqlite::ReaderPool>(path, readers, [&](sqlite::Db& db) { configure(db, limits_); });
-}
-
-LocalD1::~LocalD1() { close(); }
-
-void LocalD1::close() {
-  if (writer_) writer_->stop();
-}
-
-void LocalD1::load_registry(sqlite::Db& db) {
-  registry_.clear();
-  StmtPtr s;
-  sqlite3_stmt* raw = nullptr;
-  const std::string sql = std::string("SELECT physical, ns, type FROM ") + kObjectsTable;
-  if (sqlite3_prepare_v2(db.handle(), sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
-    throw sqlite::Error(sqlite3_extended_errcode(db.handle()), sqlite3_errmsg(db.handle()));
-  s.reset(raw);
-  auto text = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(raw, i))); };
-  while (sqlite3_step(raw) == SQLITE_ROW) registry_.add({text(0), text(1), text(2)});
-}
-
-sql::Rewritten LocalD1::rewrite(const std::string& ns, const SqlStatement& st) const {
-  if (st.sql.size() > limits_.max_sql_bytes)
-    throw bad_request("sql_too_long", "SQL is " + std::to_string(st.sql.size()) + " bytes; the limit is " +
-                                          std::to_string(limits_.max_sql_bytes));
-  if (st.params.size() > static_cast<size_t>(limits_.max_params))
-    throw bad_request("too_many_params", std::to_string(st.params.size()) + " parameters; a statement takes at most " +
-                                             std::to_string(limits_.max_params));
-  sql::Rewritten rw = sql::rewrite(st.sql, ns, [&] { return registry_.owned_by(ns); });
-  if (rw.statements == 0) throw bad_request("empty_sql", "the SQL holds no statement");
-  return rw;
-}
-
-SqlResult LocalD1::step_all(sqlite::Db& db, sqlite3_stmt* stmt, const std::string& ns,
-                            const std::vector<SqlValue>& params, Budget& budget) {
-  sqlite3* h = db.handle();
-  const int wanted = sqlite3_bind_parameter_count(stmt);
-  if (static_cast<int>(params.size()) != wanted)
-    throw bad_request("param_count", "the statement has " + std::to_string(wanted) + " parameter(s) but " +
-                                         std::to_string(params.size()) + " value(s) were given");
-  for (size_t i = 0; i < params.size(); ++i) bind(stmt, static_cast<int>(i + 1), params[i]);
-
-  SqlResult r;
-  const int ncol = sqlite3_column_count(stmt);
-  for (int i = 0; i < ncol; ++i) r.columns.emplace_back(sqlite3_column_name(stmt, i));
-  const bool readonly = sqlite3_stmt_readonly(stmt);
-  const auto start = Clock::now();
-  const int64_t total_before = sqlite3_total_changes64(h);
-  Deadline deadline(h, limits_.statement_timeout_ms);
-  for (;;) {
-    const int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) throw sql_error(h, ns, limits_.statement_timeout_ms, deadline.fired());
-    std::vector<SqlValue> row;
-    row.reserve(static_cast<size_t>(ncol));
-    for (int i = 0; i < ncol; ++i) {
-      row.push_back(column(stmt, i));
-      budget.result_bytes += static_cast<int64_t>(value_bytes(row.back()));
-    }
-    if (budget.result_bytes > limits_.max_result_bytes)
-      throw bad_request("result_too_large", "the result is over " + std::to_string(limits_.max_result_bytes) +
-                                                " bytes; select fewer rows (LIMIT) or columns");
-    r.rows.push_back(std::move(row));
-  }
-  r.meta.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (!readonly) {
-    r.meta.rows_written = sqlite3_total_changes64(h) - total_before;  // includes trigger and FK changes
-    // sqlite3_changes64 keeps the last INSERT/UPDATE/DELETE's count through other statements (DDL).
-    r.meta.changes = r.meta.rows_written ? sqlite3_changes64(h) : 0;
-    r.meta.changed_db = true;
-  }
-  r.meta.last_row_id = sqlite3_last_insert_rowid(h);
-  r.meta.rows_read = static_cast<int64_t>(r.rows.size()) +
-                     sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
-  return r;
-}
-
-std::vector<SqlResult> LocalD1::run(sqlite::Db& db, const std::string& ns, const sql::Rewritten& rw,
-                                    const std::vector<SqlValue>& params, bool read_only, Undo* undo,
-                                    Budget& budget) {
-  sqlite3* h = db.handle();
-  std::vector<SqlResult> out;
-  const char* p = rw.sql.data();
-  const char* end = p + rw.sql.size();
-  while (p < end) {
-    bool schema = false;
-    {
-      // The guard is installed for the statement's whole life: SQLite re-prepares a statement whose
-      // schema changed under it, and that re-prepare is checked too.
-      sql::Guard guard(h, ns, registry_, rw.reads_schema);
-      guard.begin_statement();
-      sqlite3_stmt* raw = nullptr;
-      const char* tail = nullptr;
-      const int rc = sqlite3_prepare_v3(h, p, static_cast<int>(end - p), 0, &raw, &tail);
-      StmtPtr stmt(raw);
-      if (guard.denial()) throw *guard.denial();
-      if (rc != SQLITE_OK) throw sql_error(h, ns, limits_.statement_timeout_ms, false);
-      const std::string_view text(p, static_cast<size_t>(tail - p));
-      p = tail;
-      if (!stmt) continue;  // only whitespace or comments were left
-      sql::check_statement_text(text);
-      if (read_only && !sqlite3_stmt_readonly(stmt.get()))
-        throw ApiError(403, "read_only_token", "this session's token is read-only: the statement would write");
-      if (!undo && !sqlite3_stmt_readonly(stmt.get())) throw NeedsWriter{};
-      out.push_back(step_all(db, stmt.get(), ns, params, budget));
-      schema = guard.changes_schema();
-    }
-    if (schema) {
-      if (!undo) throw NeedsWriter{};
-      schema_changed(db, ns, *undo);
-    }
-  }
-  return out;
-}
-
-void LocalD1::schema_changed(sqlite::Db& db, const std::string& ns, Undo& undo) {
-  const auto known = registry_.objects_of(ns);
-  const sql::SchemaDiff diff = sql::diff_schema(db.handle(), ns, registry_, known);
-  undo.touched = true;
-  for (const auto& o : diff.added) {
-    registry_.add(o);
-    undo.added.push_back(o);
-    sqlite::StmtUse s(db.cached("INSERT OR REPLACE INTO \"era:d1_objects\" (physical, ns, type) VALUES (?1, ?2, ?3)"));
-    s->bind_text(1, o.physical).bind_text(2, o.ns).bind_text(3, o.type).run();
-  }
-  for (const auto& name : diff.removed) {
-    for (const auto& o : known)
-      if (o.physical == name) undo.removed.push_back(o);
-    registry_.remove(name);
-    sqlite::StmtUse s(db.cached("DELETE FROM \"era:d1_objects\" WHERE physical = ?1"));
-    s->bind_text(1, name).run();
-  }
-  // Views and triggers must still compile inside the namespace: a DROP or RENAME that breaks one is
-  // refused (rolled back), and so is a CREATE of a broken one.
-  sql::check_dependents(db.handle(), ns, registry_, registry_.objects_of(ns));
-}
-
-void LocalD1::revert(const Undo& undo) {
-  for (const auto& o : undo.added) registry_.remove(o.physical);
-  for (const auto& o : undo.removed) registry_.add(o);
-}
-
-template <typename F>
-auto LocalD1::on_writer(F&& fn) {
-  Undo undo;
-  try {
-    return writer_->submit([&](sqlite::Db& db) {
-      try {
-        return fn(db, undo);
-      } catch (...) {
-        revert(undo);
-        undo = Undo{};
-        throw;
-      }
-    });
-  } catch (const ApiError&) {
-    throw;
-  } catch (...) {
-    // The commit itself failed: what the registry holds may not have committed. Reload it from the
-    // committed table (a reader sees only committed data).
-    if (undo.touched) {
-      auto lease = readers_->lease();
-      load_registry(*lease);
-    }
-    throw;
-  }
-}
-
-void LocalD1::finish_meta(sqlite::Db& db, std::vector<SqlResult>& results) {
+void finish_meta(sqlite::Db& db, std::vector<SqlResult>& results) {
   sqlite::StmtUse pages(db.cached("PRAGMA page_count"));
   int64_t size = pages->step() ? pages->int64(0) : 0;
   sqlite::StmtUse page_size(db.cached("PRAGMA page_size"));
@@ -293,74 +89,378 @@ void LocalD1::finish_meta(sqlite::Db& db, std::vector<SqlResult>& results) {
   for (auto& r : results) r.meta.size_after = size;
 }
 
-SqlResult LocalD1::query(const std::string& ns, const SqlStatement& st) {
-  const sql::Rewritten rw = rewrite(ns, st);
-  if (rw.statements != 1)
-    throw bad_request("multiple_statements", "query runs exactly one statement; use exec for several");
+std::vector<sql::SchemaObject> read_objects(sqlite::Db& db) {
+  std::vector<sql::SchemaObject> out;
+  sqlite::Stmt s(db, (std::string("SELECT physical, ns, type FROM ") + sqlfront::kObjectsTable).c_str());
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2)});
+  return out;
+}
+
+const std::string kCreateObjects = std::string("CREATE TABLE IF NOT EXISTS ") + sqlfront::kObjectsTable +
+                                   " (physical TEXT PRIMARY KEY COLLATE NOCASE, ns TEXT NOT NULL, type TEXT NOT NULL) "
+                                   "WITHOUT ROWID";
+
+}  // namespace
+
+// One namespace's file and its connections.
+struct LocalD1::Space {
+  std::string path;
+  std::once_flag opened;
+  std::unique_ptr<sqlite::Db> writer;
+  std::mutex mu;  // guards the fields below
+  bool writing = false;  // a call holds `writer` for its whole transaction (WriteTurn)
+  std::condition_variable write_cv;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<sqlite::Db>> idle;
+  size_t readers_open = 0;
+  int in_flight = 0;
+};
+
+// Admission of one call of a namespace: at most max_concurrent_per_namespace at once.
+class LocalD1::Use {
+ public:
+  Use(Space& s, int max) : s_(s) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (s_.in_flight >= max) {
+      ApiError e(429, "d1_busy",
+                 "this namespace already has " + std::to_string(max) + " D1 calls running; retry when one finished");
+      e.header = {"Retry-After", "1"};
+      throw e;
+    }
+    ++s_.in_flight;
+  }
+  ~Use() {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    --s_.in_flight;
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+
+ private:
+  Space& s_;
+};
+
+// The namespace's writer, taken for one call's transaction; waiting for it counts against the call's
+// budget. (A flag and a condition variable rather than std::timed_mutex, whose timed lock
+// ThreadSanitizer cannot follow.)
+class LocalD1::WriteTurn {
+ public:
+  WriteTurn(Space& s, const sqlfront::Deadline& deadline) : s_(s) {
+    std::unique_lock<std::mutex> lock(s_.mu);
+    if (!s_.write_cv.wait_until(lock, deadline.at(), [&] { return !s_.writing; })) throw deadline.timeout();
+    s_.writing = true;
+  }
+  ~WriteTurn() {
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      s_.writing = false;
+    }
+    s_.write_cv.notify_one();
+  }
+  WriteTurn(const WriteTurn&) = delete;
+  WriteTurn& operator=(const WriteTurn&) = delete;
+
+ private:
+  Space& s_;
+};
+
+// A read-only connection of one namespace, given back when it leaves scope.
+class LocalD1::Reader {
+ public:
+  Reader(Space& s, std::unique_ptr<sqlite::Db> db) : s_(s), db_(std::move(db)) {}
+  ~Reader() {
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      s_.idle.push_back(std::move(db_));
+    }
+    s_.cv.notify_one();
+  }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  sqlite::Db& operator*() { return *db_; }
+  sqlite::Db* operator->() { return db_.get(); }
+
+ private:
+  Space& s_;
+  std::unique_ptr<sqlite::Db> db_;
+};
+
+// Runs each guarded statement on a real connection of the namespace's file.
+class LocalD1::Exec : public sqlfront::Executor {
+ public:
+  Exec(sqlite::Db& db, bool writer, const std::string& ns, const D1Limits& limits, const sqlfront::Deadline& deadline)
+      : db_(db), writer_(writer), ns_(ns), limits_(limits), deadline_(deadline) {}
+
+  sqlite3* schema() override { return db_.handle(); }
+
+  bool run(size_t, std::string_view, sqlite3_stmt* stmt, const SqlStatement& st, bool changes_schema) override {
+    const bool readonly = sqlite3_stmt_readonly(stmt);
+    if (!writer_ && (changes_schema || !readonly)) return false;  // the call moves to the writer
+    sqlite3* h = db_.handle();
+    for (size_t i = 0; i < st.params.size(); ++i) bind(stmt, static_cast<int>(i + 1), st.params[i]);
+    SqlResult r;
+    const int ncol = sqlite3_column_count(stmt);
+    for (int i = 0; i < ncol; ++i) r.columns.emplace_back(sqlite3_column_name(stmt, i));
+    const auto start = Clock::now();
+    const int64_t total_before = sqlite3_total_changes64(h);
+    // last_row_id is this statement's own insert or 0: never an earlier call's.
+    sqlite3_set_last_insert_rowid(h, 0);
+    Interrupt interrupt(h, deadline_.within(limits_.statement_timeout_ms));
+    for (;;) {
+      const int rc = sqlite3_step(stmt);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        if (interrupt.fired() || (sqlite3_extended_errcode(h) & 0xff) == SQLITE_INTERRUPT) {
+          if (deadline_.passed()) throw deadline_.timeout();
+          throw ApiError(408, "statement_timeout", "the statement ran longer than " +
+                                                       std::to_string(limits_.statement_timeout_ms) +
+                                                       " ms and was interrupted");
+        }
+        throw sqlfront::sql_error(h, ns_);
+      }
+      std::vector<SqlValue> row;
+      row.reserve(static_cast<size_t>(ncol));
+      for (int i = 0; i < ncol; ++i) {
+        row.push_back(column(stmt, i));
+        result_bytes_ += static_cast<int64_t>(value_bytes(row.back()));
+      }
+      if (result_bytes_ > limits_.max_result_bytes)
+        throw bad_request("result_too_large", "the result is over " + std::to_string(limits_.max_result_bytes) +
+                                                  " bytes; select fewer rows (LIMIT) or columns");
+      r.rows.push_back(std::move(row));
+    }
+    r.meta.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    if (!readonly) {
+      r.meta.rows_written = sqlite3_total_changes64(h) - total_before;  // includes trigger and FK changes
+      // sqlite3_changes64 keeps the last INSERT/UPDATE/DELETE's count through other statements (DDL).
+      r.meta.changes = r.meta.rows_written ? sqlite3_changes64(h) : 0;
+      r.meta.changed_db = true;
+      r.meta.last_row_id = sqlite3_last_insert_rowid(h);
+    }
+    r.meta.rows_read = static_cast<int64_t>(r.rows.size()) +
+                       sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+    results.push_back(std::move(r));
+    return true;
+  }
+
+  std::vector<SqlResult> results;
+
+ private:
+  sqlite::Db& db_;
+  bool writer_;
+  const std::string& ns_;
+  const D1Limits& limits_;
+  const sqlfront::Deadline& deadline_;
+  int64_t result_bytes_ = 0;
+};
+
+std::string LocalD1::file_of(const std::string& dir, const std::string& ns) { return dir + "/" + ns + ".sqlite3"; }
+
+LocalD1::LocalD1(const std::string& dir, const D1Limits& limits, const LocalD1Options& options)
+    : GuardedSqlStore(limits), dir_(dir), options_(options) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw std::runtime_error("cannot create the D1 directory " + dir_ + ": " + ec.message());
+  load_registry();
+}
+
+LocalD1::~LocalD1() { close(); }
+
+void LocalD1::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  open_.clear();  // a Space still in use closes when its last call lets go of it
+  lru_.clear();
+}
+
+int LocalD1::calls_in_flight(const std::string& ns) {
+  std::shared_ptr<Space> s;
   {
-    auto lease = readers_->lease();
-    try {
-      Budget budget;
-      auto out = run(*lease, ns, rw, st.params, st.read_only, nullptr, budget);
-      finish_meta(*lease, out);
-      return out.empty() ? SqlResult{} : std::move(out.front());
-    } catch (const NeedsWriter&) {
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = open_.find(ns);
+    if (it == open_.end()) return 0;
+    s = it->second.first;
   }
-  auto out = on_writer([&](sqlite::Db& db, Undo& undo) {
-    Budget budget;
-    auto r = run(db, ns, rw, st.params, st.read_only, &undo, budget);
-    finish_meta(db, r);
-    return r;
-  });
-  return out.empty() ? SqlResult{} : std::move(out.front());
+  std::lock_guard<std::mutex> lock(s->mu);
+  return s->in_flight;
 }
 
-SqlResult LocalD1::exec(const std::string& ns, const SqlStatement& st, int& statements) {
-  const sql::Rewritten rw = rewrite(ns, st);
-  if (rw.statements > 1 && !st.params.empty())
-    throw bad_request("params_with_multiple_statements",
-                      "params apply to a single statement; this SQL holds " + std::to_string(rw.statements) +
-                          " (send them one by one, or use batch)");
-  auto results = on_writer([&](sqlite::Db& db, Undo& undo) {
-    Budget budget;
-    auto r = run(db, ns, rw, st.params, st.read_only, &undo, budget);
-    finish_meta(db, r);
-    return r;
-  });
-  statements = static_cast<int>(results.size());
-  SqlResult sum;
-  sum.meta = summed_meta(results);
-  return sum;
+void LocalD1::load_registry() {
+  std::vector<sql::SchemaObject> all;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    const fs::path& p = entry.path();
+    if (p.extension() != ".sqlite3" || !entry.is_regular_file()) continue;
+    const std::string ns = p.stem().string();
+    try {
+      ns::check_namespace(ns);
+    } catch (const ApiError&) {
+      continue;  // not a namespace's file
+    }
+    sqlite::Db db(p.string());
+    db.exec(kCreateObjects);
+    for (auto& o : read_objects(db)) {
+      if (o.ns != ns) continue;  // a file holds only its own namespace's objects
+      all.push_back(std::move(o));
+    }
+  }
+  // Two files cannot claim one name (claims are checked in one step); if a copied-in file does,
+  // the first in byte order of namespace keeps it and the other's statements on it are refused.
+  std::sort(all.begin(), all.end(), [](const sql::SchemaObject& a, const sql::SchemaObject& b) { return a.ns > b.ns; });
+  registry_.replace_all(all);
 }
 
-std::vector<SqlResult> LocalD1::batch(const std::string& ns, const std::vector<SqlStatement>& statements) {
-  std::vector<sql::Rewritten> rws;
-  for (size_t i = 0; i < statements.size(); ++i) {
-    try {
-      rws.push_back(rewrite(ns, statements[i]));
-    } catch (const ApiError& e) {
-      throw ApiError(e.status(), e.code(), "statement " + std::to_string(i) + ": " + e.what());
-    }
-    if (rws.back().statements != 1)
-      throw bad_request("multiple_statements", "statement " + std::to_string(i) + " holds " +
-                                                   std::to_string(rws.back().statements) +
-                                                   " statements; each batch entry is exactly one");
-  }
-  return on_writer([&](sqlite::Db& db, Undo& undo) {
-    Budget budget;
-    std::vector<SqlResult> out;
-    for (size_t i = 0; i < rws.size(); ++i) {
-      try {
-        auto r = run(db, ns, rws[i], statements[i].params, statements[i].read_only, &undo, budget);
-        out.push_back(r.empty() ? SqlResult{} : std::move(r.front()));
-      } catch (const ApiError& e) {
-        throw ApiError(e.status(), e.code(), "statement " + std::to_string(i) + ": " + e.what());
+std::shared_ptr<LocalD1::Space> LocalD1::space(const std::string& ns) {
+  std::shared_ptr<Space> s;
+  std::vector<std::shared_ptr<Space>> closing;  // closed after the lock is let go (a close may checkpoint)
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw ApiError(503, "shutting_down", "the D1 store is shutting down");
+    auto it = open_.find(ns);
+    if (it != open_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      s = it->second.first;
+    } else {
+      s = std::make_shared<Space>();
+      s->path = file_of(dir_, ns);
+      lru_.push_front(ns);
+      open_.emplace(ns, std::make_pair(s, lru_.begin()));
+      // Close the least recently used namespaces no call is using, down to the bound.
+      for (auto victim = lru_.end(); open_.size() > options_.max_open_namespaces && victim != lru_.begin();) {
+        --victim;
+        auto v = open_.find(*victim);
+        if (v->second.first.use_count() > 1) continue;
+        closing.push_back(std::move(v->second.first));
+        open_.erase(v);
+        victim = lru_.erase(victim);
       }
     }
-    finish_meta(db, out);
-    return out;
+  }
+  std::call_once(s->opened, [&] {
+    auto db = std::make_unique<sqlite::Db>(s->path);
+    sqlfront::configure_connection(db->handle(), limits_);
+    db->exec("PRAGMA journal_size_limit=" + std::to_string(options_.journal_limit_bytes));
+    db->exec(kCreateObjects);
+    s->writer = std::move(db);
   });
+  return s;
+}
+
+void LocalD1::trim_journal(Space& s) {
+  std::error_code ec;
+  const auto size = fs::file_size(s.path + "-wal", ec);
+  if (ec || static_cast<int64_t>(size) <= options_.journal_limit_bytes) return;
+  // Checkpoint and truncate the WAL now (a rolled-back write leaves its spilled pages there, and no
+  // commit would ever reset it). Without waiting: a reader in the way means next time.
+  sqlite3* h = s.writer->handle();
+  sqlite3_busy_timeout(h, 0);
+  sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(h, 10000);
+}
+
+void LocalD1::claim(const std::string& ns, const sqlfront::Overlay& overlay, std::vector<sql::SchemaObject>& claimed) {
+  std::lock_guard<std::mutex> lock(claim_mu_);
+  for (const auto& o : overlay.added()) {
+    auto owner = registry_.owner_of(o.physical);
+    if (owner && *owner == ns) continue;
+    if (owner)
+      throw ApiError(409, "name_conflict",
+                     "the name '" + o.physical.substr(std::min(o.physical.size(), ns.size() + 1)) +
+                         "' is already used by another namespace (SQLite names compare case-insensitively)");
+    registry_.add(o);
+    claimed.push_back(o);
+  }
+}
+
+std::vector<SqlResult> LocalD1::write(Space& s, const std::string& ns, const std::vector<sqlfront::Unit>& units,
+                                      const sqlfront::Deadline& deadline) {
+  WriteTurn turn(s, deadline);
+  sqlite::Db& db = *s.writer;
+  sqlite3* h = db.handle();
+  sqlfront::Overlay overlay(registry_);
+  std::vector<sql::SchemaObject> claimed;
+  Exec ex(db, true, ns, limits_, deadline);
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    sqlfront::run_guarded(ns, units, ex, overlay, deadline);
+    if (!overlay.empty()) {
+      claim(ns, overlay, claimed);
+      for (const auto& o : overlay.added()) {
+        sqlite::StmtUse st(db.cached("INSERT OR REPLACE INTO \"era:d1_objects\" (physical, ns, type) VALUES (?1, ?2, ?3)"));
+        st->bind_text(1, o.physical).bind_text(2, o.ns).bind_text(3, o.type).run();
+      }
+      for (const auto& o : overlay.removed()) {
+        sqlite::StmtUse st(db.cached("DELETE FROM \"era:d1_objects\" WHERE physical = ?1"));
+        st->bind_text(1, o.physical).run();
+      }
+    }
+    finish_meta(db, ex.results);
+    db.exec("COMMIT");
+  } catch (...) {
+    if (!sqlite3_get_autocommit(h)) {
+      try {
+        db.exec("ROLLBACK");
+      } catch (const std::exception& e) {
+        log::warn(std::string("D1 rollback failed: ") + e.what());
+      }
+    }
+    for (const auto& o : claimed) registry_.remove(o.physical);
+    trim_journal(s);
+    throw;
+  }
+  // A dropped name is released only now that the drop committed.
+  for (const auto& o : overlay.removed()) {
+    std::lock_guard<std::mutex> claim_lock(claim_mu_);
+    auto owner = registry_.owner_of(o.physical);
+    if (owner && *owner == ns) registry_.remove(o.physical);
+  }
+  trim_journal(s);
+  return std::move(ex.results);
+}
+
+std::unique_ptr<LocalD1::Reader> LocalD1::read_lease(Space& s, const sqlfront::Deadline& deadline) {
+  std::unique_lock<std::mutex> lock(s.mu);
+  auto none = [&] { return s.idle.empty() && s.readers_open >= options_.readers_per_namespace; };
+  if (!s.cv.wait_until(lock, deadline.at(), [&] { return !none(); })) throw deadline.timeout();
+  if (!s.idle.empty()) {
+    auto db = std::move(s.idle.back());
+    s.idle.pop_back();
+    return std::make_unique<Reader>(s, std::move(db));
+  }
+  ++s.readers_open;
+  lock.unlock();
+  try {
+    auto db = std::make_unique<sqlite::Db>(s.path, true);
+    sqlfront::configure_connection(db->handle(), limits_);
+    return std::make_unique<Reader>(s, std::move(db));
+  } catch (...) {
+    lock.lock();
+    --s.readers_open;
+    s.cv.notify_one();
+    throw;
+  }
+}
+
+std::vector<SqlResult> LocalD1::call(const std::string& ns, const std::vector<sqlfront::Unit>& units,
+                                     const sqlfront::Deadline& deadline, bool try_reader) {
+  std::shared_ptr<Space> s = space(ns);
+  Use use(*s, options_.max_concurrent_per_namespace);
+  if (try_reader) {
+    auto reader = read_lease(*s, deadline);
+    sqlfront::Overlay overlay(registry_);
+    Exec ex(**reader, false, ns, limits_, deadline);
+    if (sqlfront::run_guarded(ns, units, ex, overlay, deadline) == sqlfront::Outcome::done) {
+      finish_meta(**reader, ex.results);
+      return std::move(ex.results);
+    }
+  }
+  return write(*s, ns, units, deadline);
+}
+
+const sql::ObjectOwners& LocalD1::owners_for(const std::string&) { return registry_; }
+
+std::vector<SqlResult> LocalD1::execute(sqlfront::CallKind kind, const std::string& ns,
+                                        const std::vector<sqlfront::Unit>& units, const sqlfront::Deadline& deadline) {
+  return call(ns, units, deadline, kind == sqlfront::CallKind::query);
 }
 
 std::vector<std::pair<std::string, std::string>> LocalD1::all_tables() {
@@ -374,17 +474,23 @@ std::vector<std::pair<std::string, std::string>> LocalD1::all_tables() {
 std::vector<SqlTable> LocalD1::tables(const std::string& ns) {
   std::vector<SqlTable> out;
   const std::string prefix = ns + "_";
-  auto lease = readers_->lease();
-  for (const auto& o : registry_.objects_of(ns)) {
-    if (o.type != "table") continue;
+  std::vector<sql::SchemaObject> objects;
+  for (auto& o : registry_.objects_of(ns))
+    if (o.type == "table") objects.push_back(std::move(o));
+  if (objects.empty()) return out;  // no file needs opening for a namespace without tables
+  const sqlfront::Deadline deadline(limits_);
+  std::shared_ptr<Space> s = space(ns);
+  Use use(*s, options_.max_concurrent_per_namespace);
+  auto reader = read_lease(*s, deadline);
+  for (const auto& o : objects) {
     SqlTable t{o.physical.substr(prefix.size()), std::nullopt};
     // dbstat: the pages of the table and of its indexes.
     try {
-      sqlite::StmtUse s(lease->cached(
+      sqlite::StmtUse q((*reader)->cached(
           "SELECT SUM(pgsize) FROM dbstat WHERE name = ?1 OR name IN "
           "(SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1)"));
-      s->bind_text(1, o.physical);
-      if (s->step() && !s->is_null(0)) t.bytes = s->int64(0);
+      q->bind_text(1, o.physical);
+      if (q->step() && !q->is_null(0)) t.bytes = q->int64(0);
     } catch (const sqlite::Error&) {
       // dbstat is optional in SQLite builds: sizes are a bonus, names are the answer.
     }

@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "store/kv_store.h"
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 
 namespace era {
 

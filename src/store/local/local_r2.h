@@ -14,7 +14,7 @@
 #include <functional>
 #include <string>
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 #include "store/object_store.h"
 
 namespace era {

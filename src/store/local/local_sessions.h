@@ -2,7 +2,7 @@
 // sqlite::Writer (so session writes group-commit with KV writes and never see SQLITE_BUSY).
 #pragma once
 
-#include "store/local/sqlite.h"
+#include "store/sql/sqlite.h"
 #include "store/session_store.h"
 
 namespace era {

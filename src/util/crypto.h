@@ -1,0 +1,17 @@
+// SHA-256 and HMAC-SHA256 on OpenSSL, once for session tokens and SigV4, and a constant-time compare.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace era::crypto {
+
+std::string sha256(std::string_view data);      // 32 raw bytes
+std::string sha256_hex(std::string_view data);  // 64 lowercase hex digits
+std::string hmac_sha256(std::string_view key, std::string_view data);  // 32 raw bytes
+
+// Constant-time equality of two byte strings (the time depends on neither's contents; both are hashed
+// first, so unequal lengths leak nothing either).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace era::crypto

@@ -1,0 +1,1 @@
+SELECT x, y FROM mine WHERE id = 2 ORDER BY x LIMIT 1

@@ -1,0 +1,1 @@
+INSERT INTO mine (id, x, y) VALUES (10, 'ten', 10) RETURNING id, x

@@ -1,0 +1,1 @@
+UPDATE mine SET y = y + 1 WHERE id IN (SELECT mine_id FROM kids)

@@ -1,0 +1,1 @@
+DELETE FROM kids WHERE z LIKE 'k%'

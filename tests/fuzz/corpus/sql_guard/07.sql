@@ -1,0 +1,1 @@
+CREATE VIEW vv AS SELECT * FROM mine JOIN kids ON kids.mine_id = mine.id; SELECT * FROM vv

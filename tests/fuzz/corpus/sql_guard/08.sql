@@ -1,0 +1,1 @@
+CREATE TRIGGER tr AFTER UPDATE ON mine BEGIN DELETE FROM kids WHERE mine_id = old.id; END; UPDATE mine SET x = 'z'

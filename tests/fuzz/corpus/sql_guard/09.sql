@@ -1,0 +1,1 @@
+CREATE INDEX ix ON mine (x); DROP INDEX ix

@@ -1,0 +1,1 @@
+ALTER TABLE mine RENAME TO mine2; SELECT * FROM mine2

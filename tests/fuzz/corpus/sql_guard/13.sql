@@ -1,0 +1,1 @@
+SELECT name, type FROM sqlite_master

@@ -1,0 +1,1 @@
+SELECT * FROM mine JOIN kids USING (id), b_secret

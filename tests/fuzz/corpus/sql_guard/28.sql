@@ -1,0 +1,1 @@
+CREATE TABLE q2 (k REFERENCES b_q(k))

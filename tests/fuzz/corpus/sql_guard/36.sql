@@ -1,0 +1,1 @@
+SELECT (SELECT group_concat(v) FROM b_secret)

@@ -1,0 +1,1 @@
+INSERT INTO mine (x) SELECT v FROM b_secret

@@ -1,0 +1,1 @@
+SELECT * FROM mine WHERE 3 IN b_secret

@@ -1,0 +1,1 @@
+SELECT count(*) FROM mine JOIN 'b_items'

@@ -1,0 +1,1 @@
+WITH x AS (SELECT 1) SELECT (WITH b_secret AS (SELECT 1) SELECT 1), count(*) FROM (WITH q AS (SELECT 1) SELECT 1 FROM q, a_b_q)

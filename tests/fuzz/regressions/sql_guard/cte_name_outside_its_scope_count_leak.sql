@@ -1,0 +1,1 @@
+SELECT (WITH b_secret AS (SELECT 1) SELECT 1), (SELECT count(*) FROM b_secret)

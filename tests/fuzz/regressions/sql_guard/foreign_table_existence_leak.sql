@@ -1,0 +1,1 @@
+SELECT 1 FROM (SELECT 1) AS s JOIN mine ON 1, b_extra_one

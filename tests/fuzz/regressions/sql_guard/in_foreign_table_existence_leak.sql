@@ -1,0 +1,1 @@
+SELECT 1 IN b_extra_one

@@ -1,0 +1,1 @@
+SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, b_secret

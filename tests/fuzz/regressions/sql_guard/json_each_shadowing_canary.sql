@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT 1) AS s JOIN mine ON 1, json_each

@@ -1,0 +1,1 @@
+SELECT count(*) FROM mine JOIN kids USING (id), 'b_secret'

@@ -1,0 +1,1 @@
+CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, b_secret; SELECT * FROM leak
