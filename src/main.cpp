@@ -26,6 +26,9 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "api/embedded_files.h"
+#include "obs/audit.h"
+#include "obs/http_observer.h"
+#include "obs/metrics.h"
 #include "runner/runner.h"
 #include "ns/names.h"
 #include "app/backends.h"
@@ -96,6 +99,9 @@ int serve(int argc, char** argv) {
   era::log::Level level;
   era::log::parse_level(config.log_level, level);
   era::log::set_level(level);
+  era::log::Format log_format;
+  era::log::parse_format(config.log_format, log_format);
+  era::log::set_format(log_format);
 
   // Signals are taken by one thread with sigwait(); every other thread (created below) inherits the
   // blocked mask, so SIGINT/SIGTERM never interrupt a request in the middle.
@@ -136,7 +142,15 @@ int serve(int argc, char** argv) {
     runner = std::make_unique<era::runner::Runner>(std::move(run_options));
     services.runner = runner.get();
   }
+  std::unique_ptr<era::obs::AuditLog> audit;
+  if (!config.audit_file.empty()) {
+    audit = std::make_unique<era::obs::AuditLog>(era::obs::AuditOptions{
+        config.audit_file, config.audit_max_bytes, config.audit_keep, static_cast<size_t>(config.audit_queue), nullptr});
+    services.audit = audit.get();
+  }
+  era::obs::HttpObserver observer(era::obs::metrics(), audit.get());
   era::http::Server server(config);
+  server.router().observe(&observer);
   era::api::register_all(server.router(), services);
   const int port = server.bind();
   if (runner) {

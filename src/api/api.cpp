@@ -21,6 +21,7 @@ void register_all(http::Router& router, Services& services) {
   register_d1(router, services);
   register_resources(router, services);
   register_explorer(router, services);
+  register_observe(router, services);
 }
 
 }  // namespace era::api

@@ -11,6 +11,9 @@
 namespace era::runner {
 class Runner;
 }
+namespace era::obs {
+class AuditLog;
+}
 
 namespace era::api {
 
@@ -20,6 +23,7 @@ struct Services {
   auth::Authenticator& auth;
   auth::RateLimiter* limiter = nullptr;  // per-session limits; null: none
   runner::Runner* runner = nullptr;  // runs sessions' code (POST /api/sessions/{id}/run); null: off
+  obs::AuditLog* audit = nullptr;    // the audit trail (GET /api/audit); null: none
 };
 
 void register_health(http::Router& router, Services& services);
@@ -31,6 +35,8 @@ void register_r2(http::Router& router, Services& services);
 void register_d1(http::Router& router, Services& services);
 void register_resources(http::Router& router, Services& services);
 void register_explorer(http::Router& router, Services& services);
+// GET /metrics (Prometheus) and GET /api/audit.
+void register_observe(http::Router& router, Services& services);
 
 // Every surface, in one call (what `serve` uses), behind the auth middleware (auth/middleware.h).
 void register_all(http::Router& router, Services& services);

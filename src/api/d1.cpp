@@ -79,6 +79,7 @@ void register_d1(http::Router& router, Services& services) {
     SqlStatement st = d1_statement(c.json_body(limits), "the body");
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
+    c.audit.wrote = r.meta.changed_db;
     c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
   });
 
@@ -89,6 +90,7 @@ void register_d1(http::Router& router, Services& services) {
     st.read_only = !c.principal.may_write();
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
+    c.audit.wrote = r.meta.changed_db;
     c.ok({{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
   });
 
@@ -98,6 +100,7 @@ void register_d1(http::Router& router, Services& services) {
     std::vector<SqlStatement> list = d1_batch(c.json_body(limits));
     for (auto& st : list) st.read_only = !c.principal.may_write();
     auto results = d1.batch(ns, list);
+    c.audit.wrote = summed_meta(results).changed_db;
     json out = json::array();
     for (auto& r : results)
       out.push_back({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});

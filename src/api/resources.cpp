@@ -1,9 +1,8 @@
 // Resource discovery: GET /api/resources/list and /api/resources/stats — what every namespace holds
 // across KV, D1 and R2, never disagreeing with the data (see store/registry.h).
-#include <cerrno>
-#include <cstdlib>
 
 #include "api/api.h"
+#include "api/params.h"
 #include "ns/names.h"
 #include "util/error.h"
 #include "util/time.h"
@@ -12,17 +11,6 @@ namespace era::api {
 namespace {
 
 using http::json;
-
-int64_t int_param(const std::optional<std::string>& s, int64_t dflt, int64_t min, int64_t max, const char* name) {
-  if (!s) return dflt;
-  char* end = nullptr;
-  errno = 0;
-  long long n = std::strtoll(s->c_str(), &end, 10);
-  if (s->empty() || *end || errno || n < min || n > max)
-    throw bad_request("invalid_" + std::string(name), std::string(name) + " must be an integer from " +
-                                                          std::to_string(min) + " to " + std::to_string(max));
-  return n;
-}
 
 std::optional<std::string> namespace_param(const http::Ctx& c) {
   auto ns = c.query("namespace");

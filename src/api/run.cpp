@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "auth/token.h"
+#include "obs/metrics.h"
 #include "runner/runner.h"
 #include "util/time.h"
 #include "util/error.h"
@@ -85,7 +86,20 @@ void register_run(http::Router& router, Services& services) {
                                                 "': only python and javascript sessions can run code");
     req.session_id = id;
     req.token = auth.mint(run_claims(*session, c.principal));
-    runner::SandboxResult r = run.run(req);
+    runner::SandboxResult r;
+    try {
+      r = run.run(req);
+    } catch (const ApiError& e) {
+      obs::metrics().run_refused(e.code());  // a run that did not start (busy, no sandbox, bad env)
+      throw;
+    } catch (const std::exception&) {
+      obs::metrics().run_refused("internal_error");
+      throw;
+    }
+    obs::metrics().run_finished(r.limit != runner::Limit::none ? runner::to_string(r.limit)
+                                : r.exit_code == 0             ? "exit_zero"
+                                                               : "exit_nonzero",
+                                r.duration);
     json limits = json::array();
     for (runner::Limit l : r.limits) limits.push_back(runner::to_string(l));
     c.ok({{"session_id", id},

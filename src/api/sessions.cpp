@@ -71,6 +71,7 @@ void register_sessions(http::Router& router, Services& services) {
   router.add("POST", "/api/sessions", http::Access::admin(), [&](http::Ctx& c) {
     SessionRecord s = session_create(c.json_body(kBodyLimits), config, unix_now());
     store.create(s);
+    c.audit.object = s.id;
     const std::string token = auth.mint(auth::claims_for(s));
     json out = session_json(s);
     out["token"] = token;

@@ -109,21 +109,36 @@ Secret resolve_token_secret(const Config& c) {
   return s;
 }
 
-std::optional<Secret> resolve_admin_token(const Config& c) {
+namespace {
+
+// A credential from its setting (named by `env` when the environment gave it) or its file; at least
+// kMinAdmin bytes.
+std::optional<Secret> resolve_credential(const Config& c, const std::string& value, const std::string& file,
+                                         const std::string& key, const char* env, const char* what) {
   Secret s;
-  if (!c.admin_token.empty()) {
-    s = {c.admin_token, c.source.count("auth.admin_token") && c.source.at("auth.admin_token") == "env"
-                            ? "ERA_ADMIN_TOKEN"
-                            : "auth.admin_token"};
-  } else if (!c.admin_token_file.empty()) {
-    s = {read_credential_file(c.admin_token_file), c.admin_token_file};
+  if (!value.empty()) {
+    s = {value, c.source.count(key) && c.source.at(key) == "env" ? env : key};
+  } else if (!file.empty()) {
+    s = {read_credential_file(file), file};
   } else {
     return std::nullopt;
   }
   if (s.value.size() < kMinAdmin)
-    throw ConfigError("the admin credential from " + s.source + " is too short: at least " +
+    throw ConfigError(std::string("the ") + what + " from " + s.source + " is too short: at least " +
                       std::to_string(kMinAdmin) + " bytes");
   return s;
+}
+
+}  // namespace
+
+std::optional<Secret> resolve_admin_token(const Config& c) {
+  return resolve_credential(c, c.admin_token, c.admin_token_file, "auth.admin_token", "ERA_ADMIN_TOKEN",
+                            "admin credential");
+}
+
+std::optional<Secret> resolve_metrics_token(const Config& c) {
+  return resolve_credential(c, c.metrics_token, c.metrics_token_file, "metrics.token", "ERA_METRICS_TOKEN",
+                            "metrics token");
 }
 
 }  // namespace era::auth

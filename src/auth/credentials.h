@@ -24,6 +24,9 @@ struct Secret {
 
 Secret resolve_token_secret(const Config& config);
 std::optional<Secret> resolve_admin_token(const Config& config);
+// The metrics token (GET /metrics only): metrics.token / ERA_METRICS_TOKEN, else metrics.token_file /
+// ERA_METRICS_TOKEN_FILE, else none. At least 16 bytes.
+std::optional<Secret> resolve_metrics_token(const Config& config);
 
 // Reads a credential file after checking its type and mode; trailing newlines are dropped.
 std::string read_credential_file(const std::string& path);

@@ -102,6 +102,9 @@ std::vector<Setting> make_settings() {
                           "pending connections the kernel queues", &Config::listen_backlog, 1, 65535));
   t.push_back(enum_setting("server.log_level", "ERA_PROXY_LOG_LEVEL", "log-level", "log level",
                            &Config::log_level, {"debug", "info", "warn", "error"}));
+  t.push_back(enum_setting("server.log_format", "ERA_PROXY_LOG_FORMAT", "log-format",
+                           "log line format: text, or json (one object per line)", &Config::log_format,
+                           {"text", "json"}));
   t.push_back(string_setting("server.public_url", "ERA_PROXY_PUBLIC_URL", "public-url",
                              "URL sandboxes reach the proxy at, given to sessions as ERA_STORAGE_URL "
                              "(default: http:// + the address and port the request reached, never its Host header)",
@@ -242,6 +245,28 @@ std::vector<Setting> make_settings() {
                           "host uid the sandbox runs as when the proxy runs as root", &Config::runner_uid, 1, 2147483646));
   t.push_back(int_setting("runner.gid", "ERA_PROXY_RUNNER_GID", "",
                           "host gid the sandbox runs as when the proxy runs as root", &Config::runner_gid, 1, 2147483646));
+  t.push_back(string_setting("metrics.token", "ERA_METRICS_TOKEN", "",
+                             "a credential for GET /metrics only (at least 16 bytes; the admin's works too)",
+                             &Config::metrics_token));
+  t.back().secret = true;
+  t.push_back(string_setting("metrics.token_file", "ERA_METRICS_TOKEN_FILE", "metrics-token-file",
+                             "file holding the metrics token (mode 0600)", &Config::metrics_token_file));
+  t.push_back(bool_setting("metrics.open_on_loopback", "ERA_PROXY_METRICS_OPEN_ON_LOOPBACK", "",
+                           "serve GET /metrics without a credential to loopback clients",
+                           &Config::metrics_open_on_loopback));
+  t.push_back(int_setting("metrics.store_sizes_ttl", "ERA_PROXY_METRICS_STORE_SIZES_TTL", "",
+                          "seconds store sizes are cached between scrapes (0: read on every scrape)",
+                          &Config::metrics_store_sizes_ttl, 0, 86400));
+  t.push_back(string_setting("audit.file", "ERA_PROXY_AUDIT_FILE", "audit-file",
+                             "audit trail file (\"-\": stdout; \"\": none)", &Config::audit_file, true));
+  t.push_back(bytes_setting("audit.max_bytes", "ERA_PROXY_AUDIT_MAX_BYTES", "",
+                            "size at which the audit file is rotated, in bytes", &Config::audit_max_bytes, 4096,
+                            1ull << 40));
+  t.push_back(int_setting("audit.keep", "ERA_PROXY_AUDIT_KEEP", "", "rotated audit files kept", &Config::audit_keep,
+                          1, 1000));
+  t.push_back(int_setting("audit.queue", "ERA_PROXY_AUDIT_QUEUE", "",
+                          "audit events queued for the writer before requests wait for it", &Config::audit_queue, 1,
+                          10000000));
   t.push_back(int_setting("d1.max_sql_bytes", "ERA_PROXY_D1_MAX_SQL_BYTES", "",
                           "bytes of SQL a D1 request may hold (D1: 100000)", &Config::d1_max_sql_bytes, 1,
                           100000000));
@@ -436,6 +461,8 @@ void validate(const Config& c) {
     throw ConfigError("give the admin credential once: auth.admin_token or auth.admin_token_file, not both");
   if (!c.token_secret.empty() && !c.token_secret_file.empty())
     throw ConfigError("give the token secret once: auth.token_secret or auth.token_secret_file, not both");
+  if (!c.metrics_token.empty() && !c.metrics_token_file.empty())
+    throw ConfigError("give the metrics token once: metrics.token or metrics.token_file, not both");
 }
 
 }  // namespace era

@@ -33,6 +33,7 @@ struct Config {
   int read_timeout = 60;              // seconds to wait for bytes of a request in progress
   int listen_backlog = 1024;
   std::string log_level = "info";
+  std::string log_format = "text";  // "text" or "json" (one JSON object per line)
   std::string public_url;  // the URL sandboxes reach the proxy at (session env); "": from the Host header
 
   // top level
@@ -112,6 +113,18 @@ struct Config {
   int d1_max_open_databases = 64;         // namespace files kept open (least recently used closed)
   int d1_readers_per_namespace = 4;       // read-only connections per namespace file
   int d1_max_concurrent_per_namespace = 8;  // calls of one namespace at once (more: 429 d1_busy)
+
+  // [metrics]: GET /metrics (Prometheus). The admin credential is always accepted.
+  std::string metrics_token;       // secret: a credential good for GET /metrics only
+  std::string metrics_token_file;  // or: a file holding it (mode 0600)
+  bool metrics_open_on_loopback = false;  // no credential needed from a loopback peer (never the runner's socket)
+  int metrics_store_sizes_ttl = 60;       // seconds the store sizes (registry counters) are cached between scrapes
+
+  // [audit]: one JSON line per state change and per denial (obs/audit.h)
+  std::string audit_file;                   // "": no audit trail; "-": stdout; else a file path
+  uint64_t audit_max_bytes = 64ull << 20;   // the file is rotated before it grows past this
+  int audit_keep = 5;                       // rotated files kept (<file>.1 .. <file>.N)
+  int audit_queue = 10000;                  // events waiting for the writer before requests wait
 
   // Where each setting's value came from ("default", "file", "env", "flag"), by TOML key.
   std::map<std::string, std::string> source;

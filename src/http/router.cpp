@@ -303,6 +303,7 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   ctx.from_sandbox = from_sandbox;
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);
+  if (observer_) observer_->begin(ctx);
   std::string outcome;
   try {
     std::string_view target(req.target);
@@ -337,11 +338,11 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   ctx.settle_body();
   end_connection_after(res);
   if (ctx.route.empty()) ctx.route = "-";
-  const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (observer_) return observer_->end(ctx, outcome, secs);
   if (log::level() <= log::Level::info) {
     char dur[32];
-    std::snprintf(dur, sizeof dur, "%.3fms", ms);
+    std::snprintf(dur, sizeof dur, "%.3fms", secs * 1000);
     log::info("req=" + ctx.request_id + " " + req.method + " " + ctx.route + " " + std::to_string(res.status) +
               " " + dur + (outcome.empty() ? "" : " code=" + outcome));
   }

@@ -50,6 +50,13 @@ class Ctx {
   auth::Principal principal;
   // Run after the handler (or its error) in order, whatever the outcome; must not throw.
   std::vector<std::function<void(Ctx&)>> on_finish;
+  // For the audit trail (obs/audit.h), what the route and method cannot tell: a D1 handler sets
+  // `wrote` from its statements (a SELECT changes nothing); a handler that creates something with a
+  // name of its choosing puts that name in `object`.
+  struct AuditNote {
+    std::optional<bool> wrote;
+    std::string object;
+  } audit;
 
   // The decoded path parameter called `name`, or nullptr if the route has none.
   const std::string* param_named(std::string_view name) const;
@@ -93,6 +100,17 @@ class Ctx {
 
 using Handler = std::function<void(Ctx&)>;
 
+// Sees every request the router dispatches (metrics, access log, audit: obs/http_observer.h).
+// begin() runs before routing, end() once the response is made, whatever the outcome. Neither may
+// throw; both run on the request's thread, so they must be cheap.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void begin(Ctx& ctx) = 0;
+  // `code`: the stable error code of a failed request, "" otherwise; `seconds`: since dispatch began.
+  virtual void end(Ctx& ctx, const std::string& code, double seconds) = 0;
+};
+
 // Runs before every matched route's handler (authentication lives here); may throw ApiError.
 using Middleware = std::function<void(Ctx&)>;
 
@@ -112,6 +130,8 @@ class Router {
   // A route without a declaration: install() refuses to start while one is in the table.
   void add(const std::string& method, const std::string& pattern, Handler handler);
   void use(Middleware m) { middleware_.push_back(std::move(m)); }
+  // One observer (may be null: then only the access log line is written). Must outlive the router.
+  void observe(Observer* observer) { observer_ = observer; }
 
   // Installs the router into the server: every method and path goes through dispatch().
   // `from_sandbox`: the server is the Unix-socket listener (Ctx::from_sandbox).
@@ -147,6 +167,7 @@ class Router {
 
   std::vector<Route> routes_;
   std::vector<Middleware> middleware_;
+  Observer* observer_ = nullptr;
 };
 
 // Turns the current exception into the JSON error envelope on `res`; returns the stable code.

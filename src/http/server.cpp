@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "obs/metrics.h"
+
 namespace era::http {
 
 // httplib::Server keeps its listening socket protected; this subclass reaches it to set the backlog.
@@ -28,9 +30,30 @@ class Server::Impl : public httplib::Server {
 
 namespace {
 
+// The library's thread pool, counting connections for the metrics: the server enqueues one task per
+// accepted connection, which serves it until it closes.
+class CountingPool : public httplib::TaskQueue {
+ public:
+  explicit CountingPool(size_t threads) : pool_(threads) {}
+  void enqueue(std::function<void()> fn) override {
+    obs::metrics().connection_opened();
+    pool_.enqueue([fn = std::move(fn)] {
+      struct Closed {
+        ~Closed() { obs::metrics().connection_closed(); }
+      } closed;
+      fn();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+  void on_idle() override { pool_.on_idle(); }
+
+ private:
+  httplib::ThreadPool pool_;
+};
+
 void configure(httplib::Server& s, const Config& config) {
   const size_t threads = static_cast<size_t>(config.threads);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.new_task_queue = [threads] { return new CountingPool(threads); };
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(static_cast<size_t>(config.keep_alive_max_count));
   s.set_keep_alive_timeout(config.keep_alive_timeout);

@@ -52,6 +52,7 @@ struct ResourceStats {
   int64_t total = 0;
   int64_t total_size = 0;
   std::map<std::string, int64_t> by_type;       // always has "kv", "d1" and "r2"
+  std::map<std::string, int64_t> size_by_type;  // bytes, the same keys (D1 tables count 0)
   std::map<std::string, int64_t> by_namespace;  // namespaces holding at least one resource
   struct Count {
     int64_t count = 0;

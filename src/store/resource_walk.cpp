@@ -179,9 +179,11 @@ ResourceStats ResourceWalk::stats(const std::optional<std::string>& ns,
     TallyByNs by_ns;
     src->add_stats(filter, by_ns);
     int64_t& type_total = s.by_type[src->type()];
+    int64_t& type_size = s.size_by_type[src->type()];
     for (const auto& [name, t] : by_ns) {
       if (t.count <= 0) continue;
       type_total += t.count;
+      type_size += t.bytes;
       s.by_namespace[name] += t.count;
       s.total += t.count;
       s.total_size += t.bytes;
@@ -191,7 +193,7 @@ ResourceStats ResourceWalk::stats(const std::optional<std::string>& ns,
       per_type[src->type()].size += t.bytes;
     }
   }
-  for (const char* t : {"d1", "kv", "r2"}) s.by_type.emplace(t, 0);
+  for (const char* t : {"d1", "kv", "r2"}) s.by_type.emplace(t, 0), s.size_by_type.emplace(t, 0);
   return s;
 }
 

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import prom_text
 from harness import Proxy, call, request
 
 NS_ID = "f" * 32
@@ -26,6 +27,7 @@ class Upstream:
         self.values = {}
         self.calls = []  # (method, path)
         self.faults = {}  # method -> list of fault names, consumed in order
+        self.rays = []  # cf-ray values sent with fault answers
         self.lock = threading.Lock()
         outer = self
 
@@ -60,10 +62,11 @@ class Upstream:
                     queue = outer.faults.get(self.command, [])
                     fault = queue.pop(0) if queue else None
                 if fault == "500":
-                    return self._reply(500, {"success": False, "errors": [{"code": 10001, "message": "boom"}]})
+                    return self._reply(500, {"success": False, "errors": [{"code": 10001, "message": "boom"}]},
+                                       headers=[("cf-ray", outer.ray())])
                 if fault == "429":
                     return self._reply(429, {"success": False, "errors": [{"code": 971, "message": "slow down"}]},
-                                       headers=[("Retry-After", "1")])
+                                       headers=[("Retry-After", "1"), ("cf-ray", outer.ray())])
                 if fault == "429-long":
                     return self._reply(429, {"success": False, "errors": [{"code": 971, "message": "slow down"}]},
                                        headers=[("Retry-After", "90")])
@@ -116,6 +119,12 @@ class Upstream:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def ray(self):
+        """A new cf-ray value (Cloudflare's request id), remembered in self.rays."""
+        with self.lock:
+            self.rays.append(f"8f{len(self.rays):014x}-SJC")
+            return self.rays[-1]
 
     def count(self, method):
         with self.lock:
@@ -208,6 +217,42 @@ class CloudflareFaultsTest(unittest.TestCase):
         self.up.script("GET", "reset")
         status, body = call("GET", self.base + "k6")
         self.assertEqual((status, body["value"]), (200, "whole"))
+
+    def test_upstream_failures_are_counted_and_logged_with_cf_ray(self):
+        def scrape():
+            status, _, data = request("GET", self.proxy.url + "/metrics")
+            self.assertEqual(status, 200, data)
+            return prom_text.parse(data.decode())
+
+        before = scrape()
+        self.up.script("PUT", "500", "429")
+        status, _ = call("PUT", self.base + "ray", {"value": "x"})
+        self.assertEqual(status, 200)
+        after = scrape()
+
+        def delta(family, **labels):
+            return after[family].value(**labels) - (before[family].value(**labels) if family in before else 0)
+
+        up = "era_upstream_requests_total"
+        self.assertEqual(delta(up, api="kv", outcome="server_error"), 1)
+        self.assertEqual(delta(up, api="kv", outcome="throttled"), 1)
+        self.assertEqual(delta(up, api="kv", outcome="ok"), 1)
+        self.assertEqual(delta("era_upstream_retries_total", api="kv"), 2)
+        self.assertEqual(delta("era_upstream_throttled_total", api="kv"), 1)
+        hist = "era_upstream_request_duration_seconds"
+        self.assertEqual(after[hist].value(hist + "_count", api="kv") - before[hist].value(hist + "_count", api="kv"), 3)
+        rays = self.up.rays[-2:]  # the 500's, then the 429's
+        deadline = time.monotonic() + 10  # the log is read from the proxy's stderr by another thread
+        while rays[1] not in "".join(self.proxy.stderr) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = "".join(self.proxy.stderr)
+        for ray, status in zip(rays, ("500", "429")):
+            lines = [l for l in log.splitlines() if "cf_ray=" + ray in l]
+            self.assertEqual(len(lines), 1, log[-3000:])
+            self.assertIn("upstream call failed", lines[0])
+            self.assertIn("upstream=KV put", lines[0])
+            self.assertIn("status=" + status, lines[0])
+        self.assertNotIn("SECRET-TOKEN", log)
 
     def test_unreachable_upstream_is_502(self):
         # A proxy whose upstream goes away after it started (it loads revocations from D1 at start).

@@ -344,6 +344,42 @@ except era_storage.StorageError as e:
         self.assertIsNone(era_storage.kv.get(other, "k"))
 
 
+class RunMetricsTest(RunTestCase):
+    """Runs are counted in GET /metrics by outcome, and timed (issue 16)."""
+
+    def scrape(self):
+        import prom_text
+
+        status, _, data = self.proxy.request("GET", "/metrics")
+        self.assertEqual(status, 200, data)
+        return prom_text.parse(data.decode())
+
+    def test_runs_by_outcome_and_duration(self):
+        sid = self.session()
+        before = self.scrape()
+        self.assertEqual(self.run_code(sid, "print('ok')")["exit_code"], 0)
+        self.assertEqual(self.run_code(sid, "import sys; sys.exit(3)")["exit_code"], 3)
+        self.assertEqual(self.run_code(sid, "while True: pass", timeout=1)["limit"], "timeout")
+        self.run_code(sid, "print(1)", expect=400, env={"ERA_X": "1"})  # refused before it runs
+        after = self.scrape()
+        runs = "era_runner_runs_total"
+
+        def delta(**labels):
+            return after[runs].value(**labels) - (before[runs].value(**labels) if runs in before else 0)
+
+        self.assertEqual(delta(outcome="exit_zero"), 1)
+        self.assertEqual(delta(outcome="exit_nonzero"), 1)
+        self.assertEqual(delta(outcome="timeout"), 1)
+        self.assertEqual(delta(outcome="reserved_env"), 1)
+        h = "era_runner_run_duration_seconds"
+        self.assertEqual(after[h].value(h + "_count") - before[h].value(h + "_count"), 3)
+        self.assertGreaterEqual(after[h].value(h + "_sum") - before[h].value(h + "_sum"), 1.0)
+        req = "era_http_requests_total"
+        self.assertEqual(after[req].value(surface="run", method="POST", status_class="2xx")
+                         - before[req].value(surface="run", method="POST", status_class="2xx"), 3)
+
+
+
 class HostileEnvTest(RunTestCase):
     """A run's `env` never reaches the host side of the sandbox, and names that steer the loader or
     libc are refused outright (issue 12, critical #1)."""

@@ -104,6 +104,53 @@ TEST_CASE("every setting is documented in config.example.toml") {
   }
 }
 
+TEST_CASE("observability keys: log format, metrics access, audit trail — file, env and flag") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.log_format == "text");
+  CHECK(d.audit_file.empty());
+  CHECK(d.audit_max_bytes == 64ull << 20);
+  CHECK(d.audit_keep == 5);
+  CHECK_FALSE(d.metrics_open_on_loopback);
+  CHECK(d.metrics_store_sizes_ttl == 60);
+
+  auto file = temp_toml("[server]\nlog_format = \"json\"\n[metrics]\nopen_on_loopback = true\nstore_sizes_ttl = 0\n"
+                        "[audit]\nfile = \"/tmp/a.log\"\nmax_bytes = 8192\nkeep = 3\nqueue = 7\n");
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.log_format == "json");
+  CHECK(c.metrics_open_on_loopback);
+  CHECK(c.metrics_store_sizes_ttl == 0);
+  CHECK(c.audit_file == "/tmp/a.log");
+  CHECK(c.audit_max_bytes == 8192);
+  CHECK(c.audit_keep == 3);
+  CHECK(c.audit_queue == 7);
+
+  env.vars["ERA_PROXY_LOG_FORMAT"] = "text";
+  env.vars["ERA_PROXY_AUDIT_FILE"] = "-";
+  env.vars["ERA_METRICS_TOKEN"] = "metrics-token-0123456789";
+  Config e = load_config(file, {}, env.fn());
+  CHECK(e.log_format == "text");
+  CHECK(e.audit_file == "-");
+  CHECK(e.metrics_token == "metrics-token-0123456789");
+  Config f = load_config(file, {{"log-format", "json"}, {"audit-file", "/tmp/b.log"}}, env.fn());
+  CHECK(f.log_format == "json");
+  CHECK(f.audit_file == "/tmp/b.log");
+  std::remove(file.c_str());
+
+  Env bad;
+  CHECK(error_of([&] { load_config("", {{"log-format", "xml"}}, bad.fn()); }).find("server.log_format") !=
+        std::string::npos);
+  bad.vars["ERA_PROXY_AUDIT_MAX_BYTES"] = "100";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("audit.max_bytes") != std::string::npos);
+  bad.vars.clear();
+  bad.vars["ERA_PROXY_AUDIT_KEEP"] = "0";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("audit.keep") != std::string::npos);
+  bad.vars.clear();
+  bad.vars["ERA_METRICS_TOKEN"] = "a-metrics-token-long-enough";
+  bad.vars["ERA_METRICS_TOKEN_FILE"] = "/tmp/x";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("metrics token once") != std::string::npos);
+}
+
 TEST_CASE("allowed origins and per-namespace quotas: off by default, set from file, env and flags") {
   Env env;
   Config d = load_config("", {}, env.fn());

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "obs/metrics.h"
 #include "store/cloudflare/xml.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -106,7 +107,9 @@ class HttpClient::Transfer {
  public:
   enum class Mode { collect, push, pull };
 
-  Transfer(HttpClient& client, HttpRequest& req, Mode mode) : client_(client), req_(req), mode_(mode) {
+  // `attempt`: 0 for the first try of the request, 1 for its first retry, ...
+  Transfer(HttpClient& client, HttpRequest& req, Mode mode, int attempt)
+      : client_(client), req_(req), mode_(mode), attempt_(attempt) {
     Pooled leased = client_.lease();
     easy_ = std::move(leased.easy);
     multi_ = std::move(leased.multi);
@@ -156,6 +159,12 @@ class HttpClient::Transfer {
   }
 
   ~Transfer() {
+    if (!recorded_) {  // abandoned before its end (a streamed answer its reader stopped reading)
+      try {
+        record();
+      } catch (...) {  // a destructor must not throw; the metric is lost, nothing else
+      }
+    }
     curl_multi_remove_handle(multi_.get(), easy_.get());
     curl_easy_setopt(easy_.get(), CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(easy_.get(), CURLOPT_SHARE, nullptr);  // detach before the handle rests in the pool
@@ -250,6 +259,20 @@ class HttpClient::Transfer {
     log::debug("Cloudflare " + req_.what + ": " +
                (rc_ == CURLE_OK ? "HTTP " + std::to_string(resp_.status) : std::string(curl_easy_strerror(rc_))) +
                " in " + std::to_string(ms) + " ms");
+    record();
+  }
+
+  // The attempt's metrics (era_upstream_*) and, when it failed, its warn line with Cloudflare's cf-ray;
+  // once per attempt. Timed up to the answer's header block: a streamed body's transfer is excluded.
+  // A transport failure (no answer, or an answer cut short) counts as the negated curl code.
+  void record() {
+    recorded_ = true;
+    const auto end = headers_done_ ? headers_at_ : std::chrono::steady_clock::now();
+    const bool answered = done_ ? rc_ == CURLE_OK || error_ || too_large_ : headers_done_;
+    const CURLcode rc = done_ ? rc_ : CURLE_ABORTED_BY_CALLBACK;
+    obs::upstream_attempt(req_.what, answered ? resp_.status : -int(rc), resp_.header("cf-ray").value_or(""),
+                          std::chrono::duration<double>(end - started_).count(), attempt_,
+                          answered ? "" : curl_easy_strerror(rc));
   }
 
   // The final answer's status and headers, from curl's own header store (names lowercased, values
@@ -264,6 +287,7 @@ class HttpClient::Transfer {
     while ((prev = curl_easy_nextheader(easy_.get(), CURLH_HEADER, -1, prev)))
       resp_.headers.emplace_back(text::lower(prev->name), std::string(text::trim(prev->value)));
     headers_done_ = true;
+    headers_at_ = std::chrono::steady_clock::now();
   }
 
   static size_t on_header(char* data, size_t size, size_t n, void* self) {
@@ -344,11 +368,13 @@ class HttpClient::Transfer {
   HttpClient& client_;
   HttpRequest& req_;
   const Mode mode_;
+  const int attempt_;
   Handle easy_;
   std::unique_ptr<curl_slist, SlistDeleter> headers_;
   std::unique_ptr<CURLM, MultiDeleter> multi_;  // after easy_: removed from it before the handle goes
   HttpResponse resp_;
-  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point started_, headers_at_;
+  bool recorded_ = false;  // record() ran
   bool headers_done_ = false, headers_delivered_ = false, done_ = false, paused_ = false, too_large_ = false;
   CURLcode rc_ = CURLE_OK;
   uint64_t body_sent_ = 0;   // bytes pulled from the request body (string or reader)
@@ -452,7 +478,7 @@ void HttpClient::after_failure(const HttpRequest& req, int attempt, const Transf
 HttpResponse HttpClient::send(HttpRequest& req) {
   const Transfer::Mode mode = req.sink ? Transfer::Mode::push : Transfer::Mode::collect;
   for (int attempt = 0;; ++attempt) {
-    Transfer t(*this, req, mode);
+    Transfer t(*this, req, mode, attempt);
     t.run_to_end();
     if (t.too_large())  // another try would get the same answer
       throw ApiError(502, "upstream_error",
@@ -474,7 +500,7 @@ std::unique_ptr<HttpStream> HttpClient::open(HttpRequest req) {
   std::unique_ptr<HttpStream> s(new HttpStream(std::move(req)));
   for (int attempt = 0;; ++attempt) {
     s->transfer_.reset();  // the previous attempt's handle first (its connection may be mid-answer)
-    s->transfer_ = std::make_unique<Transfer>(*this, s->req_, Transfer::Mode::pull);
+    s->transfer_ = std::make_unique<Transfer>(*this, s->req_, Transfer::Mode::pull, attempt);
     Transfer& t = *s->transfer_;
     t.run_to_headers();
     if (!t.transport_failed() && !t.ok_status()) t.run_to_end();  // an error answer: its small body whole
