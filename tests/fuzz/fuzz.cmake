@@ -9,8 +9,8 @@ set(ERA_FUZZ_SOURCES
   src/auth/token.cpp src/auth/principal.cpp
   src/config/config.cpp src/store/cloudflare/sigv4.cpp
   src/store/cloudflare/xml.cpp
-  src/http/router.cpp src/api/bodies.cpp
-  src/util/encoding.cpp src/util/log.cpp)
+  src/http/router.cpp src/http/json_limits.cpp src/http/headers.cpp src/api/bodies.cpp
+  src/util/encoding.cpp src/util/log.cpp src/util/crypto.cpp src/util/time.cpp)
 list(TRANSFORM ERA_FUZZ_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/)
 add_library(era_fuzz_core STATIC ${ERA_FUZZ_SOURCES})
 target_include_directories(era_fuzz_core PUBLIC ${CMAKE_SOURCE_DIR}/src)
