@@ -156,6 +156,13 @@ class Proxy:
     def request(self, method, path, body=None, headers=None):
         return request(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
 
+    def api(self, method, path, token=None, body=None, headers=None):
+        """(status, response headers, raw body) of a request sent as `token` (a bearer credential)."""
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        return self.request(method, path, body, h)
+
     def call(self, method, path, body=None, headers=None):
         """(status, parsed JSON body) for a raw request."""
         return call(method, f"http://127.0.0.1:{self.port}{path}", body, headers)

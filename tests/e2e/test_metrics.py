@@ -16,16 +16,6 @@ METRICS_TOKEN = "e2e-metrics-token-0123456789"
 
 
 class Proxy(harness.Proxy):
-    def api(self, method, path, token=None, body=None, headers=None):
-        """(status, response headers, raw body) as `token`."""
-        h = dict(headers or {})
-        if token:
-            h["Authorization"] = "Bearer " + token
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        return self.request(method, path, body, h)
-
     def scrape(self, token=METRICS_TOKEN):
         status, headers, data = self.api("GET", "/metrics", token)
         assert status == 200, (status, data)
