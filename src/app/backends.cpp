@@ -42,6 +42,9 @@ std::unique_ptr<Backend> open_plain(const Config& config) {
     o.http.timeout_ms = config.cf_timeout_ms;
     o.http.max_attempts = config.cf_max_attempts;
     o.r2_part_size = uint64_t(config.cf_r2_part_size_mib) << 20;
+    o.budget.calls = config.cf_call_budget;
+    o.budget.replicas = config.cf_replicas;
+    o.budget.max_wait_ms = config.cf_budget_max_wait_ms;
     o.d1 = d1;
     return std::make_unique<cf::CloudflareBackend>(std::move(o));
   }

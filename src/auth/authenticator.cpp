@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "store/call_priority.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -46,7 +47,10 @@ Authenticator::Authenticator(AuthSettings settings, SessionStore& store, std::fu
 Authenticator::~Authenticator() { stop(); }
 
 void Authenticator::start(std::function<void()> tick) {
-  refresh();
+  {
+    BackgroundCalls background;
+    refresh();
+  }
   thread_ = std::thread([this, tick = std::move(tick)] { loop(tick); });
 }
 
@@ -60,12 +64,13 @@ void Authenticator::stop() {
 }
 
 void Authenticator::loop(std::function<void()> tick) {
+  BackgroundCalls background;  // upstream calls made here wait behind every client's
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, std::chrono::seconds(settings_.refresh_seconds), [&] { return stopping_; })) {
     lock.unlock();
     try {
       refresh();
-      store_.sweep(now_());
+      if (store_.sweep_due(now_())) store_.sweep(now_());
       if (tick) tick();
     } catch (const std::exception& e) {
       log::warn(std::string("revocation refresh failed (keeping the previous set): ") + e.what());
@@ -75,9 +80,19 @@ void Authenticator::loop(std::function<void()> tick) {
 }
 
 void Authenticator::refresh() {
-  std::vector<std::string> ids = store_.revoked(now_());
-  std::unordered_set<std::string> fresh(ids.begin(), ids.end());
+  int64_t stamp;
+  {
+    std::lock_guard<std::mutex> lock(stamp_mu_);
+    stamp = stamp_;
+  }
+  std::optional<std::vector<std::string>> ids = store_.revoked_if_changed(now_(), stamp);
+  if (!ids) return;  // unchanged since the last read: the set in memory is current
+  std::unordered_set<std::string> fresh(ids->begin(), ids->end());
   std::unique_lock<std::shared_mutex> lock(set_mu_);
+  {
+    std::lock_guard<std::mutex> stamp_lock(stamp_mu_);
+    stamp_ = stamp;
+  }
   // A revocation made here while the store was being read may be missing from `ids`: keep it.
   for (auto it = recent_.begin(); it != recent_.end();) {
     if (fresh.count(*it)) {

@@ -4,9 +4,11 @@
 // is checked by its MAC and expiry (auth/token.h), and revocation is one lookup in an in-memory set.
 // Only a token that carries its scope by digest (a scope too long for a header) needs the session's
 // record, read once and then kept in a small in-memory cache (a session's scope never changes).
-// That set is loaded from the SessionStore at start, updated at once by revoke(), and reloaded every
+// That set is loaded from the SessionStore at start, updated at once by revoke(), and checked every
 // `refresh_seconds` by a background thread (which is how a revocation made by another replica sharing
-// the store arrives). The same thread sweeps expired sessions from the store.
+// the store arrives): one cheap version-stamp read, the set read again only when it moved
+// (SessionStore::revoked_if_changed). The same thread sweeps expired sessions when the store says a
+// sweep is due. Its upstream calls are background work (store/call_priority.h).
 #pragma once
 
 #include <condition_variable>
@@ -32,7 +34,7 @@ struct AuthSettings {
   std::string secret;                       // signs session tokens
   std::optional<std::string> admin_token;   // none: no admin credential
   int64_t max_ttl = 2592000;                // revocations of unknown ids are kept this long
-  int refresh_seconds = 5;
+  int refresh_seconds = 60;
 };
 
 // The claims a stored session's token carries (so its token can be minted again: it is deterministic).
@@ -78,6 +80,8 @@ class Authenticator {
   mutable std::shared_mutex set_mu_;
   std::unordered_set<std::string> revoked_;
   std::unordered_set<std::string> recent_;  // revoked here since the last reload began
+  std::mutex stamp_mu_;
+  int64_t stamp_ = -1;  // the store's revocation version the set in memory reflects (-1: none yet)
 
   mutable std::mutex scope_mu_;
   // By session id, for digest tokens: (digest, scope).

@@ -160,6 +160,16 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("cloudflare.r2_part_size_mib", "ERA_CF_R2_PART_SIZE_MIB", "",
                           "objects larger than this many MiB are uploaded to R2 in parts of this size",
                           &Config::cf_r2_part_size_mib, 5, 5000));
+  t.push_back(int_setting("cloudflare.call_budget", "ERA_CF_CALL_BUDGET", "cf-call-budget",
+                          "Cloudflare REST calls (KV, D1) the API token may make per 5 minutes, for all replicas "
+                          "together (0: no budget)",
+                          &Config::cf_call_budget, 0, 1000000));
+  t.push_back(int_setting("cloudflare.replicas", "ERA_CF_REPLICAS", "cf-replicas",
+                          "proxies sharing the API token: each keeps call_budget / replicas", &Config::cf_replicas, 1,
+                          10000));
+  t.push_back(int_setting("cloudflare.budget_max_wait_ms", "ERA_CF_BUDGET_MAX_WAIT_MS", "",
+                          "milliseconds a call may wait for room in the budget before the client gets 503",
+                          &Config::cf_budget_max_wait_ms, 0, 600000));
   t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
                            "authentication: off (loopback hosts only) or token", &Config::auth_mode,
                            {"off", "token"}));

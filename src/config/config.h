@@ -62,6 +62,9 @@ struct Config {
   int cf_timeout_ms = 30000;
   int cf_max_attempts = 4;
   int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
+  int cf_call_budget = 1100;      // REST calls per 5 minutes for the API token, all replicas together
+  int cf_replicas = 1;            // proxies sharing the token: each keeps cf_call_budget / cf_replicas
+  int cf_budget_max_wait_ms = 5000;  // a call waiting longer for room in the budget: 503 + Retry-After
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;
@@ -91,7 +94,7 @@ struct Config {
   std::string token_secret_file;       // or: a file holding it; neither: <data_dir>/token_secret
   int default_ttl = 86400;             // seconds a session lasts when ttl_seconds is not given
   int max_ttl = 2592000;               // the longest a session or a minted token may last (30 days)
-  int revocation_refresh = 5;          // seconds between reloads of the revocation set from the store
+  int revocation_refresh = 60;         // seconds between reloads of the revocation set from the store
   int rate_limit = 0;                  // requests per second per session; 0: no limit
   int rate_burst = 0;                  // requests a session may make at once; 0: rate_limit
   int write_bytes_per_sec = 0;         // request-body bytes per second per session; 0: no limit

@@ -12,8 +12,13 @@
 //   a live session record existed.
 // - revoked(now) returns the ids whose revocation still matters (`until` > now): the auth layer keeps
 //   them in memory and checks every token against that set.
+// - revoked_if_changed(now, stamp) is revoked(now) when the set may have changed since the version
+//   `stamp` names (updated to the version read; -1 before the first read), and nullopt when it
+//   certainly did not: a store shared by replicas answers that with one cheap read of a version stamp
+//   that every revoke() moves, instead of reading the whole set every time.
 // - sweep(now) forgets sessions and revocations that are past their expiry (their tokens are
-//   refused by their own expiry by then).
+//   refused by their own expiry by then). sweep_due(now) says whether a sweep may find anything: a
+//   store where a sweep costs an upstream call answers false while nothing it wrote has expired.
 // - Methods are safe to call from many threads; writes are durable when they return.
 #pragma once
 
@@ -46,7 +51,15 @@ class SessionStore {
   // `until`: when the revocation may be forgotten (no token of this session is valid after it).
   virtual bool revoke(const std::string& id, int64_t now, int64_t until) = 0;
   virtual std::vector<std::string> revoked(int64_t now) = 0;
+  virtual std::optional<std::vector<std::string>> revoked_if_changed(int64_t now, int64_t& stamp) {
+    (void)stamp;
+    return revoked(now);
+  }
   virtual int64_t sweep(int64_t now) = 0;
+  virtual bool sweep_due(int64_t now) {
+    (void)now;
+    return true;
+  }
 };
 
 }  // namespace era

@@ -197,12 +197,23 @@ class CloudflareFaultsTest(unittest.TestCase):
         self.assertEqual(self.up.count("PUT"), 2)
 
     def test_long_retry_after_is_passed_to_the_client(self):
-        self.up.script("PUT", "429-long")
-        status, headers, raw = request("PUT", self.base + "k4", {"value": "x"})
-        body = json.loads(raw)
-        self.assertEqual((status, body["code"]), (503, "upstream_rate_limited"))
-        self.assertEqual(headers.get("Retry-After"), "90")
-        self.assertEqual(self.up.count("PUT"), 1)
+        # Its own proxy: a 429 pauses every call of the proxy's budget for the 90 s it says.
+        p = Proxy.configured(self.proxy_env())
+        try:
+            self.up.script("PUT", "429-long")  # (clears the call log)
+            base = p.url + "/api/storage/kv/faults/"
+            status, headers, raw = request("PUT", base + "k4", {"value": "x"})
+            body = json.loads(raw)
+            self.assertEqual((status, body["code"]), (503, "upstream_rate_limited"))
+            self.assertIn(headers.get("Retry-After"), ("89", "90"))
+            self.assertEqual(self.up.count("PUT"), 1)
+            # The pause holds for every call: nothing more reaches Cloudflare, the clients get 503 at once.
+            status, headers, raw = request("GET", base + "k4")
+            self.assertEqual(status, 503, raw)
+            self.assertTrue(1 <= int(headers.get("Retry-After")) <= 90)
+            self.assertEqual(self.up.count("PUT"), 1)
+        finally:
+            p.close()
 
     def test_slow_upstream_times_out_with_504(self):
         call("PUT", self.base + "k5", {"value": "x"})

@@ -459,4 +459,55 @@ TEST_CASE("ResourceRegistry: concurrent puts and deletes of one key leave it in 
   CHECK(c.registry().reindex().repairs.empty());
 }
 
+TEST_CASE("SessionStore: a revocation moves the version stamp; an unchanged stamp reads no set") {
+  Contract c;
+  SessionStore& store = c.backend->sessions();
+  const int64_t now = 1'900'000'000;
+  int64_t stamp = -1;
+  auto first = store.revoked_if_changed(now, stamp);
+  REQUIRE(first.has_value());  // the first read always reads the set
+  const int64_t seen = stamp;
+  const std::string id = "stamp-" + c.run;
+  store.revoke(id, now, now + 3600);
+  auto after = store.revoked_if_changed(now, stamp);
+  REQUIRE(after.has_value());
+  CHECK(std::find(after->begin(), after->end(), id) != after->end());
+  if (c.cloudflare()) {
+    CHECK(stamp != seen);
+    // Nothing revoked since: one cheap read, no set (the background check of an idle replica).
+    CHECK_FALSE(store.revoked_if_changed(now, stamp).has_value());
+    // A session written here makes a sweep due once it has expired, not before.
+    SessionRecord r;
+    r.id = "sweep-" + c.run;
+    r.language = "python";
+    r.all_namespaces = true;
+    r.permissions = "read";
+    r.created_at = now;
+    r.expires_at = now + 10;
+    store.create(r);
+    CHECK_FALSE(store.sweep_due(now));
+    CHECK(store.sweep_due(now + 10 + 600));
+    store.sweep(now + 10 + 600);
+    CHECK_FALSE(store.sweep_due(now + 10 + 600));
+  }
+}
+
+TEST_CASE("ResourceRegistry: stats see this replica's writes at once") {
+  Contract c;
+  const std::string ns = c.ns("statscache");
+  CHECK(c.registry().stats(ns, std::nullopt).total == 0);
+  c.kv().put(ns, "a", KvValue{"12345", std::nullopt, std::nullopt});
+  CHECK(c.registry().stats(ns, std::nullopt).total == 1);
+  CHECK(c.registry().stats(ns, std::nullopt).total_size == 5);
+  c.kv().remove(ns, "a");
+  CHECK(c.registry().stats(ns, std::nullopt).total == 0);
+  int n = 0;
+  c.d1().exec(ns, SqlStatement{"CREATE TABLE t (x)", {}}, n);
+  auto s = c.registry().stats(std::nullopt, std::set<std::string>{ns});
+  CHECK(s.by_type["d1"] == 1);
+  CHECK(s.by_namespace[ns] == 1);
+  c.d1().exec(ns, SqlStatement{"DROP TABLE t", {}}, n);
+  CHECK(c.registry().stats(ns, std::nullopt).total == 0);
+}
+
 }  // TEST_SUITE("contract")

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "store/cloudflare/call_budget.h"
 #include "store/cloudflare/http_client.h"
 #include "util/text.h"
 
@@ -607,4 +608,157 @@ TEST_CASE("http client: an error answer comes back from open() with its body rea
   auto stream = client.open(req);
   CHECK(stream->response().status == 404);
   CHECK(era::cf::upstream_detail(stream->response()) == "NoSuchKey: gone");
+}
+
+TEST_CASE("http client: every attempt carries User-Agent era-storage-proxy/<version>") {
+  std::mutex mu;
+  std::vector<std::string> agents;
+  FakeUpstream up([&](int n, const httplib::Request& req, httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      agents.push_back(req.get_header_value("User-Agent"));
+    }
+    if (n == 0) res.status = 500;
+    else res.set_content("ok", "text/plain");
+  });
+  HttpClient client(fast());
+  HttpRequest req;
+  req.url = up.url();
+  CHECK(client.send(req).status == 200);
+  HttpRequest req2;
+  req2.url = up.url();
+  CHECK(client.open(req2)->response().status == 200);
+  up.wait_idle();
+  std::lock_guard<std::mutex> lock(mu);
+  REQUIRE(agents.size() == 3);
+  for (const auto& a : agents) CHECK(a == std::string("era-storage-proxy/") + ERA_VERSION);
+  CHECK(std::string(era::cf::user_agent()) == std::string("era-storage-proxy/") + ERA_VERSION);
+}
+
+TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 included") {
+  for (int s : {500, 501, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 527, 530, 429}) CHECK(era::cf::is_transient_status(s));
+  for (int s : {200, 204, 304, 400, 401, 403, 404, 409, 412, 413}) CHECK_FALSE(era::cf::is_transient_status(s));
+  for (int edge : {520, 522, 524, 527}) {
+    CAPTURE(edge);
+    FakeUpstream up([edge](int n, const httplib::Request&, httplib::Response& res) {
+      if (n == 0) res.status = edge;
+      else res.set_content("ok", "text/plain");
+    });
+    HttpClient client(fast());
+    HttpRequest req;
+    req.url = up.url();
+    CHECK(client.send(req).status == 200);
+    CHECK(up.calls() == 2);
+  }
+  // Given up on: a timeout at the edge (522, 524) is a 504, the others a 502.
+  for (auto [edge, want] : {std::pair{522, 504}, std::pair{524, 504}, std::pair{520, 502}, std::pair{526, 502}}) {
+    CAPTURE(edge);
+    FakeUpstream up([edge = edge](int, const httplib::Request&, httplib::Response& res) { res.status = edge; });
+    HttpClient client(fast());
+    HttpRequest req;
+    req.url = up.url();
+    try {
+      client.send(req);
+      FAIL("expected an error");
+    } catch (const ApiError& e) {
+      CHECK(e.status() == want);
+    }
+    CHECK(up.calls() == 3);
+  }
+}
+
+TEST_CASE("http client: a budgeted call spends one call per attempt; a request without a budget spends none") {
+  FakeUpstream up([](int n, const httplib::Request&, httplib::Response& res) {
+    if (n == 0) res.status = 502;
+    else res.set_content("ok", "text/plain");
+  });
+  era::cf::BudgetOptions bo;
+  bo.calls = 100;
+  era::cf::CallBudget budget(bo);
+  HttpClient client(fast());
+  HttpRequest req;
+  req.url = up.url();
+  req.budget = &budget;
+  CHECK(client.send(req).status == 200);
+  CHECK(budget.snapshot().started == 2);  // the retry too
+  HttpRequest s3;  // an S3 request carries no budget
+  s3.url = up.url();
+  CHECK(client.send(s3).status == 200);
+  CHECK(budget.snapshot().started == 2);
+}
+
+TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is sent until it ends: 503 + Retry-After") {
+  FakeUpstream up([](int, const httplib::Request&, httplib::Response& res) {
+    res.status = 429;
+    res.set_header("Retry-After", "30");
+    res.set_content(R"({"success":false,"errors":[{"code":971,"message":"Please wait"}]})", "application/json");
+  });
+  era::cf::BudgetOptions bo;
+  bo.max_wait_ms = 2000;
+  era::cf::CallBudget budget(bo);
+  HttpClient client(fast());
+  for (int i = 0; i < 3; ++i) {
+    HttpRequest req;
+    req.url = up.url();
+    req.budget = &budget;
+    req.retry = i == 2 ? Retry::unsent_only : Retry::idempotent;
+    try {
+      client.send(req);
+      FAIL("expected an error");
+    } catch (const ApiError& e) {
+      CHECK(e.status() == 503);
+      CHECK(e.code() == "upstream_rate_limited");
+      CHECK(e.retry_after_s >= 29);
+      CHECK(e.retry_after_s <= 30);
+    }
+  }
+  CHECK(up.calls() == 1);  // the 429 reached us once: the retry and later calls waited for the pause
+  CHECK(budget.snapshot().throttled == 1);
+}
+
+TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in the budget, then retried once") {
+  FakeUpstream up([](int n, const httplib::Request&, httplib::Response& res) {
+    if (n == 0) {
+      res.status = 429;
+      res.set_header("Retry-After", "1");
+    } else {
+      res.set_content("ok", "text/plain");
+    }
+  });
+  era::cf::CallBudget budget{era::cf::BudgetOptions{}};
+  HttpClient client(fast());
+  HttpRequest req;
+  req.url = up.url();
+  req.budget = &budget;
+  CHECK(client.send(req).status == 200);
+  CHECK(up.calls() == 2);
+  CHECK(budget.snapshot().waited == 1);
+}
+
+TEST_CASE("http client: Cloudflare's Ratelimit header on an answer feeds the budget") {
+  FakeUpstream up([](int, const httplib::Request&, httplib::Response& res) {
+    res.set_header("Ratelimit", R"("default";r=0;t=120)");
+    res.set_header("Ratelimit-Policy", R"("default";q=1200;w=300)");
+    res.set_content("ok", "text/plain");
+  });
+  era::cf::BudgetOptions bo;
+  bo.calls = 1100;
+  era::cf::CallBudget budget(bo);
+  HttpClient client(fast());
+  HttpRequest req;
+  req.url = up.url();
+  req.budget = &budget;
+  CHECK(client.send(req).status == 200);
+  CHECK(budget.snapshot().upstream_remaining == 0);
+  HttpRequest next;
+  next.url = up.url();
+  next.budget = &budget;
+  try {
+    client.send(next);
+    FAIL("expected the budget's 503");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 503);
+    CHECK(e.retry_after_s >= 119);
+  }
+  CHECK(up.calls() == 1);
 }

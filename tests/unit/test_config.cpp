@@ -207,3 +207,32 @@ TEST_CASE("[d1] call budget, statements per call and the local per-namespace fil
   env.vars["ERA_PROXY_D1_REQUEST_TIMEOUT_MS"] = "0";
   CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("d1.request_timeout_ms") != std::string::npos);
 }
+
+TEST_CASE("[cloudflare] call budget, replicas and the queue bound: defaults, file, environment, flags, bounds") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.cf_call_budget == 1100);
+  CHECK(d.cf_replicas == 1);
+  CHECK(d.cf_budget_max_wait_ms == 5000);
+  CHECK(d.revocation_refresh == 60);
+  auto file = temp_toml("[cloudflare]\ncall_budget = 600\nreplicas = 3\nbudget_max_wait_ms = 250\n");
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.cf_call_budget == 600);
+  CHECK(c.cf_replicas == 3);
+  CHECK(c.cf_budget_max_wait_ms == 250);
+  env.vars["ERA_CF_CALL_BUDGET"] = "60";
+  env.vars["ERA_CF_BUDGET_MAX_WAIT_MS"] = "0";
+  c = load_config(file, {{"cf-replicas", "2"}}, env.fn());
+  CHECK(c.cf_call_budget == 60);
+  CHECK(c.source["cloudflare.call_budget"] == "env");
+  CHECK(c.cf_budget_max_wait_ms == 0);
+  CHECK(c.cf_replicas == 2);
+  CHECK(c.source["cloudflare.replicas"] == "flag");
+  env.vars.clear();
+  env.vars["ERA_CF_REPLICAS"] = "0";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("cloudflare.replicas") != std::string::npos);
+  env.vars.clear();
+  env.vars["ERA_CF_CALL_BUDGET"] = "-5";
+  CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("cloudflare.call_budget") != std::string::npos);
+  std::remove(file.c_str());
+}

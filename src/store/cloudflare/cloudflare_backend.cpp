@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "obs/metrics.h"
 #include "util/error.h"
 
 namespace era::cf {
@@ -22,14 +23,21 @@ CheckItem run_check(const std::string& what, const std::function<void()>& fn) {
 
 CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::move(options)) {
   const CloudflareOptions& o = options_;
+  budget_ = std::make_shared<CallBudget>(o.budget);
+  obs::metrics().add_collector([weak = std::weak_ptr<CallBudget>(budget_)](obs::Exposition& out) {
+    if (auto b = weak.lock()) write_budget_metrics(*b, out);
+  });
   http_ = std::make_unique<HttpClient>(o.http);
-  api_ = std::make_unique<RestApi>(*http_, o.api_base, o.api_token);
+  api_ = std::make_unique<RestApi>(*http_, o.api_base, o.api_token, budget_.get());
   s3_ = std::make_unique<S3Client>(*http_, o.r2_endpoint, o.r2_bucket, o.r2_credentials);
   d1_ = std::make_unique<D1Client>(*api_, o.d1_database_id);
   d1_store_ = std::make_unique<CloudflareD1>(*d1_, o.d1);
   registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_);
-  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get());
-  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, registry_.get());
+  stats_ = std::make_unique<StatsCache>(*registry_, o.stats_max_age_ms);
+  recorder_ = std::make_unique<ChangeNotingRecorder>(*registry_, *stats_);
+  d1_noting_ = std::make_unique<ChangeNotingSql>(*d1_store_, *stats_);
+  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, recorder_.get());
+  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, recorder_.get());
   registry_->set_walkers(
       {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },
         [this](const std::string& ns, const std::string& key) -> std::optional<StoredEntry> {

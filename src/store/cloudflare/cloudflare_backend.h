@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "store/backend.h"
+#include "store/cloudflare/call_budget.h"
 #include "store/cloudflare/cloudflare_d1.h"
 #include "store/cloudflare/cloudflare_kv.h"
 #include "store/cloudflare/cloudflare_r2.h"
@@ -15,6 +16,7 @@
 #include "store/cloudflare/http_client.h"
 #include "store/cloudflare/rest_api.h"
 #include "store/cloudflare/s3_client.h"
+#include "store/cloudflare/stats_cache.h"
 
 namespace era::cf {
 
@@ -28,8 +30,10 @@ struct CloudflareOptions {
   std::string r2_bucket;
   sigv4::Credentials r2_credentials;
   HttpOptions http;
+  BudgetOptions budget;  // the API token's REST call budget (KV and D1; R2's S3 calls are free of it)
   uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
   D1Limits d1;
+  int64_t stats_max_age_ms = 5000;  // `resources stats` answered from a copy at most this old
 };
 
 class CloudflareBackend : public Backend {
@@ -40,19 +44,24 @@ class CloudflareBackend : public Backend {
   ObjectStore& r2() override { return *r2_; }
   SessionStore& sessions() override { return *sessions_; }
   // User SQL over D1: rewritten and guarded on a shadow schema before /raw (cloudflare_d1.h).
-  SqlStore& d1() override { return *d1_store_; }
-  // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h).
-  ResourceRegistry& registry() override { return *registry_; }
+  SqlStore& d1() override { return *d1_noting_; }
+  // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h),
+  // its stats from a copy in memory (stats_cache.h).
+  ResourceRegistry& registry() override { return *stats_; }
   void close() override {}
   std::vector<CheckItem> check() override;
 
  private:
   CloudflareOptions options_;
+  std::shared_ptr<CallBudget> budget_;  // shared: the /metrics collector holds a weak reference
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<S3Client> s3_;
   std::unique_ptr<D1Client> d1_;
   std::unique_ptr<CloudflareRegistry> registry_;
+  std::unique_ptr<StatsCache> stats_;
+  std::unique_ptr<ChangeNotingRecorder> recorder_;
+  std::unique_ptr<ChangeNotingSql> d1_noting_;
   std::unique_ptr<CloudflareKv> kv_;
   std::unique_ptr<CloudflareR2> r2_;
   std::unique_ptr<CloudflareSessions> sessions_;

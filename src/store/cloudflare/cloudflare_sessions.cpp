@@ -11,6 +11,9 @@ constexpr const char* kColumns = "id, language, scope, permissions, created_at, 
 // Live: not expired and not revoked. ?2 is "now".
 constexpr const char* kLive =
     "expires_at > CAST(?2 AS INTEGER) AND id NOT IN (SELECT id FROM \"era:revocations\")";
+// The revocations' version stamp: moved by every revoke, read by every revocation check.
+constexpr const char* kStamp = "coalesce((SELECT version FROM \"era:stamps\" WHERE name = 'revocations'), 0)";
+constexpr std::size_t kMaxExpiries = 4096;
 
 std::string scope_json(const SessionRecord& s) {
   return s.all_namespaces ? json("*").dump() : json(s.namespaces).dump();
@@ -51,7 +54,8 @@ void CloudflareSessions::ensure_schema() {
              {R"sql(CREATE INDEX IF NOT EXISTS "era:sessions_expires" ON "era:sessions"(expires_at))sql", {}},
              {R"sql(CREATE TABLE IF NOT EXISTS "era:revocations" (
                  id TEXT PRIMARY KEY, revoked_at INTEGER NOT NULL, until INTEGER NOT NULL))sql",
-              {}}},
+              {}},
+             {R"sql(CREATE TABLE IF NOT EXISTS "era:stamps" (name TEXT PRIMARY KEY, version INTEGER NOT NULL))sql", {}}},
             Retry::idempotent, "D1 sessions schema");
   schema_ready_ = true;
 }
@@ -68,6 +72,13 @@ void CloudflareSessions::create(const SessionRecord& s) {
                      Retry::unsent_only, "D1 session create");
   if (res.empty() || res.back().changes() != 1)
     throw ApiError(409, "session_exists", "session id '" + s.id + "' is already in use (or was used before)");
+  expires_at(s.expires_at);
+}
+
+void CloudflareSessions::expires_at(int64_t at) {
+  std::lock_guard<std::mutex> lock(sweep_mu_);
+  expiries_.insert(at);
+  if (expiries_.size() > kMaxExpiries) expiries_.erase(std::prev(expiries_.end()));
 }
 
 std::optional<SessionRecord> CloudflareSessions::get(const std::string& id, int64_t now) {
@@ -100,8 +111,12 @@ bool CloudflareSessions::revoke(const std::string& id, int64_t now, int64_t unti
           VALUES (?1, CAST(?2 AS INTEGER), max(CAST(?3 AS INTEGER), coalesce((SELECT expires_at FROM "era:sessions"
                   WHERE id = ?1), 0)))
           ON CONFLICT(id) DO UPDATE SET until = max(until, excluded.until))sql",
-        {id, std::to_string(now), std::to_string(until)}}},
+        {id, std::to_string(now), std::to_string(until)}},
+       {R"sql(INSERT INTO "era:stamps" (name, version) VALUES ('revocations', 1)
+          ON CONFLICT(name) DO UPDATE SET version = version + 1)sql",
+        {}}},
       Retry::idempotent, "D1 session revoke");
+  expires_at(until);
   return !res.empty() && !res[0].rows.empty();
 }
 
@@ -116,8 +131,38 @@ std::vector<std::string> CloudflareSessions::revoked(int64_t now) {
   return out;
 }
 
+std::optional<std::vector<std::string>> CloudflareSessions::revoked_if_changed(int64_t now, int64_t& stamp) {
+  ensure_schema();
+  // One call, one transaction: the stamp, and the set only if the stamp is not the one we hold.
+  auto res = d1_.batch({{std::string("SELECT ") + kStamp, {}},
+                        {std::string("SELECT id FROM \"era:revocations\" WHERE until > CAST(?1 AS INTEGER) AND ") +
+                             kStamp + " <> CAST(?2 AS INTEGER)",
+                         {std::to_string(now), std::to_string(stamp)}}},
+                       Retry::idempotent, "D1 revocations check");
+  // No stamp row at all reads as version 0: a database where nothing was ever revoked.
+  const bool has = !res.empty() && !res[0].rows.empty() && !res[0].rows[0].empty() && !res[0].rows[0][0].is_null();
+  const int64_t version = has ? as_int(res[0].rows[0][0]) : 0;
+  if (version == stamp) return std::nullopt;
+  std::vector<std::string> out;
+  if (res.size() > 1)
+    for (const auto& row : res[1].rows)
+      if (!row.empty()) out.push_back(as_text(row[0]));
+  stamp = version;
+  return out;
+}
+
+bool CloudflareSessions::sweep_due(int64_t now) {
+  std::lock_guard<std::mutex> lock(sweep_mu_);
+  return !expiries_.empty() && *expiries_.begin() <= now && now - last_sweep_ >= kSweepEverySeconds;
+}
+
 int64_t CloudflareSessions::sweep(int64_t now) {
   ensure_schema();
+  {
+    std::lock_guard<std::mutex> lock(sweep_mu_);
+    last_sweep_ = now;
+    expiries_.erase(expiries_.begin(), expiries_.upper_bound(now));
+  }
   auto res = d1_.batch({{"DELETE FROM \"era:sessions\" WHERE expires_at <= CAST(?1 AS INTEGER)", {std::to_string(now)}},
                         {"DELETE FROM \"era:revocations\" WHERE until <= CAST(?1 AS INTEGER)", {std::to_string(now)}}},
                        Retry::idempotent, "D1 session sweep");

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "obs/metrics.h"
+#include "store/call_priority.h"
+#include "store/cloudflare/call_budget.h"
 #include "store/cloudflare/xml.h"
 #include "util/log.h"
 #include "util/text.h"
@@ -40,6 +42,8 @@ bool never_sent(CURLcode rc) {
 }
 
 }  // namespace
+
+const char* user_agent() { return "era-storage-proxy/" ERA_VERSION; }
 
 std::optional<std::string> HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
@@ -89,7 +93,7 @@ std::optional<long> parse_retry_after(const std::string& value) {
   return *at <= now ? 0L : long(*at - now) * 1000;
 }
 
-bool is_transient_status(int s) { return s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
+bool is_transient_status(int s) { return s == 429 || (s >= 500 && s <= 599); }
 
 long backoff_ms(int retry, long base, long max, double unit) {
   long ceiling = base;
@@ -126,6 +130,7 @@ class HttpClient::Transfer {
     const HttpOptions& o = client_.options_;
     curl_easy_setopt(c, CURLOPT_SHARE, client_.share_.get());
     curl_easy_setopt(c, CURLOPT_URL, req_.url.c_str());
+    curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);  // a key like "a/../b" is data: never normalise it
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -441,15 +446,18 @@ void HttpClient::after_failure(const HttpRequest& req, int attempt, const Transf
   if (!transport)
     if (auto h = t.response().header("retry-after")) retry_after = parse_retry_after(*h);
   const bool last = attempt + 1 >= options_.max_attempts;
-  const bool wait_too_long = retry_after && *retry_after > options_.max_retry_after_ms;
+  // A budgeted 429 paused the whole budget (note_answer): the retry waits for it there, or is refused
+  // with the budget's own 503 and Retry-After when the pause is longer than a client may wait.
+  const bool budget_waits = req.budget && !transport && s == 429;
+  const bool wait_too_long = !budget_waits && retry_after && *retry_after > options_.max_retry_after_ms;
 
   if (retryable && !last && !wait_too_long) {
-    long delay = backoff_ms(attempt, options_.backoff_base_ms, options_.backoff_max_ms, jitter_draw());
-    if (retry_after) delay = std::max(delay, *retry_after);
+    long delay = budget_waits ? 0 : backoff_ms(attempt, options_.backoff_base_ms, options_.backoff_max_ms, jitter_draw());
+    if (retry_after && !budget_waits) delay = std::max(delay, *retry_after);
     log::warn("Cloudflare " + what + ": " +
               (transport ? std::string(curl_easy_strerror(rc)) : "HTTP " + std::to_string(s)) + ", retry " +
               std::to_string(attempt + 1) + " in " + std::to_string(delay) + " ms");
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     return;
   }
 
@@ -471,15 +479,29 @@ void HttpClient::after_failure(const HttpRequest& req, int attempt, const Transf
     if (retry_after) e.retry_after_s = (*retry_after + 999) / 1000;  // meaning; http/ writes the header
     throw e;
   }
-  if (s == 504) throw ApiError(504, "upstream_timeout", msg);
+  if (s == 504 || s == 522 || s == 524) throw ApiError(504, "upstream_timeout", msg);  // 522/524: edge timeouts
   throw ApiError(502, "upstream_error", msg);
+}
+
+void HttpClient::spend(const HttpRequest& req) {
+  if (req.budget) req.budget->acquire(current_call_priority());
+}
+
+void HttpClient::note_answer(const HttpRequest& req, const Transfer& t) {
+  if (!req.budget || !t.headers_done()) return;
+  const HttpResponse& r = t.response();
+  std::optional<long> retry_after;
+  if (auto h = r.header("retry-after")) retry_after = parse_retry_after(*h);
+  req.budget->observe(r.status, r.header("ratelimit"), r.header("ratelimit-policy"), retry_after);
 }
 
 HttpResponse HttpClient::send(HttpRequest& req) {
   const Transfer::Mode mode = req.sink ? Transfer::Mode::push : Transfer::Mode::collect;
   for (int attempt = 0;; ++attempt) {
+    spend(req);
     Transfer t(*this, req, mode, attempt);
     t.run_to_end();
+    note_answer(req, t);
     if (t.too_large())  // another try would get the same answer
       throw ApiError(502, "upstream_error",
                      "Cloudflare " + (req.what.empty() ? req.method : req.what) + " failed: the answer is larger than expected");
@@ -500,9 +522,11 @@ std::unique_ptr<HttpStream> HttpClient::open(HttpRequest req) {
   std::unique_ptr<HttpStream> s(new HttpStream(std::move(req)));
   for (int attempt = 0;; ++attempt) {
     s->transfer_.reset();  // the previous attempt's handle first (its connection may be mid-answer)
+    spend(s->req_);
     s->transfer_ = std::make_unique<Transfer>(*this, s->req_, Transfer::Mode::pull, attempt);
     Transfer& t = *s->transfer_;
     t.run_to_headers();
+    note_answer(s->req_, t);
     if (!t.transport_failed() && !t.ok_status()) t.run_to_end();  // an error answer: its small body whole
     if (!t.transport_failed() && !is_transient_status(t.response().status)) return s;
     after_failure(s->req_, attempt, t);

@@ -15,7 +15,12 @@
 //                         or the upstream refused it unexecuted (429): a D1 write is never sent twice
 //                         after its fate became unknown.
 //   A request whose streamed body was partly consumed, or whose response was partly handed to the
-//   sink, is never retried.
+//   sink, is never retried. Every 5xx counts as transient, Cloudflare's edge codes 520-527 included.
+// - A request that carries a CallBudget (every REST call: KV and D1; never S3) spends one call of it per
+//   attempt, waiting in the budget's queue first (or getting its 503), and feeds each answer's
+//   Ratelimit headers back to it. A 429 pauses the whole budget until its Retry-After; the retry then
+//   waits for the budget like any call, instead of sleeping on its own.
+// - Every attempt carries User-Agent: era-storage-proxy/<version>.
 // - A final failure is an ApiError: 502 (bad or no answer), 503 (throttled or unavailable; with
 //   Retry-After when the upstream gave one), 504 (timed out), whose message keeps the upstream's error
 //   code and message and never a header, token or signature. 4xx answers are returned to the caller,
@@ -38,6 +43,11 @@
 #include "util/error.h"
 
 namespace era::cf {
+
+class CallBudget;
+
+// The User-Agent every upstream call carries: "era-storage-proxy/<version>".
+const char* user_agent();
 
 struct HttpResponse {
   int status = 0;
@@ -65,6 +75,7 @@ struct HttpRequest {
   std::function<void(const HttpResponse&)> on_headers;
   std::function<bool(std::string_view)> sink;
   Retry retry = Retry::idempotent;
+  CallBudget* budget = nullptr;  // the API token's budget each attempt spends (REST calls), or none (S3)
   bool stream = false;  // long transfer: no total timeout, only a stall timeout
   std::string what;     // "KV put", for error messages and logs
 };
@@ -125,6 +136,10 @@ class HttpClient {
   // The one retry policy: after attempt number `attempt` (0-based) of `req` failed, sleeps and returns
   // if it may be tried again; otherwise throws the final ApiError.
   void after_failure(const HttpRequest& req, int attempt, const Transfer& t);
+  // Before each attempt of a budgeted request: waits for its call (or throws the budget's 503).
+  static void spend(const HttpRequest& req);
+  // After an attempt got an answer: what it says about the rate limit, to the request's budget.
+  static void note_answer(const HttpRequest& req, const Transfer& t);
   static void lock_cb(CURL*, curl_lock_data data, curl_lock_access, void* self);
   static void unlock_cb(CURL*, curl_lock_data data, void* self);
 
@@ -164,7 +179,7 @@ ApiError upstream_error(const std::string& what, const HttpResponse& r);
 // Milliseconds from a Retry-After value (delta seconds or HTTP date); nullopt if unparseable.
 std::optional<long> parse_retry_after(const std::string& value);
 
-// Whether a status means "try again later" (429, 500, 502, 503, 504).
+// Whether a status means "try again later": 429 and every 5xx (Cloudflare's 520-527 included).
 bool is_transient_status(int status);
 
 // The delay before retry number `retry` (0-based): full jitter over [base*2^retry / 2, base*2^retry],

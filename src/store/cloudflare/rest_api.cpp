@@ -7,6 +7,7 @@ HttpRequest RestApi::request(const std::string& method, const std::string& path,
   r.method = method;
   r.url = base_ + path;
   r.what = what;
+  r.budget = budget_;
   r.headers.emplace_back("Authorization", "Bearer " + token_);
   return r;
 }

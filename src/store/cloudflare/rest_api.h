@@ -14,10 +14,12 @@ namespace era::cf {
 
 class RestApi {
  public:
-  RestApi(HttpClient& http, std::string base, std::string token)
-      : http_(http), base_(std::move(base)), token_(std::move(token)) {}
+  // `budget`: the token's call budget that every request made here spends (none: unlimited).
+  RestApi(HttpClient& http, std::string base, std::string token, CallBudget* budget = nullptr)
+      : http_(http), base_(std::move(base)), token_(std::move(token)), budget_(budget) {}
 
-  // A request to base + path (path starts with '/', already percent-encoded) with the token on it.
+  // A request to base + path (path starts with '/', already percent-encoded) with the token on it,
+  // spending the token's budget.
   HttpRequest request(const std::string& method, const std::string& path, const std::string& what) const;
 
   HttpResponse send(HttpRequest& req) { return http_.send(req); }
@@ -35,6 +37,7 @@ class RestApi {
   HttpClient& http_;
   std::string base_;
   std::string token_;
+  CallBudget* budget_;
 };
 
 }  // namespace era::cf
