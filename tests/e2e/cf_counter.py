@@ -3,8 +3,8 @@ upstream goes through it and is counted by endpoint class at the emulator side (
 counters), which is what Cloudflare's rate limit sees. It can also answer the next REST calls with 429
 itself, as Cloudflare does once a token is over its limit.
 
-    with Emulator() as emu, Counter(emu) as counter:
-        env = counter.proxy_env()          # emu.proxy_env() with the API base and R2 endpoint through here
+    with Emulator() as emu, Counter(emu.proxy_env()) as counter:
+        env = counter.proxy_env()          # the same, with the API base and R2 endpoint through here
         counter.counts()                   # {"kv": n, "d1": n, "r2_s3": n, "other": n, "429": n, ...}
         counter.by_endpoint()              # {"kv PUT values": n, "d1 POST raw": n, ...}
         counter.inject_429(n=1, retry_after=2)
@@ -40,9 +40,11 @@ def classify(path):
 
 
 class Counter:
-    def __init__(self, emulator):
-        self.emu = emulator
-        up = urllib.parse.urlsplit(emulator.info["api_base"])
+    def __init__(self, env):
+        """`env`: the proxy's ERA_CF_* settings pointing at the emulator (Emulator.proxy_env(), or the
+        environment with_emulator.py sets)."""
+        self.env = {k: v for k, v in env.items() if k.startswith("ERA_CF_") or k == "ERA_PROXY_BACKEND"}
+        up = urllib.parse.urlsplit(self.env["ERA_CF_API_BASE"])
         self.up_host, self.up_port = up.hostname, up.port
         self.lock = threading.Lock()
         self._counts = {}
@@ -138,7 +140,7 @@ class Counter:
 
     def proxy_env(self):
         """The emulator's proxy environment with KV, D1 and R2 going through this counter."""
-        env = dict(self.emu.proxy_env())
+        env = dict(self.env)
         mine = f"127.0.0.1:{self.port}"
         theirs = f"{self.up_host}:{self.up_port}"
         env["ERA_CF_API_BASE"] = env["ERA_CF_API_BASE"].replace(theirs, mine)
