@@ -187,85 +187,9 @@ def main():
         proxy = Proxy.configured(dict(env, ERA_CF_CALL_BUDGET="0"))
         reader = Proxy.configured(dict(emu.proxy_env(), ERA_PROXY_LOG_LEVEL="warn"))
         try:
-            client = Client(proxy.url)
-            setup(client, range(per_op + mix_n))
-
-            # 1. Each operation alone.
-            report["alone"] = {}
-            for op, _ in MIX:
-                ops = [(op, i) for i in range(per_op)]
-                res, counts, endpoints, wall = measure(counter, client, ops, f"a{op}")
-                s = summarize(res)
-                s.update({"rest_per_1000": round(counts["rest"] * 1000 / per_op, 1),
-                          "s3_per_1000": round(counts["r2_s3"] * 1000 / per_op, 1),
-                          "ops_per_s": round(per_op / wall, 1), "endpoints": endpoints})
-                report["alone"][op] = s
-                log(f"{op}: {s['rest_per_1000']} REST calls / 1000, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms,"
-                    f" errors {s['errors']}")
-                must(s["errors"] == 0, f"{op} answered errors: {[r[2] for r in res if r[2] >= 300][:5]}")
-
-            # 2. The mix.
-            rng = random.Random(7)
-            weights = [w for _, w in MIX]
-            ops = [(rng.choices([o for o, _ in MIX], weights)[0], per_op + i) for i in range(mix_n)]
-            res, counts, endpoints, wall = measure(counter, client, ops, "m")
-            report["mix"] = {"total": summarize(res), "by_op": {op: summarize(res, op) for op, _ in MIX},
-                             "rest_per_1000": round(counts["rest"] * 1000 / mix_n, 1),
-                             "s3_per_1000": round(counts["r2_s3"] * 1000 / mix_n, 1),
-                             "ops_per_s": round(mix_n / wall, 1), "endpoints": endpoints}
-            log(f"mix: {report['mix']['rest_per_1000']} REST calls / 1000 ops, {report['mix']['ops_per_s']} ops/s")
-            must(report["mix"]["total"]["errors"] == 0, "the mix answered errors")
-
-            # 3. Idle.
-            time.sleep(3)  # anything the mix left to flush goes out before the window
-            counter.reset()
-            log(f"idle window: {idle_s} s")
-            time.sleep(idle_s)
-            idle = counter.counts()["rest"]
-            report["idle"] = {"window_s": idle_s, "rest_calls": idle,
-                              "per_5_min": round(idle * 300 / idle_s, 1), "endpoints": counter.by_endpoint()}
-            log(f"idle: {idle} REST calls in {idle_s} s")
+            measure_all(args, report, counter, proxy, reader, env, per_op, mix_n, idle_s)
         finally:
             proxy.close()
-
-        # 4. A low budget, with one 429 injected at the start.
-        counter.reset()
-        low = Proxy.configured(dict(env, ERA_CF_CALL_BUDGET="60"))
-        try:
-            client = Client(low.url)
-            counter.inject_429(n=1, retry_after=2)
-            n = 640 if args.quick else 1920
-            ops = [(rng.choices([o for o, _ in MIX], weights)[0], 10_000_000 + i) for i in range(n)]
-            res = run(client, ops, "low")
-            counts = counter.counts()
-            by_status = {}
-            for r in res:
-                by_status[r[2]] = by_status.get(r[2], 0) + 1
-            refused = [r for r in res if r[2] == 503]
-            with_retry_after = sum(1 for r in refused if "Retry-After" in r[3])
-            # Every acknowledged write is in the store: read back outside the counter and the budget.
-            rc = Client(reader.url)
-            lost = 0
-            checked = 0
-            for op, i, status, _, _ in res:
-                if status != 200 or op not in ("kv_put", "r2_put"):
-                    continue
-                checked += 1
-                if op == "kv_put":
-                    st, _, data, _ = rc("GET", f"/api/storage/kv/{NS}/putlow-{i}")
-                    if st != 200 or json.loads(data).get("value") != f"value low {i}":
-                        lost += 1
-                else:
-                    st, _, data, _ = rc("GET", f"/api/storage/r2/{NS}/objlow-{i}?raw=1")
-                    if st != 200 or data != BLOB:
-                        lost += 1
-            report["low_budget"] = {"budget": 60, "ops": n, "by_status": {str(k): v for k, v in sorted(by_status.items())},
-                                    "refused_with_retry_after": with_retry_after, "rest_calls": counts["rest"],
-                                    "s3_calls": counts["r2_s3"], "upstream_429": counts["429"],
-                                    "acknowledged_writes_checked": checked, "lost": lost}
-            log(f"low budget: {report['low_budget']}")
-        finally:
-            low.close()
             reader.close()
 
     with open(os.path.join(out_dir, "economy.json"), "w") as f:
@@ -275,6 +199,86 @@ def main():
         f.write(md)
     print(md)
     log(f"results in {out_dir}")
+
+
+def measure_all(args, report, counter, proxy, reader, env, per_op, mix_n, idle_s):
+    client = Client(proxy.url)
+    setup(client, range(per_op + mix_n))
+
+    # 1. Each operation alone.
+    report["alone"] = {}
+    for op, _ in MIX:
+        ops = [(op, i) for i in range(per_op)]
+        res, counts, endpoints, wall = measure(counter, client, ops, f"a{op}")
+        s = summarize(res)
+        s.update({"rest_per_1000": round(counts["rest"] * 1000 / per_op, 1),
+                  "s3_per_1000": round(counts["r2_s3"] * 1000 / per_op, 1),
+                  "ops_per_s": round(per_op / wall, 1), "endpoints": endpoints})
+        report["alone"][op] = s
+        log(f"{op}: {s['rest_per_1000']} REST calls / 1000, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms,"
+            f" errors {s['errors']}")
+        must(s["errors"] == 0, f"{op} answered errors: {[r[2] for r in res if r[2] >= 300][:5]}")
+
+    # 2. The mix.
+    rng = random.Random(7)
+    weights = [w for _, w in MIX]
+    ops = [(rng.choices([o for o, _ in MIX], weights)[0], per_op + i) for i in range(mix_n)]
+    res, counts, endpoints, wall = measure(counter, client, ops, "m")
+    report["mix"] = {"total": summarize(res), "by_op": {op: summarize(res, op) for op, _ in MIX},
+                     "rest_per_1000": round(counts["rest"] * 1000 / mix_n, 1),
+                     "s3_per_1000": round(counts["r2_s3"] * 1000 / mix_n, 1),
+                     "ops_per_s": round(mix_n / wall, 1), "endpoints": endpoints}
+    log(f"mix: {report['mix']['rest_per_1000']} REST calls / 1000 ops, {report['mix']['ops_per_s']} ops/s")
+    must(report["mix"]["total"]["errors"] == 0, "the mix answered errors")
+
+    # 3. Idle.
+    time.sleep(3)  # anything the mix left to flush goes out before the window
+    counter.reset()
+    log(f"idle window: {idle_s} s")
+    time.sleep(idle_s)
+    idle = counter.counts()["rest"]
+    report["idle"] = {"window_s": idle_s, "rest_calls": idle,
+                      "per_5_min": round(idle * 300 / idle_s, 1), "endpoints": counter.by_endpoint()}
+    log(f"idle: {idle} REST calls in {idle_s} s")
+    # 4. A low budget, with one 429 injected at the start (the measured proxy stops first: it stays idle).
+    proxy.close()
+    counter.reset()
+    low = Proxy.configured(dict(env, ERA_CF_CALL_BUDGET="60"))
+    try:
+        client = Client(low.url)
+        counter.inject_429(n=1, retry_after=2)
+        n = 640 if args.quick else 1920
+        ops = [(rng.choices([o for o, _ in MIX], weights)[0], 10_000_000 + i) for i in range(n)]
+        res = run(client, ops, "low")
+        counts = counter.counts()
+        by_status = {}
+        for r in res:
+            by_status[r[2]] = by_status.get(r[2], 0) + 1
+        refused = [r for r in res if r[2] == 503]
+        with_retry_after = sum(1 for r in refused if "Retry-After" in r[3])
+        # Every acknowledged write is in the store: read back outside the counter and the budget.
+        rc = Client(reader.url)
+        lost = 0
+        checked = 0
+        for op, i, status, _, _ in res:
+            if status != 200 or op not in ("kv_put", "r2_put"):
+                continue
+            checked += 1
+            if op == "kv_put":
+                st, _, data, _ = rc("GET", f"/api/storage/kv/{NS}/putlow-{i}")
+                if st != 200 or json.loads(data).get("value") != f"value low {i}":
+                    lost += 1
+            else:
+                st, _, data, _ = rc("GET", f"/api/storage/r2/{NS}/objlow-{i}?raw=1")
+                if st != 200 or data != BLOB:
+                    lost += 1
+        report["low_budget"] = {"budget": 60, "ops": n, "by_status": {str(k): v for k, v in sorted(by_status.items())},
+                                "refused_with_retry_after": with_retry_after, "rest_calls": counts["rest"],
+                                "s3_calls": counts["r2_s3"], "upstream_429": counts["429"],
+                                "acknowledged_writes_checked": checked, "lost": lost}
+        log(f"low budget: {report['low_budget']}")
+    finally:
+        low.close()
 
 
 def table(r):
