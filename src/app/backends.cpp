@@ -42,6 +42,8 @@ std::unique_ptr<Backend> open_plain(const Config& config) {
     o.http.timeout_ms = config.cf_timeout_ms;
     o.http.max_attempts = config.cf_max_attempts;
     o.r2_part_size = uint64_t(config.cf_r2_part_size_mib) << 20;
+    o.r2_max_object_size = config.r2_max_object_size;
+    o.registry.flush_ms = config.cf_registry_flush_ms;
     o.d1 = d1;
     return std::make_unique<cf::CloudflareBackend>(std::move(o));
   }

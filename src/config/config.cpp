@@ -160,6 +160,9 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("cloudflare.r2_part_size_mib", "ERA_CF_R2_PART_SIZE_MIB", "",
                           "objects larger than this many MiB are uploaded to R2 in parts of this size",
                           &Config::cf_r2_part_size_mib, 5, 5000));
+  t.push_back(int_setting("cloudflare.registry_flush_ms", "ERA_CF_REGISTRY_FLUSH_MS", "",
+                          "milliseconds between the resource registry's batched writes to D1",
+                          &Config::cf_registry_flush_ms, 50, 60000));
   t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
                            "authentication: off (loopback hosts only) or token", &Config::auth_mode,
                            {"off", "token"}));

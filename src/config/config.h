@@ -62,6 +62,7 @@ struct Config {
   int cf_timeout_ms = 30000;
   int cf_max_attempts = 4;
   int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
+  int cf_registry_flush_ms = 1000;  // resource registry changes go to D1 in one batch at most this often
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;
