@@ -259,3 +259,27 @@ class ResourcesCrashTest(ProxyTestCase):
         self.assertIn("reindex: 0 counter(s) repaired", out.stdout)
         self.proxy.start()
         os.environ["ERA_STORAGE_URL"] = self.proxy.url
+
+
+@unittest.skipUnless(backend() == "cloudflare", "the local registry commits with each write: nothing is queued")
+class RegistryFlushTest(unittest.TestCase):
+    """Cloudflare mode queues registry changes for one D1 batch per interval: a graceful stop flushes them."""
+
+    def test_graceful_stop_flushes_queued_changes(self):
+        ns = unique("flush")
+        with Proxy(env={"ERA_CF_REGISTRY_FLUSH_MS": "60000"}) as writer:  # no periodic flush in this test
+            for i in range(5):
+                status, _ = writer.call("PUT", f"/api/storage/kv/{ns}/k{i}", {"value": "v" * i})
+                self.assertEqual(status, 200)
+            status, _ = writer.call("PUT", f"/api/storage/r2/{ns}/obj", {"content": "eA=="})
+            self.assertEqual(status, 200)
+            with Proxy() as reader:  # another replica reads D1: nothing flushed yet
+                status, listed = reader.call("GET", f"/api/resources/list?namespace={ns}")
+                self.assertEqual((status, listed["resources"]), (200, []))
+                self.assertEqual(writer.stop(), 0)  # SIGTERM: the final flush, then the marker goes
+                status, listed = reader.call("GET", f"/api/resources/list?namespace={ns}")
+                self.assertEqual(sorted(r["key"] for r in listed["resources"]), ["k0", "k1", "k2", "k3", "k4", "obj"])
+            log = writer.log()
+            writer.start()  # the same id: a clean predecessor, nothing to repair
+            started = writer.log()[len(log):]
+            self.assertNotIn("stopped without flushing", started)

@@ -140,6 +140,21 @@ TEST_CASE("registry flush: a change older than the row (another replica wrote si
   CHECK(db.counters().empty());  // empty counters are dropped
 }
 
+TEST_CASE("registry flush: a put on one replica and a later delete on another end deleted, in either flush order") {
+  Db db;
+  db.flush({remove("kv", "a", "k", 500)}, "", 1000);  // replica B's delete, flushed first
+  db.flush({put("kv", "a", "k", 10, 400)}, "", 1000);  // replica A's earlier put, flushed late
+  CHECK(db.rows().empty());
+  CHECK(db.counters().empty());
+  db.flush({put("kv", "a", "k", 3, 600)}, "", 1000);   // a put after the delete lands
+  CHECK(db.rows().count("a:k") == 1);
+  CHECK(db.counters() == db.counted());
+  // Tombstones are forgotten after an hour.
+  CHECK(db.run({"SELECT count(*) FROM \"era:resource_tombstones\"", {}})[0][0] == "1");
+  db.flush({put("kv", "a", "other", 1, 700)}, "", 500 + 3600 * 1000 + 1);
+  CHECK(db.run({"SELECT count(*) FROM \"era:resource_tombstones\"", {}})[0][0] == "0");
+}
+
 TEST_CASE("registry flush: changes are chunked so no parameter passes D1's value limit; every chunk lands") {
   std::vector<RegistryChange> changes;
   for (int i = 0; i < 300; ++i)

@@ -16,6 +16,8 @@ using nlohmann::json;
 constexpr const char* kRes = "\"era:resources\"";
 constexpr const char* kCnt = "\"era:resource_counters\"";
 constexpr const char* kReplicas = "\"era:registry_replicas\"";
+constexpr const char* kTombs = "\"era:resource_tombstones\"";
+constexpr int64_t kTombstoneKeepMs = 3600 * 1000;  // a change held back longer than this is reindex's
 constexpr int kReadPage = 1000;
 constexpr int64_t kSweepEverySeconds = 60;
 
@@ -151,6 +153,10 @@ std::vector<D1Statement> CloudflareRegistry::schema_statements() {
               type TEXT NOT NULL, ns TEXT NOT NULL, count INTEGER NOT NULL, bytes INTEGER NOT NULL,
               PRIMARY KEY (type, ns)))sql",
            {}},
+          {std::string("CREATE TABLE IF NOT EXISTS ") + kTombs + R"sql( (
+              type TEXT NOT NULL, name TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (type, name)))sql",
+           {}},
+          {std::string("CREATE INDEX IF NOT EXISTS \"era:resource_tombstones_at\" ON ") + kTombs + "(at)", {}},
           {std::string("CREATE TABLE IF NOT EXISTS ") + kReplicas + R"sql( (
               id TEXT PRIMARY KEY, started INTEGER NOT NULL, seen INTEGER NOT NULL,
               repaired INTEGER NOT NULL DEFAULT 0))sql",
@@ -197,8 +203,10 @@ size_t CloudflareRegistry::queued() const {
 
 // One JSON array parameter per chunk; each change {"p":1|0,"t","n","s"(ns),"k","z"(size),"m","e","a"}.
 // Statements (in one transaction): subtract the touched rows from the counters, delete the removed
-// rows (unless rewritten since), upsert the put rows (unless a newer change is there), add the touched
-// rows back, drop empty counters. The marker's refresh and the stale-marker read ride along.
+// rows (unless rewritten since) and leave a tombstone with the delete's time, upsert the put rows
+// (unless the row or a tombstone is newer: a put on one replica and a delete on another, flushed in
+// the other order, still end deleted), add the touched rows back, drop empty counters, forget
+// tombstones older than an hour. The marker's refresh and the stale-marker read ride along.
 std::vector<std::vector<D1Statement>> CloudflareRegistry::flush_batches(const std::vector<RegistryChange>& changes,
                                                                         const std::string& replica_id, int64_t now_ms,
                                                                         size_t max_param_bytes) {
@@ -233,12 +241,17 @@ std::vector<std::vector<D1Statement>> CloudflareRegistry::flush_batches(const st
     b.push_back({std::string("DELETE FROM ") + kRes + " WHERE rowid IN (SELECT r.rowid" + touched +
                      " WHERE json_extract(j.value, '$.p') = 0 AND r.updated <= json_extract(j.value, '$.a'))",
                  {chunks[i]}});
+    b.push_back({std::string("INSERT INTO ") + kTombs + " (type, name, at) SELECT " + T + ", " + N +
+                     ", json_extract(j.value, '$.a') FROM json_each(?1) j WHERE json_extract(j.value, '$.p') = 0 "
+                     "ON CONFLICT(type, name) DO UPDATE SET at = max(at, excluded.at)",
+                 {chunks[i]}});
     b.push_back({std::string("INSERT INTO ") + kRes +
                      " (type, name, ns, key, size, metadata, created, updated, expiration) SELECT " + T + ", " + N +
                      ", json_extract(j.value, '$.s'), json_extract(j.value, '$.k'), json_extract(j.value, '$.z'), "
                      "json_extract(j.value, '$.m'), json_extract(j.value, '$.a'), json_extract(j.value, '$.a'), "
                      "json_extract(j.value, '$.e') FROM json_each(?1) j WHERE json_extract(j.value, '$.p') = 1 "
-                     "ON CONFLICT(type, name) DO UPDATE SET size = excluded.size, metadata = excluded.metadata, "
+                     "AND NOT EXISTS (SELECT 1 FROM " + kTombs + " d WHERE d.type = " + T + " AND d.name = " + N +
+                     " AND d.at > json_extract(j.value, '$.a')) ON CONFLICT(type, name) DO UPDATE SET size = excluded.size, metadata = excluded.metadata, "
                      "updated = excluded.updated, expiration = excluded.expiration WHERE excluded.updated >= " +
                      kRes + ".updated",
                  {chunks[i]}});
@@ -246,6 +259,8 @@ std::vector<std::vector<D1Statement>> CloudflareRegistry::flush_batches(const st
                      " WHERE true GROUP BY r.type, r.ns" + merge,
                  {chunks[i]}});
     b.push_back(drop_zero_counters());
+    b.push_back({std::string("DELETE FROM ") + kTombs + " WHERE at < CAST(?1 AS INTEGER)",
+                 {std::to_string(now_ms - kTombstoneKeepMs)}});
     out.push_back(std::move(b));
   }
   if (!replica_id.empty()) {
