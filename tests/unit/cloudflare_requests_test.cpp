@@ -13,6 +13,7 @@
 
 #include "store/cloudflare/cloudflare_d1.h"
 #include "store/cloudflare/cloudflare_r2.h"
+#include "store/cloudflare/cloudflare_registry.h"
 #include "store/cloudflare/token_check.h"
 #include "support.h"
 
@@ -306,4 +307,50 @@ TEST_CASE("D1: a statement within the SQL limit that the rewrite makes longer th
   CHECK(status_of([&] { d1.query("ns", st); }, &code) == 413);
   CHECK(code == "statement_too_large");
   CHECK_FALSE(any_body_has(up, "marker_long"));
+}
+
+TEST_CASE("registry: record_* send nothing; a failed flush keeps its changes (newer ones win) and sends them again") {
+  CloudflareRegistry* registry = nullptr;
+  bool failing = true;
+  std::mutex mu;
+  RecordingUpstream up([&](int, const httplib::Request& req, httplib::Response& res) {
+    const bool flush = req.body.find("json_each") != std::string::npos;
+    std::lock_guard<std::mutex> lock(mu);
+    if (flush && failing) {
+      // While this flush is out, a newer change of the same key arrives.
+      registry->record_put("kv", "ns", "k", 222, std::nullopt, std::nullopt);
+      json_answer(res, 500, R"({"success":false,"errors":[{"code":7500,"message":"internal error"}],"result":null})");
+      return;
+    }
+    const std::string r = R"({"results":{"columns":[],"rows":[]},"success":true,"meta":{}})";
+    std::string all;
+    for (int i = 0; i < 16; ++i) all += (i ? "," : "") + r;
+    json_answer(res, 200, R"({"success":true,"errors":[],"messages":[],"result":[)" + all + "]}");
+  });
+  HttpClient http(fast());
+  RestApi api(http, up.base(), "t");
+  D1Client client(api, "db");
+  CloudflareD1 tables(client, D1Limits{});
+  CloudflareRegistry reg(client, tables);
+  registry = &reg;
+  reg.record_put("kv", "ns", "k", 111, std::nullopt, std::nullopt);
+  reg.record_put("kv", "ns", "other", 5, std::nullopt, std::nullopt);
+  reg.record_remove("r2", "ns", "gone");
+  CHECK(up.seen().empty());  // queued, nothing sent
+  CHECK(reg.queued() == 3);
+  CHECK(status_of([&] { reg.flush(); }) >= 500);
+  CHECK(reg.queued() == 3);  // nothing dropped
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    failing = false;
+  }
+  CHECK(reg.flush() == 3);
+  CHECK(reg.queued() == 0);
+  const Seen last = up.seen().back();
+  CHECK(last.body.find(R"(\"k\":\"k\")") != std::string::npos);
+  CHECK(last.body.find(R"(\"z\":222)") != std::string::npos);  // the newer change of k
+  CHECK(last.body.find(R"(\"z\":111)") == std::string::npos);
+  CHECK(last.body.find(R"(\"k\":\"gone\")") != std::string::npos);
+  CHECK(reg.flush() == 0);  // nothing queued: no call
+  CHECK(up.seen().back().body == last.body);
 }
