@@ -45,6 +45,8 @@ std::unique_ptr<Backend> open_plain(const Config& config) {
     o.budget.calls = config.cf_call_budget;
     o.budget.replicas = config.cf_replicas;
     o.budget.max_wait_ms = config.cf_budget_max_wait_ms;
+    o.r2_max_object_size = config.r2_max_object_size;
+    o.registry.flush_ms = config.cf_registry_flush_ms;
     o.d1 = d1;
     return std::make_unique<cf::CloudflareBackend>(std::move(o));
   }

@@ -170,6 +170,9 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("cloudflare.budget_max_wait_ms", "ERA_CF_BUDGET_MAX_WAIT_MS", "",
                           "milliseconds a call may wait for room in the budget before the client gets 503",
                           &Config::cf_budget_max_wait_ms, 0, 600000));
+  t.push_back(int_setting("cloudflare.registry_flush_ms", "ERA_CF_REGISTRY_FLUSH_MS", "",
+                          "milliseconds between the resource registry's batched writes to D1",
+                          &Config::cf_registry_flush_ms, 50, 60000));
   t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
                            "authentication: off (loopback hosts only) or token", &Config::auth_mode,
                            {"off", "token"}));

@@ -65,6 +65,7 @@ struct Config {
   int cf_call_budget = 1100;      // REST calls per 5 minutes for the API token, all replicas together
   int cf_replicas = 1;            // proxies sharing the token: each keeps cf_call_budget / cf_replicas
   int cf_budget_max_wait_ms = 5000;  // a call waiting longer for room in the budget: 503 + Retry-After
+  int cf_registry_flush_ms = 1000;  // resource registry changes go to D1 in one batch at most this often
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;

@@ -236,3 +236,19 @@ TEST_CASE("[cloudflare] call budget, replicas and the queue bound: defaults, fil
   CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("cloudflare.call_budget") != std::string::npos);
   std::remove(file.c_str());
 }
+
+TEST_CASE("cloudflare.registry_flush_ms: 1000 by default, from the file or ERA_CF_REGISTRY_FLUSH_MS, 50 to 60000") {
+  Env env;
+  CHECK(load_config("", {}, env.fn()).cf_registry_flush_ms == 1000);
+  auto file = temp_toml("[cloudflare]\nregistry_flush_ms = 2500\n");
+  CHECK(load_config(file, {}, env.fn()).cf_registry_flush_ms == 2500);
+  env.vars["ERA_CF_REGISTRY_FLUSH_MS"] = "200";
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.cf_registry_flush_ms == 200);
+  CHECK(c.source["cloudflare.registry_flush_ms"] == "env");
+  for (const char* bad : {"0", "49", "60001", "x"}) {
+    env.vars["ERA_CF_REGISTRY_FLUSH_MS"] = bad;
+    CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("cloudflare.registry_flush_ms") != std::string::npos);
+  }
+  std::remove(file.c_str());
+}

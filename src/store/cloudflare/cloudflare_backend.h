@@ -32,6 +32,8 @@ struct CloudflareOptions {
   HttpOptions http;
   BudgetOptions budget;  // the API token's REST call budget (KV and D1; R2's S3 calls are free of it)
   uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
+  uint64_t r2_max_object_size = 5ull << 30;  // parts grow so this fits in R2's 10,000 parts
+  RegistryOptions registry;
   D1Limits d1;
   int64_t stats_max_age_ms = 5000;  // `resources stats` answered from a copy at most this old
 };
@@ -48,7 +50,9 @@ class CloudflareBackend : public Backend {
   // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h),
   // its stats from a copy in memory (stats_cache.h).
   ResourceRegistry& registry() override { return *stats_; }
-  void close() override {}
+  // The registry's flusher and marker (cloudflare_registry.h).
+  void start(const std::string& instance) override { registry_->start(instance); }
+  void close() override { registry_->close(); }
   std::vector<CheckItem> check() override;
 
  private:

@@ -20,6 +20,9 @@ namespace {
 using nlohmann::json;
 using sqlfront::kObjectsTable;
 
+constexpr size_t kD1MaxStatementBytes = 100000;  // D1: a statement's SQL text, as D1 receives it
+constexpr size_t kD1MaxValueBytes = 2000000;     // D1: a string, BLOB or row
+
 // The statement's text with every parameter replaced: numbers and NULL become literals, strings ?K,
 // BLOBs unhex(?K). Returns the text; `out` receives the string parameters in ?K order.
 std::string bind_into(std::string_view text, sqlite3_stmt* stmt, const std::vector<SqlValue>& params,
@@ -35,6 +38,18 @@ std::string bind_into(std::string_view text, sqlite3_stmt* stmt, const std::vect
     else idx = sqlite3_bind_parameter_index(stmt, std::string(t.text).c_str());
     if (idx <= 0 || static_cast<size_t>(idx) > params.size())
       throw bad_request("param_count", "parameter " + std::string(t.text) + " has no value");
+    // D1 refuses a value over 2,000,000 bytes; checked on what is sent (a BLOB goes as hex: twice its size).
+    const SqlValue& pv = params[static_cast<size_t>(idx - 1)];
+    if (auto s = std::get_if<std::string>(&pv); s && s->size() > kD1MaxValueBytes)
+      throw ApiError(413, "value_too_large", "parameter " + std::to_string(idx) + " is " + std::to_string(s->size()) +
+                                                 " bytes; D1 takes a string of at most " +
+                                                 std::to_string(kD1MaxValueBytes) + " bytes");
+    if (auto b = std::get_if<SqlBlob>(&pv); b && 2 * b->bytes.size() > kD1MaxValueBytes)
+      throw ApiError(413, "value_too_large",
+                     "parameter " + std::to_string(idx) + " is a BLOB of " + std::to_string(b->bytes.size()) +
+                         " bytes; with the cloudflare backend a BLOB travels to D1 as hex text (two bytes per byte) "
+                         "within D1's " + std::to_string(kD1MaxValueBytes) + "-byte value limit, so it may be at most " +
+                         std::to_string(kD1MaxValueBytes / 2) + " bytes");
     highest = std::max(highest, idx);
     sql.append(text.substr(at, t.offset - at));
     at = t.offset + t.text.size();
@@ -151,6 +166,11 @@ class CloudflareD1::Planner : public sqlfront::Executor {
     const bool readonly = sqlite3_stmt_readonly(stmt);
     D1Statement out;
     out.sql = bind_into(text, stmt, st.params, out.params);
+    if (out.sql.size() > kD1MaxStatementBytes)
+      throw ApiError(413, "statement_too_large",
+                     "statement " + std::to_string(unit + 1) + " is " + std::to_string(out.sql.size()) +
+                         " bytes as sent to D1 (table names prefixed with the namespace, numbers written as "
+                         "literals); D1 takes at most " + std::to_string(kD1MaxStatementBytes) + " bytes");
     p_.upstream.push_back(std::move(out));
     p_.unit_of.push_back(static_cast<int>(unit));
     p_.inserts.push_back(!readonly && sqlfront::inserts_rows(text));
@@ -293,7 +313,8 @@ std::vector<SqlResult> CloudflareD1::run(const std::string& ns, const std::vecto
   } catch (const ApiError& e) {
     // A statement the cached shadow refused: another replica may have changed the schema. Refused
     // again on a copy read just now, the verdict stands.
-    if (e.status() >= 500 || e.status() == 408) throw;
+    // A size limit is the statement's own, whatever the schema: refused without another read.
+    if (e.status() >= 500 || e.status() == 408 || e.status() == 413) throw;
     reload(ns);
   }
   if (!p) p = plan(ns, units, true, deadline);  // DDL, or a refusal above: on a schema read just now
