@@ -29,6 +29,7 @@ struct CloudflareOptions {
   sigv4::Credentials r2_credentials;
   HttpOptions http;
   uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
+  KvOptions kv;  // read cache and write batching (cloudflare_kv.h)
   D1Limits d1;
 };
 
