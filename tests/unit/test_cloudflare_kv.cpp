@@ -178,6 +178,7 @@ int64_t now_s() { return int64_t(std::time(nullptr)); }
 struct Recorded : era::cf::ResourceRecorder {
   std::mutex mu;
   std::vector<std::string> log;
+  bool refuse_puts = false;  // record_put throws, as a registry that cannot record would
   era::KeyLocks locks;
   era::KeyLocks::Guard order(const char*, const std::string& ns, const std::string& key) override {
     return locks.lock(ns + ":" + key);
@@ -185,6 +186,7 @@ struct Recorded : era::cf::ResourceRecorder {
   void record_put(const char*, const std::string& ns, const std::string& key, int64_t size,
                   const std::optional<std::string>&, std::optional<int64_t>) override {
     std::lock_guard<std::mutex> lock(mu);
+    if (refuse_puts) throw ApiError(503, "upstream_unavailable", "the registry is unavailable");
     log.push_back("put " + ns + ":" + key + " " + std::to_string(size));
   }
   void record_remove(const char*, const std::string& ns, const std::string& key) override {
@@ -486,7 +488,8 @@ TEST_CASE("a failed bulk call fails exactly the writes it carried; unsuccessful 
 }
 
 TEST_CASE("writes to one key in one round fold: the last wins and every one of them is acknowledged with it") {
-  Rig r;
+  Recorded rec;  // the registry hears of each key's final state, in the store's order
+  Rig r(no_cache(), &rec);
   r.up.hold();
   std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
   r.up.wait_calls(1);
@@ -514,6 +517,18 @@ TEST_CASE("writes to one key in one round fold: the last wins and every one of t
   CHECK(by_method["PUT"].target == kPath + "/values/app%3Ak");
   CHECK(by_method["PUT"].body == "v3");
   CHECK(by_method["DELETE"].target == kPath + "/values/app%3Aj");
+  CHECK(rec.log == std::vector<std::string>{"put app:first 1", "put app:k 2", "remove app:j"});
+}
+
+TEST_CASE("a put the registry cannot record is not sent, and fails alone") {
+  Recorded rec;
+  Rig r(no_cache(), &rec);
+  rec.refuse_puts = true;
+  CHECK(status_of([&] { r.kv->put("app", "k", KvValue{"v", {}, {}, {}}); }) == 503);
+  CHECK(r.up.calls() == 0);
+  r.kv->remove("app", "k");  // deletes are recorded after the store: unaffected
+  CHECK(r.up.calls() == 1);
+  CHECK(rec.log == std::vector<std::string>{"remove app:k"});
 }
 
 TEST_CASE("a key written less than the interval ago waits for a later round; other keys do not wait") {

@@ -104,7 +104,7 @@ bool has_replacement_char(const std::string& s) { return s.find("\xEF\xBF\xBD") 
 // ---- the operations the coalescers carry
 
 struct WriteOp : CoalescedOp {
-  std::string name;
+  std::string ns, key, name;  // name: the stored "ns:key"
   bool remove = false;
   KvValue value;  // a put's value, expiration as it is to be sent
 };
@@ -303,9 +303,27 @@ struct CloudflareKv::Impl {
       ops.push_back(op);
     }
     std::vector<const WriteOp*> puts, deletes;
+    ResourceRecorder* recorder = owner.recorder_;
     for (const auto& name : order) {
       const WriteOp* last = by_name[name].back();
-      (last->remove ? deletes : puts).push_back(last);
+      if (last->remove) {
+        deletes.push_back(last);
+        continue;
+      }
+      // The registry first (cloudflare_registry.h): a crash between the two can only show a resource
+      // that is not there. Rounds are sequential, so the registry hears of one key's writes in the
+      // order the store gets them.
+      if (recorder) {
+        try {
+          recorder->record_put("kv", last->ns, last->key, int64_t(last->value.value.size()), last->value.metadata,
+                               last->value.expiration);
+        } catch (...) {
+          const std::exception_ptr e = std::current_exception();
+          for (WriteOp* op : by_name[name]) op->error = e;  // not sent: nothing changed
+          continue;
+        }
+      }
+      puts.push_back(last);
     }
     auto settle = [&](const std::vector<const WriteOp*>& finals, const std::function<std::unordered_set<std::string>()>& go) {
       if (finals.empty()) return;
@@ -322,9 +340,18 @@ struct CloudflareKv::Impl {
           e = std::make_exception_ptr(ApiError(
               503, "upstream_unavailable",
               "Cloudflare KV did not store this write (it listed the key as unsuccessful): try again"));
+        // A put that failed keeps the row it recorded: it may have landed, and a read cannot tell.
         if (e) cache.forget(f->name);  // the write may or may not have landed
         else if (f->remove) cache.wrote(f->name, std::nullopt);
         else cache.wrote(f->name, f->value);
+        if (!e && f->remove && recorder) {
+          // The registry forgets it only now that the store has.
+          try {
+            recorder->record_remove("kv", f->ns, f->key);
+          } catch (...) {
+            e = std::current_exception();  // deleted, but still listed until the registry hears of it
+          }
+        }
         for (WriteOp* op : by_name[f->name]) op->error = e;
       }
     };
@@ -475,17 +502,12 @@ void CloudflareKv::put(const std::string& ns, const std::string& key, const KvVa
   if (v.expiration_ttl && *v.expiration_ttl < kMinExpirationS)
     throw bad_request("invalid_expiration", "expiration_ttl must be at least 60 seconds");
   WriteOp op;
+  op.ns = ns;
+  op.key = key;
   op.name = name;
   op.value = v;
   if (!v.expiration_ttl && v.expiration) op.value.expiration = expiration_to_send(*v.expiration, unix_now());
-  // Registry first: a crash between the two can only show a resource that is not there. In order with
-  // every other write of this key (ResourceRecorder::order).
-  std::optional<KeyLocks::Guard> in_order;
-  if (recorder_) in_order.emplace(recorder_->order("kv", ns, key));
-  if (recorder_)
-    recorder_->record_put("kv", ns, key, int64_t(v.value.size()), v.metadata, op.value.expiration);
-  // On failure the row stays (see the header): over-listing is the safe side.
-  impl_->writes.submit(op);
+  impl_->writes.submit(op);  // the registry hears of it in the round (send_writes)
 }
 
 std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::string& key) {
@@ -505,13 +527,11 @@ std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::strin
 
 void CloudflareKv::remove(const std::string& ns, const std::string& key) {
   WriteOp op;
+  op.ns = ns;
+  op.key = key;
   op.name = stored_name(ns, key);
   op.remove = true;
-  std::optional<KeyLocks::Guard> in_order;
-  if (recorder_) in_order.emplace(recorder_->order("kv", ns, key));
-  impl_->writes.submit(op);
-  // The registry forgets it only now that the store has.
-  if (recorder_) recorder_->record_remove("kv", ns, key);
+  impl_->writes.submit(op);  // the registry forgets it in the round, once the store has
 }
 
 void CloudflareKv::walk(const std::function<void(StoredEntry)>& fn) {

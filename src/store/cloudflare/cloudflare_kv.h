@@ -29,10 +29,12 @@
 // Errors: a 404 means "no such key" only with Cloudflare's code 10009; a namespace error (codes
 // 10010-10014, 10018, or a 404 without 10009) is a 502 that names the namespace.
 //
-// The registry (ResourceRecorder) is told in the order cloudflare_registry.h gives, under its per-key
-// guard (so one replica never has two writes of one key in a round with a recorder). A put that fails
-// leaves the row it recorded: the write may have landed, and a read cannot tell (KV caches misses);
-// a crash may over-list, never hide, and reindex repairs.
+// The registry (ResourceRecorder) is told by the round itself, of each key's final state, in the
+// order cloudflare_registry.h gives (a put recorded before its call, a delete after its call
+// succeeded). Rounds are sequential, so the registry hears of one key's writes in the order the store
+// gets them, without the per-key guard (which would keep a key's writes out of one round, so they
+// could never fold). A put that fails leaves the row it recorded: the write may have landed, and a
+// read cannot tell (KV caches misses); a crash may over-list, never hide, and reindex repairs.
 //
 // - list: Cloudflare's limit is 10..1000 and its cursor opaque, ours 1..1000: our cursor carries the
 //   upstream cursor of the page being read and the last key returned, so a page can end anywhere and
