@@ -66,6 +66,10 @@ struct Config {
   int cf_replicas = 1;            // proxies sharing the token: each keeps cf_call_budget / cf_replicas
   int cf_budget_max_wait_ms = 5000;  // a call waiting longer for room in the budget: 503 + Retry-After
   int cf_registry_flush_ms = 1000;  // resource registry changes go to D1 in one batch at most this often
+  int cf_kv_cache_ttl_s = 30;                  // KV read cache window in seconds (0 = off; at most 60)
+  uint64_t cf_kv_cache_bytes = 64ull << 20;    // KV read cache size
+  int cf_kv_batch_max_keys = 10000;            // KV writes per bulk call
+  int cf_kv_same_key_interval_ms = 1000;       // KV: one write a second per key
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;

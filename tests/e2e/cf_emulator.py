@@ -102,6 +102,10 @@ class Emulator:
             # token allows: the budget stays on (every call goes through it) but large. The budget's own
             # tests (test_cloudflare_budget.py) set it low.
             "ERA_CF_CALL_BUDGET": "1000000",
+            # The emulator has no per-key write limit, and suites race writes on one key by the hundred:
+            # the same-key spacing stays on (holding and folding run) but short. Its 1 s production
+            # default is pinned by unit tests (test_cloudflare_kv.cpp).
+            "ERA_CF_KV_SAME_KEY_INTERVAL_MS": "50",
         }
 
     # Direct reads, bypassing the proxy.

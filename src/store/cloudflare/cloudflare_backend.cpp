@@ -37,7 +37,7 @@ CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::
   stats_ = std::make_unique<StatsCache>(*registry_, o.stats_max_age_ms);
   recorder_ = std::make_unique<ChangeNotingRecorder>(*registry_, *stats_);
   d1_noting_ = std::make_unique<ChangeNotingSql>(*d1_store_, *stats_);
-  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, recorder_.get());
+  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, recorder_.get(), o.kv);
   r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, o.r2_max_object_size, recorder_.get());
   registry_->set_walkers(
       {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },
