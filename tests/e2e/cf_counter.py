@@ -12,7 +12,7 @@ itself, as Cloudflare does once a token is over its limit.
 
 Classes: "kv" and "d1" are REST calls (they count against Cloudflare's limit), "r2_s3" is R2's S3 API
 (it does not), "other" any other REST path. "429" counts the 429 answers sent (injected or from the
-emulator). The Host header is forwarded as sent, so SigV4 signatures still verify. Standard library only.
+emulator). S3 requests keep their Host header, so SigV4 signatures still verify. Standard library only.
 """
 
 import http.client
@@ -81,7 +81,7 @@ class Counter:
                 if injected is not None:
                     env = b'{"success":false,"errors":[{"code":971,"message":"Please wait and consider throttling your request speed"}],"messages":[],"result":null}'
                     return self._reply(429, [("Content-Type", "application/json"), ("Retry-After", str(injected))], env)
-                status, headers, data = outer._forward(self.command, self.path, self.headers, body)
+                status, headers, data = outer._forward(self.command, self.path, self.headers, body, cls == "r2_s3")
                 if status == 429:
                     with outer.lock:
                         outer._count(None, None, 429)
@@ -114,7 +114,10 @@ class Counter:
         if status == 429:
             self._counts["429"] = self._counts.get("429", 0) + 1
 
-    def _forward(self, method, path, headers, body):
+    def _forward(self, method, path, headers, body, keep_host):
+        # S3 requests keep their Host (it is signed); REST requests name the emulator's own host, so
+        # that whatever the emulator forwards internally (its Worker hands D1 calls to the explorer on
+        # the request's host) stays inside it and is not counted twice here.
         conn = getattr(self.local, "conn", None)
         for attempt in range(2):  # a kept-alive connection the emulator closed: once more on a new one
             if conn is None:
@@ -122,8 +125,10 @@ class Counter:
                 self.local.conn = conn
             try:
                 conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+                if not keep_host:
+                    conn.putheader("Host", f"{self.up_host}:{self.up_port}")
                 for k, v in headers.items():
-                    if k.lower() not in HOP:
+                    if k.lower() not in HOP and (keep_host or k.lower() != "host"):
                         conn.putheader(k, v)
                 conn.putheader("Content-Length", str(len(body)))
                 conn.endheaders(body)
