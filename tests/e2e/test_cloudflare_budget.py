@@ -70,6 +70,11 @@ class CloudflareBudgetTest(unittest.TestCase):
                 status, headers, _ = request("GET", f"{proxy.url}/api/storage/kv/{ns}/never-written")
                 self.assertEqual(status, 503)
                 self.assertIn("Retry-After", headers)
+                # D1 too (its errors pass through the SQL layer): 503 with Retry-After.
+                status, headers, raw = request("POST", f"{proxy.url}/api/storage/d1/{ns}/query",
+                                               {"sql": "SELECT 1", "params": []})
+                self.assertEqual(status, 503, raw)
+                self.assertGreaterEqual(int(headers["Retry-After"]), 1)
                 counts = counter.counts()
                 self.assertEqual(counts["rest"], sent)
                 self.assertLessEqual(counts["rest"], 60, counts)  # never past the budget, start-up included
