@@ -128,8 +128,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = handle_any
 
 
-@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no proxy involved: runs once, in the local run")
-class ProvisionTest(unittest.TestCase):
+class WithFakeCloudflare(unittest.TestCase):
     def setUp(self):
         self.cf = FakeCloudflare()
         threading.Thread(target=self.cf.serve_forever, daemon=True).start()
@@ -137,6 +136,10 @@ class ProvisionTest(unittest.TestCase):
     def tearDown(self):
         self.cf.shutdown()
         self.cf.server_close()
+
+
+@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no proxy involved: runs once, in the local run")
+class ProvisionTest(WithFakeCloudflare):
 
     def run_script(self, *args, token=TOKEN):
         env = dict(os.environ, CLOUDFLARE_ACCOUNT_ID=ACCOUNT, CLOUDFLARE_API_TOKEN=token,
@@ -225,16 +228,9 @@ class ProvisionTest(unittest.TestCase):
 
 
 @unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no emulator involved: runs once, in the local run")
-class CheckTokenTest(unittest.TestCase):
+class CheckTokenTest(WithFakeCloudflare):
     """`era-storage-proxy check` verifies account-owned tokens, then user-owned ones, and says which."""
 
-    def setUp(self):
-        self.cf = FakeCloudflare()
-        threading.Thread(target=self.cf.serve_forever, daemon=True).start()
-
-    def tearDown(self):
-        self.cf.shutdown()
-        self.cf.server_close()
 
     def check(self, token):
         from harness import BIN
