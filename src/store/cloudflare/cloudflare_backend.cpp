@@ -29,7 +29,7 @@ CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::
   d1_ = std::make_unique<D1Client>(*api_, o.d1_database_id);
   d1_store_ = std::make_unique<CloudflareD1>(*d1_, o.d1);
   registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_, o.registry);
-  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get());
+  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get(), o.kv);
   r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, o.r2_max_object_size, registry_.get());
   registry_->set_walkers(
       {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },

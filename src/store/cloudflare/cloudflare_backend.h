@@ -31,6 +31,7 @@ struct CloudflareOptions {
   uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
   uint64_t r2_max_object_size = 5ull << 30;  // parts grow so this fits in R2's 10,000 parts
   RegistryOptions registry;
+  KvOptions kv;  // read cache and write batching (cloudflare_kv.h)
   D1Limits d1;
 };
 
