@@ -20,8 +20,4 @@ std::string percent_encode(std::string_view s, std::string_view keep = "");
 // Decodes %XX sequences; returns nullopt on a malformed escape. '+' is left as is.
 std::optional<std::string> percent_decode(std::string_view s);
 
-// Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF): what a
-// JSON string can carry as is.
-bool is_utf8(std::string_view s);
-
 }  // namespace era::enc

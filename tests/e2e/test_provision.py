@@ -1,4 +1,4 @@
-"""scripts/provision-cloudflare against a stand-in for Cloudflare's v4 REST API on loopback (the shapes
+"""scripts/provision-cloudflare and `era-storage-proxy check`'s token verification against a stand-in for Cloudflare's v4 REST API on loopback (the shapes
 of the API reference: envelopes, KV namespaces by title, D1 databases by name, R2 buckets), pointed at
 by CLOUDFLARE_API_BASE_URL: it checks R2 before creating anything, creates each resource once, finishes
 a run that failed half-way when run again, and prints the config block and how to get the S3 keys."""
@@ -16,6 +16,7 @@ SCRIPT = os.path.join(os.environ.get("ERA_SOURCE_DIR", os.path.join(os.path.dirn
                       "scripts", "provision-cloudflare")
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "test-token-value"
+USER_TOKEN = "user-owned-token-value"  # verifies at /user/tokens/verify only
 
 
 class FakeCloudflare(http.server.ThreadingHTTPServer):
@@ -64,7 +65,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = url.path
         with s.lock:
             s.calls.append((self.command, path))
-            if self.headers.get("Authorization") != "Bearer " + TOKEN:
+            auth = self.headers.get("Authorization")
+            active = {"id": "tok-id", "status": "active"}
+            if (self.command, path) == ("GET", "/client/v4/user/tokens/verify"):
+                if auth == "Bearer " + USER_TOKEN:
+                    return self.answer(200, active)
+                return self.answer(401, errors=[(1000, "Invalid API Token")])
+            if (self.command, path) == ("GET", f"/client/v4/accounts/{ACCOUNT}/tokens/verify"):
+                if auth == "Bearer " + TOKEN:
+                    return self.answer(200, active)
+                return self.answer(401, errors=[(1000, "Invalid API Token")])
+            if auth != "Bearer " + TOKEN:
                 s.bad_auth.append(path)
                 return self.answer(401, errors=[(10000, "Authentication error")])
             prefix = f"/client/v4/accounts/{ACCOUNT}"
@@ -117,8 +128,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = handle_any
 
 
-@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no proxy involved: runs once, in the local run")
-class ProvisionTest(unittest.TestCase):
+class WithFakeCloudflare(unittest.TestCase):
     def setUp(self):
         self.cf = FakeCloudflare()
         threading.Thread(target=self.cf.serve_forever, daemon=True).start()
@@ -126,6 +136,10 @@ class ProvisionTest(unittest.TestCase):
     def tearDown(self):
         self.cf.shutdown()
         self.cf.server_close()
+
+
+@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no proxy involved: runs once, in the local run")
+class ProvisionTest(WithFakeCloudflare):
 
     def run_script(self, *args, token=TOKEN):
         env = dict(os.environ, CLOUDFLARE_ACCOUNT_ID=ACCOUNT, CLOUDFLARE_API_TOKEN=token,
@@ -211,6 +225,43 @@ class ProvisionTest(unittest.TestCase):
                 self.assertEqual(r.returncode, 2)
                 self.assertIn("not a valid R2 bucket name", r.stderr)
         self.assertEqual(self.creates(), [])
+
+
+@unittest.skipIf(os.environ.get("ERA_TEST_BACKEND") == "cloudflare", "no emulator involved: runs once, in the local run")
+class CheckTokenTest(WithFakeCloudflare):
+    """`era-storage-proxy check` verifies account-owned tokens, then user-owned ones, and says which."""
+
+
+    def check(self, token):
+        from harness import BIN
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ERA_CF_", "ERA_PROXY_"))}
+        env.update({"ERA_PROXY_BACKEND": "cloudflare", "ERA_CF_ACCOUNT_ID": ACCOUNT, "ERA_CF_API_TOKEN": token,
+                    "ERA_CF_KV_NAMESPACE_ID": "k" * 32, "ERA_CF_D1_DATABASE_ID": str(uuid.uuid4()),
+                    "ERA_CF_R2_BUCKET": "era-test", "ERA_CF_R2_ACCESS_KEY_ID": "a", "ERA_CF_R2_SECRET_ACCESS_KEY": "s",
+                    "ERA_CF_API_BASE": f"{self.cf.base}/accounts/{ACCOUNT}",
+                    "ERA_CF_R2_ENDPOINT": f"http://127.0.0.1:{self.cf.server_address[1]}", "ERA_CF_MAX_ATTEMPTS": "1"})
+        out = subprocess.run([BIN, "check"], capture_output=True, text=True, env=env, timeout=120)
+        line = next(l for l in out.stdout.splitlines() if "API token" in l)
+        return line, out.stdout + out.stderr
+
+    def test_account_owned_token(self):
+        line, everything = self.check(TOKEN)
+        self.assertEqual(line, "ok    API token (an account-owned token, active)")
+        self.assertNotIn(("GET", "/client/v4/user/tokens/verify"), self.cf.calls)
+        self.assertNotIn(TOKEN, everything)
+
+    def test_user_owned_token(self):
+        line, everything = self.check(USER_TOKEN)
+        self.assertEqual(line, "ok    API token (a user-owned token, active)")
+        self.assertIn(("GET", f"/client/v4/accounts/{ACCOUNT}/tokens/verify"), self.cf.calls)
+        self.assertIn(("GET", "/client/v4/user/tokens/verify"), self.cf.calls)
+        self.assertNotIn(USER_TOKEN, everything)
+
+    def test_a_token_refused_by_both(self):
+        line, everything = self.check("not-a-token")
+        self.assertTrue(line.startswith("FAIL  API token: the token verified neither as an account-owned token"), line)
+        self.assertIn("code 1000: Invalid API Token", line)
+        self.assertNotIn("not-a-token", everything)
 
 
 if __name__ == "__main__":

@@ -39,21 +39,3 @@ TEST_CASE("percent encoding") {
   CHECK_FALSE(enc::percent_decode("%zz"));
   CHECK(enc::hex("\x01\xab") == "01ab");
 }
-
-TEST_CASE("is_utf8: well-formed UTF-8 only (what a JSON string can carry as is)") {
-  using era::enc::is_utf8;
-  CHECK(is_utf8(""));
-  CHECK(is_utf8("plain ascii"));
-  CHECK(is_utf8(std::string("nul\0inside", 10)));
-  CHECK(is_utf8("h\xC3\xA9llo \xE2\x9C\x93 \xF0\x9F\x98\x80"));  // é ✓ 😀
-  CHECK(is_utf8("\xF4\x8F\xBF\xBF"));                            // U+10FFFF
-  CHECK_FALSE(is_utf8("\xff"));
-  CHECK_FALSE(is_utf8("\x80"));              // a continuation byte first
-  CHECK_FALSE(is_utf8("\xC3"));              // cut short
-  CHECK_FALSE(is_utf8("\xC0\xAF"));          // overlong '/'
-  CHECK_FALSE(is_utf8("\xE0\x80\xAF"));      // overlong, 3 bytes
-  CHECK_FALSE(is_utf8("\xF0\x80\x80\xAF"));  // overlong, 4 bytes
-  CHECK_FALSE(is_utf8("\xED\xA0\x80"));      // a surrogate (U+D800)
-  CHECK_FALSE(is_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
-  CHECK_FALSE(is_utf8("\xC3\x28"));          // a lead without its continuation
-}

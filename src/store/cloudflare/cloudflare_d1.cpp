@@ -144,6 +144,7 @@ struct CloudflareD1::Shadow {
   std::mutex mu;  // one plan of this namespace at a time; held only while planning, never while sending
   std::unique_ptr<sqlite::Db> db;
   bool stale = true;
+  uint64_t generation = 0;  // bumped by mark_stale: a reload that read before it stays stale
 };
 
 struct CloudflareD1::Plan {
@@ -227,6 +228,12 @@ CloudflareD1::Shadow& CloudflareD1::shadow(const std::string& ns) {
 
 void CloudflareD1::reload(const std::string& ns) {
   ensure_schema();
+  uint64_t generation;
+  {
+    Shadow& s = shadow(ns);
+    std::lock_guard<std::mutex> lock(s.mu);
+    generation = s.generation;
+  }
   auto r = d1_.batch({{std::string("SELECT physical, ns, type FROM ") + kObjectsTable, {}},
                       {std::string("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name IN (SELECT physical "
                                    "FROM ") +
@@ -240,7 +247,7 @@ void CloudflareD1::reload(const std::string& ns) {
   for (const auto& row : r[0].rows)
     if (row.size() == 3 && row[0].is_string() && row[1].is_string() && row[2].is_string())
       objects.push_back({row[0].get<std::string>(), row[1].get<std::string>(), row[2].get<std::string>()});
-  registry_.replace_all(objects);
+  install_registry(ns, objects);
   auto db = std::make_unique<sqlite::Db>(":memory:");
   sqlfront::configure_connection(db->handle(), limits_);
   for (const auto& row : r[1].rows)
@@ -252,7 +259,39 @@ void CloudflareD1::reload(const std::string& ns) {
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
   s.db = std::move(db);
-  s.stale = false;
+  // DDL that finished while this read was out may be missing from it: then it stays stale.
+  s.stale = s.generation != generation;
+}
+
+// The ownership registry is shared by every namespace's shadow, and the planner diffs a namespace's
+// shadow against it after DDL: a namespace's entries must come from the same read as its shadow. So a
+// reload takes the read's entries for its own namespace and for namespaces with no current shadow,
+// and keeps, for every other namespace with a current shadow, the entries that shadow's own load
+// installed (a read older than that load, finishing late, would otherwise make the planner see that
+// namespace's newer objects as created by this call and claim them again).
+void CloudflareD1::install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read) {
+  std::vector<Shadow*> others;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, sh] : shadows_)
+      if (name != ns) {
+        others.push_back(sh.get());
+        names.push_back(name);
+      }
+  }
+  std::lock_guard<std::mutex> one_at_a_time(registry_mu_);
+  std::set<std::string> keep;
+  for (size_t i = 0; i < others.size(); ++i) {
+    std::lock_guard<std::mutex> lock(others[i]->mu);
+    if (!others[i]->stale && others[i]->db) keep.insert(names[i]);
+  }
+  std::vector<sql::SchemaObject> merged;
+  for (const auto& o : read)
+    if (!keep.count(o.ns)) merged.push_back(o);
+  for (const auto& name : keep)
+    for (auto& o : registry_.objects_of(name)) merged.push_back(std::move(o));
+  registry_.replace_all(merged);
 }
 
 std::optional<CloudflareD1::Plan> CloudflareD1::plan(const std::string& ns, const std::vector<sqlfront::Unit>& units,
@@ -305,6 +344,7 @@ void CloudflareD1::mark_stale(const std::string& ns) {
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
   s.stale = true;
+  ++s.generation;
 }
 
 std::vector<SqlResult> CloudflareD1::run(const std::string& ns, const std::vector<sqlfront::Unit>& units,

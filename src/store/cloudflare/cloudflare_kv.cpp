@@ -172,7 +172,7 @@ struct CloudflareKv::Impl {
     for (const WriteOp* op : ops) {
       const KvValue& v = op->value;
       json item{{"key", op->name}};
-      if (enc::is_utf8(v.value)) {
+      if (ns::is_valid_utf8(v.value)) {
         item["value"] = v.value;
       } else {
         item["value"] = enc::base64_encode(v.value);
@@ -469,7 +469,7 @@ std::string CloudflareKv::multipart_body(const std::string& boundary, const KvVa
   std::string b;
   b.reserve(v.value.size() + 512);
   b += "--" + boundary + "\r\n";
-  if (enc::is_utf8(v.value)) {
+  if (ns::is_valid_utf8(v.value)) {
     // Text: a plain form field, as wrangler's FormData sends a string.
     b += "Content-Disposition: form-data; name=\"value\"\r\n\r\n";
   } else {
