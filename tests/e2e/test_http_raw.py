@@ -596,6 +596,29 @@ class OverloadTest(unittest.TestCase):
 
 
 @unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
+class BodyGapTest(unittest.TestCase):
+    def test_a_body_that_stops_is_cut_and_stores_nothing(self):
+        proxy = Proxy.configured({"ERA_PROXY_READ_TIMEOUT": "1"})
+        self.addCleanup(proxy.close)
+        ns = unique()
+        for target, ctype, head in ((f"/api/storage/r2/{ns}/obj", "application/octet-stream", b"x" * 1000),
+                                    (f"/api/storage/kv/{ns}/k", "application/json", b'{"value": "abc')):
+            c = Conn(("127.0.0.1", proxy.port))
+            self.addCleanup(c.close)
+            c.send(f"PUT {target} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {ctype}\r\n"
+                   f"Content-Length: {100000}\r\n\r\n".encode() + head)
+            # Then nothing: the proxy gives up after the gap limit, with an error answer or a close.
+            self.assertTrue(c.closed_by_peer(), target)
+            if c.buf:
+                self.assertRegex(bytes(c.buf[:12]), rb"^HTTP/1\.1 4(00|08)$", c.buf[:300])
+        c = Conn(("127.0.0.1", proxy.port))
+        self.addCleanup(c.close)
+        for target in (f"/api/storage/r2/{ns}/obj?raw=1", f"/api/storage/kv/{ns}/k"):
+            c.send(get(target))
+            self.assertEqual(c.response()[0], 404, f"a cut body stored {target}")
+
+
+@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
 class DrainTest(unittest.TestCase):
     def test_sigterm_finishes_in_flight_closes_idle_refuses_new(self):
         proxy = Proxy.configured({})
