@@ -261,6 +261,14 @@ TEST_CASE("http server: hostile heads are refused with the JSON envelope and the
     CHECK(r.body.find("too_many_headers") != std::string::npos);
     CHECK(c.closed());
   }
+  SUBCASE("a GET with a body over 64 KiB") {
+    Client c(s.port());
+    c.send("GET /echo/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 413);
+    CHECK(r.body.find("payload_too_large") != std::string::npos);
+    CHECK(c.closed());
+  }
   SUBCASE("not HTTP") {
     Client c(s.port());
     c.send("HELLO\r\n\r\n");
