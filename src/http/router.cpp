@@ -85,6 +85,8 @@ json Ctx::json_body(size_t limit) {
 // whole body before they read the answer; had the proxy closed the connection instead, they would
 // see a broken pipe rather than the 413 or 412. Past this, the connection is closed after the answer.
 constexpr uint64_t kDrainLimit = 32ull << 20;
+// The largest body a GET, HEAD or OPTIONS request may bring (none reads one).
+constexpr uint64_t kMaxBodylessBody = 65536;
 
 uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink) {
   auto too_large = [&] {
@@ -161,6 +163,7 @@ void Ctx::drain_rest() {
 
 void Ctx::settle_body() {
   if (!reader_ || body_state_ == BodyState::done) return;
+  if (res.get_header_value("Connection") == "close") return;  // the connection ends anyway: nothing to drain
   if (body_state_ == BodyState::reading) return mark_close(res);  // stopped halfway
   drain_rest();
 }
@@ -286,6 +289,14 @@ void Router::dispatch(const Request& req, Response& res, BodyReader* reader, boo
     std::string_view target(req.target);
     std::string_view raw_path = target.substr(0, target.find('?'));
     if (raw_path.empty() || raw_path.front() != '/') throw ApiError(400, "bad_path", "the path must start with '/'");
+    // A request that reads nothing may still bring a body, which would be drained: not a large one.
+    if ((req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") &&
+        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxBodylessBody) {
+      mark_close(res);
+      throw ApiError(413, "payload_too_large",
+                     "a " + req.method + " request may not carry a body over " + std::to_string(kMaxBodylessBody) +
+                         " bytes");
+    }
     auto raw = split_path(raw_path);
     std::vector<std::string> params;
     auto find = [&](const std::string& method) -> const Route* {

@@ -51,7 +51,6 @@ using Parser = bhttp::request_parser<bhttp::buffer_body>;
 
 constexpr size_t kReadChunk = 16 * 1024;   // bytes asked of the socket per read while a head arrives
 constexpr size_t kBodyChunk = 64 * 1024;   // bytes per body read and per chunk handed to the handler
-constexpr size_t kIdleBuffer = 16 * 1024;  // a connection's buffer is shrunk back to this between requests
 
 struct Limits {
   std::chrono::milliseconds head_timeout;
@@ -149,6 +148,8 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   std::list<std::shared_ptr<Conn>>::iterator self_it;
 
   void start() {
+    boost::system::error_code ec;
+    sock_.non_blocking(true, ec);  // reads on the loop never block (a readable socket may still have nothing)
     asio::post(strand_, [self = shared_from_this()] { self->next_request(); });
   }
 
@@ -229,7 +230,7 @@ void Conn::next_request() {
   }
   if (stopping) return close();
   if (served_ >= srv_.limits.max_requests) return close();
-  if (buf_.size() == 0 && buf_.capacity() > kIdleBuffer) buf_.shrink_to_fit();
+  if (buf_.size() == 0) buf_.shrink_to_fit();  // frees it: an idle connection holds no buffer
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.limits.max_head_bytes, UINT32_MAX)));
   parser_->body_limit(boost::none);  // bodies are limited per route, by the handler (Ctx::stream_body)
@@ -245,10 +246,16 @@ void Conn::next_request() {
 }
 
 void Conn::read_head() {
-  sock_.async_read_some(
-      buf_.prepare(kReadChunk),
-      asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+  // Wait for the socket to be readable before taking a buffer: an idle kept-alive connection then
+  // holds no buffer at all, only its socket, timer and parser.
+  sock_.async_wait(
+      asio::socket_base::wait_read,
+      asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
         if (ec || self->closed_) return self->close();
+        boost::system::error_code rec;
+        const size_t n = self->sock_.read_some(self->buf_.prepare(kReadChunk), rec);
+        if (rec == asio::error::would_block || rec == asio::error::try_again) return self->read_head();
+        if (rec) return self->close();
         self->buf_.commit(n);
         if (!self->head_started_) {
           self->head_started_ = true;

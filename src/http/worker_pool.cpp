@@ -2,7 +2,7 @@
 
 namespace era::http {
 
-WorkerPool::WorkerPool(size_t workers, size_t queue) : queue_bound_(queue) {
+WorkerPool::WorkerPool(size_t workers, size_t queue) : queue_bound_(queue), idle_(workers) {
   threads_.reserve(workers);
   for (size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
 }
@@ -35,16 +35,16 @@ size_t WorkerPool::queued() const {
 void WorkerPool::run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    ++idle_;
     cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-    --idle_;
     if (tasks_.empty()) return;  // stopping, nothing left
     auto task = std::move(tasks_.front());
     tasks_.pop_front();
+    --idle_;
     lock.unlock();
     task();
     task = nullptr;  // destroyed outside the lock
     lock.lock();
+    ++idle_;
   }
 }
 

@@ -29,10 +29,12 @@ class WorkerPool {
   void run();
 
   const size_t queue_bound_;
+  // Workers not running a task (counted from the start, so a task submitted before a thread reaches
+  // its wait is not refused).
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
-  size_t idle_ = 0;
+  size_t idle_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
