@@ -184,7 +184,58 @@ def build(rows, args):
         base = f" (nginx in the same slices: p99 {n['p99_ms']} ms)" if n else ""
         out.append(f"| kv_get_hit at 64: no error, p99 < 10 ms | {p['errors']} errors, p99 {p['p99_ms']} ms{base} | "
                    f"{'yes' if ok else 'no'} |")
+    if args.clients and os.path.exists(args.clients):
+        out += clients_section(load(args.clients), rows, get)
     return "\n".join(out) + "\n"
+
+
+# Targets of issue 15: (clients, p99 bound in ms, RSS bound in MiB or None).
+CLIENT_TARGETS = [(300, 20, None), (1000, 20, None), (10000, 50, 256)]
+
+
+def clients_section(crows, rows, get):
+    """The many-clients and slowloris table (scripts/bench.d/many_clients.py) and issue 15's targets."""
+    out = ["", "Many kept-alive clients (each on its own connection, one request per interval at a random "
+           "phase; latency from the request's due time) and slowloris (attackers trickling a head while 16 "
+           "clients measure), proxy beside nginx in the same run:", "",
+           "| scenario | clients | server | answered / expected | p50 ms | p99 ms | held at end | RSS MiB | note |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in crows:
+        out.append(f"| {r['scenario']} | {int(r['clients']):,} | {r['server']} | {int(r['answered']):,} / "
+                   f"{int(r['expected']):,} | {r['p50_ms']} | {r['p99_ms']} | {int(r['held']):,} | {r['rss_mib']} | "
+                   f"{r['note']} |")
+
+    def find(scenario, n):
+        return next((r for r in crows if r["scenario"] == scenario and r["server"] == "proxy"
+                     and (n is None or r["clients"] == str(n))), None)
+
+    out += ["", "Targets (issue 15):", "", "| target | measured | met |", "|---|---|---|"]
+    for n, p99, rss in CLIENT_TARGETS:
+        goal = f"{n:,} clients: all answered, p99 < {p99} ms" + (f", RSS < {rss} MiB" if rss else "")
+        r = find("many_clients", n)
+        if not r:
+            out.append(f"| {goal} | not measured (quick mode) | – |")
+            continue
+        ok = (r["answered"] == r["expected"] and int(r["held"]) == n and num(r["p99_ms"]) < p99
+              and (rss is None or num(r["rss_mib"]) < rss))
+        out.append(f"| {goal} | {int(r['answered']):,} / {int(r['expected']):,}, {int(r['held']):,} held, p99 "
+                   f"{r['p99_ms']} ms, RSS {r['rss_mib']} MiB | {'yes' if ok else 'no'} |")
+    r = find("slowloris", None)
+    if r:
+        ok = r["answered"] == r["expected"] and num(r["p99_ms"]) < 20
+        out.append(f"| slowloris: normal clients' p99 < 20 ms | {int(r['answered']):,} / {int(r['expected']):,}, "
+                   f"p99 {r['p99_ms']} ms | {'yes' if ok else 'no'} |")
+    for s, goal in (("kv_get_hit", 0.50), ("d1_select_pk", 0.30)):
+        got = []
+        for c in (16, 64):
+            p, n = get(s, "proxy", c), get(s, "nginx", c)
+            if p and n and num(n["rps"]):
+                got.append((c, num(p["rps"]) / num(n["rps"])))
+        if got:
+            out.append(f"| {s} ratio >= {goal:.2f} at 16 and 64 | "
+                       f"{', '.join(f'{x:.2f} at {c}' for c, x in got)} | "
+                       f"{'yes' if all(x >= goal for _, x in got) else 'no'} |")
+    return out
 
 
 def chart(rows, out_dir):
@@ -259,6 +310,7 @@ def main():
     ap.add_argument("--auth", required=True)
     ap.add_argument("--peak-rss", required=True)
     ap.add_argument("--commit", required=True)
+    ap.add_argument("--clients", help="clients.tsv of the many-clients and slowloris scenarios")
     ap.add_argument("--docs")
     args = ap.parse_args()
     rows = load(args.results)

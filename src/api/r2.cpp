@@ -49,7 +49,7 @@ json info_json(const ObjectInfo& info) {
 }
 
 // Headers describing the object on a raw GET or HEAD (and a 304): what S3 and R2 send.
-void set_object_headers(httplib::Response& res, const ObjectInfo& info) {
+void set_object_headers(http::Response& res, const ObjectInfo& info) {
   res.set_header("ETag", "\"" + info.etag + "\"");
   res.set_header("Last-Modified", http::http_date(info.uploaded_ms));
   res.set_header("X-Era-Uploaded", http::iso8601(info.uploaded_ms));  // Last-Modified has only seconds
@@ -91,7 +91,7 @@ size_t read_full(ObjectReader& r, char* buf, size_t cap) {
 // Streams `reader` as the raw body. The provider runs after the handler returned, so it owns the
 // reader. A read failure mid-body can no longer change the status: the connection is cut instead,
 // which the client sees as a short body.
-void send_raw(httplib::Response& res, std::shared_ptr<ObjectReader> reader) {
+void send_raw(http::Response& res, std::shared_ptr<ObjectReader> reader) {
   const uint64_t length = reader->length();
   const std::string type = reader->info().content_type;
   if (length == 0) {
@@ -99,8 +99,8 @@ void send_raw(httplib::Response& res, std::shared_ptr<ObjectReader> reader) {
     return;
   }
   auto buf = std::make_shared<std::vector<char>>(kChunk);
-  res.set_content_provider(static_cast<size_t>(length), type,
-                           [reader, buf](size_t, size_t, httplib::DataSink& sink) {
+  res.set_content_provider(length, type,
+                           [reader, buf](size_t, size_t, http::DataSink& sink) {
                              try {
                                size_t n = reader->read(buf->data(), buf->size());
                                return n > 0 && sink.write(buf->data(), n);
@@ -112,7 +112,7 @@ void send_raw(httplib::Response& res, std::shared_ptr<ObjectReader> reader) {
 }
 
 // Streams the guide's JSON form: {"content": "<base64>", "size": ..., ...}, encoded chunk by chunk.
-void send_json_form(httplib::Response& res, std::shared_ptr<ObjectReader> reader) {
+void send_json_form(http::Response& res, std::shared_ptr<ObjectReader> reader) {
   const ObjectInfo& info = reader->info();
   json rest = info_json(info);
   rest.erase("key");
@@ -123,8 +123,8 @@ void send_json_form(httplib::Response& res, std::shared_ptr<ObjectReader> reader
   const uint64_t total = head->size() + b64 + tail_text->size();
   auto buf = std::make_shared<std::vector<char>>(kChunk);
   res.set_content_provider(
-      static_cast<size_t>(total), "application/json",
-      [reader, buf, head, tail_text, b64](size_t offset, size_t, httplib::DataSink& sink) {
+      total, "application/json",
+      [reader, buf, head, tail_text, b64](size_t offset, size_t, http::DataSink& sink) {
         try {
           if (offset < head->size()) return sink.write(head->data() + offset, head->size() - offset);
           const uint64_t in_b64 = offset - head->size();
@@ -217,9 +217,8 @@ void register_r2(http::Router& router, Services& services) {
     if (!info) throw not_found("object_not_found", "object not found");
     if (answer_condition(c, precondition_from(c), *info)) return;
     set_object_headers(c.res, *info);
-    // No body is sent for HEAD; the provider only gives the library the length to announce.
-    c.res.set_content_provider(static_cast<size_t>(info->size), info->content_type,
-                               [](size_t, size_t, httplib::DataSink&) { return false; });
+    // No body is sent for HEAD; the provider only gives the server the length to announce.
+    c.res.set_content_provider(info->size, info->content_type, [](size_t, size_t, http::DataSink&) { return false; });
   });
 
   router.add("GET", "/api/storage/r2/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&r2](http::Ctx& c) {

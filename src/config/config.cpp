@@ -89,7 +89,30 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("server.port", "ERA_PROXY_PORT", "port", "TCP port to listen on (0: any free port)",
                           &Config::port, 0, 65535));
   t.push_back(int_setting("server.threads", "ERA_PROXY_THREADS", "threads",
-                          "worker threads (each open connection holds one)", &Config::threads, 2, 4096));
+                          "the old name of server.workers (server.workers wins when both are given)",
+                          &Config::workers, 1, 4096));
+  t.push_back(int_setting("server.workers", "ERA_PROXY_WORKERS", "workers",
+                          "threads running requests' handlers (idle connections need none)", &Config::workers, 1,
+                          4096));
+  t.push_back(int_setting("server.io_threads", "ERA_PROXY_IO_THREADS", "io-threads",
+                          "event-loop threads that own the connections", &Config::io_threads, 1, 64));
+  t.push_back(int_setting("server.queue", "ERA_PROXY_QUEUE", "queue",
+                          "requests that may wait for a busy worker; past it they get 503 at once", &Config::queue,
+                          0, 1000000));
+  t.push_back(int_setting("server.head_timeout_ms", "ERA_PROXY_HEAD_TIMEOUT_MS", "",
+                          "milliseconds a request head may take from its first byte", &Config::head_timeout_ms,
+                          100, 3600000));
+  t.push_back(int_setting("server.max_head_bytes", "ERA_PROXY_MAX_HEAD_BYTES", "",
+                          "largest request head (request line and headers) in bytes; larger gets 431",
+                          &Config::max_head_bytes, 1024, 16 << 20));
+  t.push_back(int_setting("server.max_headers", "ERA_PROXY_MAX_HEADERS", "",
+                          "most header fields in a request; more gets 431", &Config::max_headers, 8, 10000));
+  t.push_back(int_setting("server.max_connections", "ERA_PROXY_MAX_CONNECTIONS", "max-connections",
+                          "open connections in all; past it new ones get 503 and are closed",
+                          &Config::max_connections, 16, 10000000));
+  t.push_back(int_setting("server.max_connections_per_peer", "ERA_PROXY_MAX_CONNECTIONS_PER_PEER", "",
+                          "open TCP connections per client address (0: no cap; the Unix socket has none)",
+                          &Config::max_connections_per_peer, 0, 10000000));
   t.push_back(int_setting("server.keep_alive_max_count", "ERA_PROXY_KEEP_ALIVE_MAX_COUNT", "",
                           "requests served on one kept-alive connection", &Config::keep_alive_max_count, 1,
                           INT_MAX));
@@ -475,7 +498,6 @@ void resolve_cloudflare(Config& c) {
 }
 
 void validate(const Config& c) {
-  if (c.threads < 2) throw ConfigError("server.threads must be at least 2");
   if (c.runner_default_timeout > c.runner_max_timeout)
     throw ConfigError("runner.default_timeout (" + std::to_string(c.runner_default_timeout) +
                       ") must not exceed runner.max_timeout (" + std::to_string(c.runner_max_timeout) + ")");

@@ -26,11 +26,18 @@ struct Config {
   // [server]
   std::string host = "127.0.0.1";
   int port = 8787;
-  int threads = 128;                  // worker threads; each kept-alive connection holds one
+  int workers = 64;                   // threads running handlers (server.threads is its old name)
+  int io_threads = 2;                 // event-loop threads owning the connections
+  int queue = 1024;                   // requests waiting for a worker before 503s
+  int head_timeout_ms = 10000;        // a request head must arrive within this from its first byte
+  int max_head_bytes = 65536;         // request line and headers
+  int max_headers = 100;              // header fields per request
+  int max_connections = 16384;        // open connections in all
+  int max_connections_per_peer = 0;   // open connections per client address (0: no cap; never on the Unix socket)
   int keep_alive_max_count = 100000;  // requests per kept-alive connection
   int keep_alive_timeout = 5;         // seconds an idle kept-alive connection is held (also bounds
                                       // how long SIGTERM waits for idle connections to close)
-  int read_timeout = 60;              // seconds to wait for bytes of a request in progress
+  int read_timeout = 60;              // seconds a request body (or a response's reader) may pause
   int listen_backlog = 1024;
   std::string log_level = "info";
   std::string log_format = "text";  // "text" or "json" (one JSON object per line)

@@ -36,28 +36,11 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
-void mark_close(httplib::Response& res) {
+}  // namespace
+
+void mark_close(Response& res) {
   if (res.get_header_value("Connection") != "close") res.set_header("Connection", "close");
 }
-
-// cpp-httplib 0.11 keeps serving a connection whatever "Connection: close" a handler sets: it ends
-// one only when writing a response fails. Left so, the unread rest of a refused body would be parsed
-// as the next request (request smuggling behind a shared front proxy). So a response marked close is
-// sent through a content provider that writes the whole body and then reports failure, which makes
-// the library close the connection right after the last byte.
-void end_connection_after(httplib::Response& res) {
-  if (res.get_header_value("Connection") != "close" || res.body.empty()) return;
-  auto body = std::make_shared<const std::string>(std::move(res.body));
-  res.body.clear();
-  std::string type = res.get_header_value("Content-Type");
-  res.headers.erase("Content-Type");  // set_content_provider sets it again
-  res.set_content_provider(body->size(), type, [body](size_t offset, size_t, httplib::DataSink& sink) {
-    if (offset < body->size()) sink.write(body->data() + offset, body->size() - offset);
-    return false;
-  });
-}
-
-}  // namespace
 
 std::optional<std::string> Ctx::query(const std::string& name) const {
   if (!req.has_param(name)) return std::nullopt;
@@ -102,6 +85,8 @@ json Ctx::json_body(size_t limit) {
 // whole body before they read the answer; had the proxy closed the connection instead, they would
 // see a broken pipe rather than the 413 or 412. Past this, the connection is closed after the answer.
 constexpr uint64_t kDrainLimit = 32ull << 20;
+// The largest body a GET, HEAD or OPTIONS request may bring (none reads one).
+constexpr uint64_t kMaxBodylessBody = 65536;
 
 uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, size_t)>& sink) {
   auto too_large = [&] {
@@ -128,7 +113,7 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
   }
   uint64_t total = 0;
   bool over = false, aborted = false;
-  bool complete = (*reader_)([&](const char* d, size_t n) {
+  bool complete = reader_->read([&](const char* d, size_t n) {
     total += n;
     body_bytes_ += n;
     if (total > limit) {
@@ -161,15 +146,15 @@ uint64_t Ctx::stream_body(uint64_t limit, const std::function<bool(const char*, 
 void Ctx::drain_rest() {
   body_state_ = BodyState::done;
   if (!reader_) return;
-  // The library reads a multipart body through its own parser, which fails (and turns the answer
-  // into a 400) on a body that is not well-formed multipart: such a body is never read, only closed.
-  if (req.is_multipart_form_data()) return mark_close(res);
+  // A client waiting for 100 Continue sends no body unless invited: the refusal is its answer, and
+  // the connection ends after it (whatever the client does next cannot be mistaken for a request).
+  if (reader_->awaiting_continue()) return mark_close(res);
   const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
   const uint64_t declared = std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
   if (!chunked && declared == 0) return;  // no body at all
   if (!chunked && declared > kDrainLimit) return mark_close(res);
   uint64_t total = 0;
-  bool complete = (*reader_)([&](const char*, size_t n) {
+  bool complete = reader_->read([&](const char*, size_t n) {
     total += n;
     return total <= kDrainLimit;
   });
@@ -178,6 +163,7 @@ void Ctx::drain_rest() {
 
 void Ctx::settle_body() {
   if (!reader_ || body_state_ == BodyState::done) return;
+  if (res.get_header_value("Connection") == "close") return;  // the connection ends anyway: nothing to drain
   if (body_state_ == BodyState::reading) return mark_close(res);  // stopped halfway
   drain_rest();
 }
@@ -187,7 +173,7 @@ void Ctx::send_json(int status, const json& body) {
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-std::string write_error(httplib::Response& res, std::exception_ptr e) {
+std::string write_error(Response& res, std::exception_ptr e) {
   int status = 500;
   std::string code = "internal_error", message = "internal error";
   try {
@@ -291,14 +277,8 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
   return raw.size() == r.segments.size();
 }
 
-void Router::dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader,
-                      bool from_sandbox) {
+void Router::dispatch(const Request& req, Response& res, BodyReader* reader, bool from_sandbox) {
   const auto start = std::chrono::steady_clock::now();
-  // cpp-httplib 0.11 applies a Range header to whatever response a handler makes, JSON errors
-  // included (a GET with "Range: bytes=5-10" got six bytes of an error body). Ranges are the
-  // handler's business here (R2 parses the header itself), so the library's parsed ranges are
-  // dropped. The Request is a non-const object inside the library; only this reference is const.
-  const_cast<httplib::Request&>(req).ranges.clear();
   Ctx ctx(req, res, reader);
   ctx.from_sandbox = from_sandbox;
   ctx.request_id = new_request_id();
@@ -309,6 +289,14 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
     std::string_view target(req.target);
     std::string_view raw_path = target.substr(0, target.find('?'));
     if (raw_path.empty() || raw_path.front() != '/') throw ApiError(400, "bad_path", "the path must start with '/'");
+    // A request that reads nothing may still bring a body, which would be drained: not a large one.
+    if ((req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") &&
+        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxBodylessBody) {
+      mark_close(res);
+      throw ApiError(413, "payload_too_large",
+                     "a " + req.method + " request may not carry a body over " + std::to_string(kMaxBodylessBody) +
+                         " bytes");
+    }
     auto raw = split_path(raw_path);
     std::vector<std::string> params;
     auto find = [&](const std::string& method) -> const Route* {
@@ -336,7 +324,6 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   }
   for (auto& f : ctx.on_finish) f(ctx);
   ctx.settle_body();
-  end_connection_after(res);
   if (ctx.route.empty()) ctx.route = "-";
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (observer_) return observer_->end(ctx, outcome, secs);
@@ -348,51 +335,12 @@ void Router::dispatch(const httplib::Request& req, httplib::Response& res, const
   }
 }
 
-void Router::install(httplib::Server& server, bool from_sandbox) {
+void Router::check_declared() const {
   std::string undeclared;
   for (const auto& r : routes_)
     if (!r.access.declared()) undeclared += (undeclared.empty() ? "" : ", ") + r.method + " " + r.pattern;
   if (!undeclared.empty())
     throw std::logic_error("routes without an access declaration (http/access.h) are never served: " + undeclared);
-  auto plain = [this, from_sandbox](const httplib::Request& req, httplib::Response& res) {
-    dispatch(req, res, nullptr, from_sandbox);
-  };
-  auto with_reader = [this, from_sandbox](const httplib::Request& req, httplib::Response& res,
-                            const httplib::ContentReader& reader) { dispatch(req, res, &reader, from_sandbox); };
-  // Routes without a body reader get their (small) body buffered by the library; refuse a large one
-  // before it is read.
-  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS")
-      return httplib::Server::HandlerResponse::Unhandled;
-    if (std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) <= 65536)
-      return httplib::Server::HandlerResponse::Unhandled;
-    mark_close(res);
-    write_error(res, std::make_exception_ptr(ApiError(413, "payload_too_large", "a " + req.method +
-                                                      " request may not carry a body over 65536 bytes")));
-    end_connection_after(res);
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  server.Get(".*", plain);
-  server.Options(".*", plain);
-  server.Put(".*", with_reader);
-  server.Post(".*", with_reader);
-  server.Patch(".*", with_reader);
-  server.Delete(".*", with_reader);
-  // Requests that reach no handler (e.g. an unknown method) still get the JSON envelope.
-  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty() || res.content_length_ > 0) return;  // a body (or provider) is already set
-    json body = {{"success", false}, {"error", res.status == 413 ? "request body too large" : "bad request"},
-                 {"code", res.status == 413 ? "payload_too_large" : "bad_request"}};
-    if (res.status == 416) {  // the library refuses a Range header it cannot parse before routing
-      body["error"] = "invalid Range header: expected one range, bytes=first-last, bytes=first- or bytes=-suffix";
-      body["code"] = "invalid_range";
-    }
-    if (res.status == 404 || res.status == 405) {
-      body["error"] = "no such endpoint";
-      body["code"] = "not_found";
-    }
-    res.set_content(body.dump(), "application/json");
-  });
 }
 
 }  // namespace era::http

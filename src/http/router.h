@@ -1,4 +1,4 @@
-// Router: our own dispatch on top of cpp-httplib, so that every request — whatever its route or
+// Router: our own dispatch behind the server (http/server.h), so that every request — whatever its route or
 // outcome — goes through one place for the request id, body limits, the JSON error envelope and
 // the access log line.
 //
@@ -7,8 +7,6 @@
 // key from the rest of the path. Decoding before splitting would let "a%2Fb" in a namespace
 // position turn into two segments.
 #pragma once
-
-#include <httplib.h>
 
 #include <chrono>
 #include <functional>
@@ -22,6 +20,7 @@
 #include "auth/principal.h"
 #include "http/access.h"
 #include "http/json_limits.h"
+#include "http/message.h"
 
 namespace era::http {
 
@@ -30,11 +29,11 @@ using json = nlohmann::json;
 // Everything a handler sees of one request.
 class Ctx {
  public:
-  Ctx(const httplib::Request& request, httplib::Response& response, const httplib::ContentReader* reader)
+  Ctx(const Request& request, Response& response, BodyReader* reader)
       : req(request), res(response), reader_(reader) {}
 
-  const httplib::Request& req;
-  httplib::Response& res;
+  const Request& req;
+  Response& res;
   std::vector<std::string> params;  // decoded path parameters, in pattern order
   std::string request_id;
   std::string route;  // the pattern that matched, for logs
@@ -83,7 +82,8 @@ class Ctx {
   bool has_body_reader() const { return reader_ != nullptr; }
   // Called by the router after the handler: a body the handler left unread would be parsed as the
   // next request on a kept-alive connection. Up to 32 MiB of it is read and dropped; past that, or
-  // after a body was abandoned halfway, the connection is closed after this response.
+  // after a body was abandoned halfway, or when the client waits for a 100 Continue it was never
+  // sent (its body was refused before it came), the connection is closed after this response.
   void settle_body();
 
   void send_json(int status, const json& body);
@@ -93,7 +93,7 @@ class Ctx {
   // Reads and drops the rest of the body when it is at most 32 MiB, else marks the connection to close.
   void drain_rest();
 
-  const httplib::ContentReader* reader_;
+  BodyReader* reader_;
   uint64_t body_bytes_ = 0;
   enum class BodyState { unread, reading, done } body_state_ = BodyState::unread;
 };
@@ -133,15 +133,14 @@ class Router {
   // One observer (may be null: then only the access log line is written). Must outlive the router.
   void observe(Observer* observer) { observer_ = observer; }
 
-  // Installs the router into the server: every method and path goes through dispatch().
-  // `from_sandbox`: the server is the Unix-socket listener (Ctx::from_sandbox).
-  // Throws std::logic_error if a route has no access declaration.
-  void install(httplib::Server& server, bool from_sandbox = false);
+  // Throws std::logic_error if a route has no access declaration: the server calls it before it
+  // serves anything, so an undeclared route can never be served.
+  void check_declared() const;
 
-  // Serves one request in process, exactly as a server would (tests use it; `reader` null: the body
-  // is req.body).
-  void handle(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader = nullptr,
-              bool from_sandbox = false) {
+  // Serves one request: the server calls it on a worker thread for each request; tests call it in
+  // process (`reader` null: the body is req.body). `from_sandbox`: the request came in on the
+  // Unix-socket listener (Ctx::from_sandbox).
+  void handle(const Request& req, Response& res, BodyReader* reader = nullptr, bool from_sandbox = false) {
     dispatch(req, res, reader, from_sandbox);
   }
   // The routing table, in the order routes were added.
@@ -162,8 +161,7 @@ class Router {
   };
   static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,
                     std::string_view raw_path);
-  void dispatch(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader* reader,
-                bool from_sandbox);
+  void dispatch(const Request& req, Response& res, BodyReader* reader, bool from_sandbox);
 
   std::vector<Route> routes_;
   std::vector<Middleware> middleware_;
@@ -171,6 +169,8 @@ class Router {
 };
 
 // Turns the current exception into the JSON error envelope on `res`; returns the stable code.
-std::string write_error(httplib::Response& res, std::exception_ptr e);
+std::string write_error(Response& res, std::exception_ptr e);
+// Marks the response to end its connection (Connection: close).
+void mark_close(Response& res);
 
 }  // namespace era::http

@@ -1,75 +1,614 @@
 #include "http/server.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <list>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include "http/worker_pool.h"
 #include "obs/metrics.h"
+#include "util/log.h"
 
 namespace era::http {
+namespace {
 
-// httplib::Server keeps its listening socket protected; this subclass reaches it to set the backlog.
-class Server::Impl : public httplib::Server {
- public:
-  void set_backlog(int backlog) {
-    socket_t s = svr_sock_;
-    if (s != INVALID_SOCKET) ::listen(s, backlog);  // listen() again on a listening socket resizes its queue
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using Socket = asio::generic::stream_protocol::socket;
+using Strand = asio::strand<asio::io_context::executor_type>;
+using Parser = bhttp::request_parser<bhttp::buffer_body>;
+
+constexpr size_t kReadChunk = 16 * 1024;   // bytes asked of the socket per read while a head arrives
+constexpr size_t kBodyChunk = 64 * 1024;   // bytes per body read and per chunk handed to the handler
+
+struct Limits {
+  std::chrono::milliseconds head_timeout;
+  std::chrono::milliseconds keep_alive;
+  int gap_ms;  // body read and response write: the longest pause of the peer
+  size_t max_head_bytes;
+  size_t max_headers;
+  size_t max_connections;
+  size_t max_per_peer;  // 0: no cap
+  uint64_t max_requests;
+};
+
+// The JSON error envelope as a whole response, for the refusals the I/O side makes itself.
+std::string refusal(int status, const std::string& code, const std::string& message, bool retry_after) {
+  const std::string body = std::string("{\"success\":false,\"error\":\"") + message + "\",\"code\":\"" + code + "\"}";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+                    "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nConnection: close\r\n";
+  if (retry_after) out += "Retry-After: 1\r\n";
+  return out + "\r\n" + body;
+}
+
+// Waits until `fd` can be read (POLLIN) or written (POLLOUT), at most `ms`; false on timeout or error.
+bool wait_fd(int fd, short events, int ms) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    int r = ::poll(&p, 1, ms);
+    if (r > 0) return true;
+    if (r == 0) return false;
+    if (errno != EINTR) return false;
   }
-  // Serves on a listening socket made elsewhere (an AF_UNIX one); the server owns it from here.
-  void adopt_listening_socket(int fd) { svr_sock_ = fd; }
+}
+
+// Blocking send of all of [data, data+n) on a (possibly non-blocking) socket, waiting at most `ms`
+// for each bit of room. False when the peer is gone or stalled past the limit.
+bool send_all(int fd, const char* data, size_t n, int ms) {
+  while (n > 0) {
+    ssize_t w = ::send(fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      data += w;
+      n -= static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_fd(fd, POLLOUT, ms)) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+class Conn;
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  Impl(const Config& config, Router& router);
+
+  void accept_tcp();
+  void accept_unix();
+  void admit(Socket socket, std::string peer, std::string local_addr, int local_port, int peer_port, bool unix_socket);
+  void closed(Conn* c, const std::string& peer, bool unix_socket);
+  void stop();
+  void run();
+
+  const Config& config;
+  Router& router;
+  Limits limits;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  asio::ip::tcp::acceptor tcp;
+  std::optional<asio::local::stream_protocol::acceptor> unix_acceptor;
+  WorkerPool workers;
+  bool stopping = false;  // on the loop's threads only (under mu)
+  std::mutex mu;          // guards stopping, conns, per_peer
+  std::list<std::shared_ptr<Conn>> conns;
+  std::unordered_map<std::string, size_t> per_peer;
 };
 
 namespace {
 
-// The library's thread pool, counting connections for the metrics: the server enqueues one task per
-// accepted connection, which serves it until it closes.
-class CountingPool : public httplib::TaskQueue {
+// One connection. Its I/O-side handlers run on its strand; while a worker serves a request, the
+// worker alone touches the socket and the buffer (no operation is pending on the loop then).
+class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
  public:
-  explicit CountingPool(size_t threads) : pool_(threads) {}
-  void enqueue(std::function<void()> fn) override {
-    obs::metrics().connection_opened();
-    pool_.enqueue([fn = std::move(fn)] {
-      struct Closed {
-        ~Closed() { obs::metrics().connection_closed(); }
-      } closed;
-      fn();
+  Conn(Server::Impl& server, Socket socket, bool unix_socket)
+      : srv_(server), strand_(asio::make_strand(server.ioc)), sock_(std::move(socket)), timer_(strand_),
+        unix_(unix_socket) {}
+
+  std::string peer, local_addr;
+  int peer_port = -1, local_port = -1;
+  std::list<std::shared_ptr<Conn>>::iterator self_it;
+
+  void start() {
+    boost::system::error_code ec;
+    sock_.non_blocking(true, ec);  // reads on the loop never block (a readable socket may still have nothing)
+    asio::post(strand_, [self = shared_from_this()] { self->next_request(); });
+  }
+
+  // Graceful drain: an idle connection (waiting for, or in the middle of, a head) ends now; one
+  // with a request in flight ends after its response.
+  void drain() {
+    asio::post(strand_, [self = shared_from_this()] {
+      if (!self->in_flight_) self->close();
     });
   }
-  void shutdown() override { pool_.shutdown(); }
-  void on_idle() override { pool_.on_idle(); }
+
+  // BodyReader, on the worker.
+  bool read(const std::function<bool(const char*, size_t)>& sink) override;
+  bool awaiting_continue() const override { return expect_continue_ && !continue_sent_; }
 
  private:
-  httplib::ThreadPool pool_;
+  void next_request();
+  void parse_head();
+  void read_head();
+  void arm(std::chrono::milliseconds after);
+  void on_head();
+  void serve();  // on a worker
+  bool write_response(Response& res, bool head_only, bool keep_alive);
+  void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
+  void close();
+  int fd() { return sock_.native_handle(); }
+  // Reads what the socket has into buf_ (at most `cap` bytes), waiting up to the gap limit; false on
+  // EOF, error or timeout.
+  bool fill(size_t cap);
+
+  Server::Impl& srv_;
+  Strand strand_;
+  Socket sock_;
+  asio::steady_timer timer_;
+  const bool unix_;
+  boost::beast::flat_buffer buf_;
+  std::optional<Parser> parser_;
+  Request req_;
+  uint64_t served_ = 0;
+  uint64_t timer_gen_ = 0;
+  bool head_started_ = false;
+  bool in_flight_ = false;
+  bool closed_ = false;
+  bool keep_alive_ = true;
+  bool expect_continue_ = false, continue_sent_ = false;
+  bool body_broken_ = false;  // the body stopped midway (peer gone, timeout, bad chunk)
+  std::vector<char> chunk_;
 };
 
-void configure(httplib::Server& s, const Config& config) {
-  const size_t threads = static_cast<size_t>(config.threads);
-  s.new_task_queue = [threads] { return new CountingPool(threads); };
-  s.set_tcp_nodelay(true);
-  s.set_keep_alive_max_count(static_cast<size_t>(config.keep_alive_max_count));
-  s.set_keep_alive_timeout(config.keep_alive_timeout);
-  s.set_read_timeout(config.read_timeout, 0);
-  s.set_write_timeout(config.read_timeout, 0);
-  // Bodies are limited per route by the router (Ctx::body / stream_body); the library-wide cap is
-  // only a backstop for bodies sent to routes that read none.
-  s.set_payload_max_length(std::numeric_limits<size_t>::max());
-  // The library's default sets SO_REUSEPORT, with which a second proxy started on a busy port binds
-  // too and the kernel splits connections between the two. SO_REUSEADDR alone still lets a restart
-  // bind past connections in TIME_WAIT, while a live listener makes bind() fail.
-  s.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+void Conn::close() {
+  if (closed_) return;
+  closed_ = true;
+  ++timer_gen_;
+  timer_.cancel();
+  boost::system::error_code ec;
+  sock_.shutdown(asio::socket_base::shutdown_both, ec);
+  sock_.close(ec);
+  srv_.closed(this, peer, unix_);
+}
+
+void Conn::arm(std::chrono::milliseconds after) {
+  const uint64_t gen = ++timer_gen_;
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& ec) {
+    if (ec || gen != self->timer_gen_) return;
+    // Too slow: an idle keep-alive ends quietly; a head that does not finish in time is cut too
+    // (answering would only help a slow client hold the connection longer).
+    self->close();
   });
 }
+
+void Conn::next_request() {
+  in_flight_ = false;
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(srv_.mu);
+    stopping = srv_.stopping;
+  }
+  if (stopping) return close();
+  if (served_ >= srv_.limits.max_requests) return close();
+  if (buf_.size() == 0) buf_.shrink_to_fit();  // frees it: an idle connection holds no buffer
+  parser_.emplace();
+  parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.limits.max_head_bytes, UINT32_MAX)));
+  parser_->body_limit(boost::none);  // bodies are limited per route, by the handler (Ctx::stream_body)
+  expect_continue_ = continue_sent_ = body_broken_ = false;
+  head_started_ = buf_.size() > 0;
+  if (head_started_) {
+    arm(srv_.limits.head_timeout);
+    return parse_head();  // a pipelined request is already here
+  }
+  // Waiting for a new request: the keep-alive timeout after a response, the head timeout before the first.
+  arm(served_ == 0 ? srv_.limits.head_timeout : srv_.limits.keep_alive);
+  read_head();
+}
+
+void Conn::read_head() {
+  // Wait for the socket to be readable before taking a buffer: an idle kept-alive connection then
+  // holds no buffer at all, only its socket, timer and parser.
+  sock_.async_wait(
+      asio::socket_base::wait_read,
+      asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec || self->closed_) return self->close();
+        boost::system::error_code rec;
+        const size_t n = self->sock_.read_some(self->buf_.prepare(kReadChunk), rec);
+        if (rec == asio::error::would_block || rec == asio::error::try_again) return self->read_head();
+        if (rec) return self->close();
+        self->buf_.commit(n);
+        if (!self->head_started_) {
+          self->head_started_ = true;
+          self->arm(self->srv_.limits.head_timeout);  // from the first byte, the whole head must come in time
+        }
+        self->parse_head();
+      }));
+}
+
+void Conn::parse_head() {
+  boost::system::error_code ec;
+  while (buf_.size() > 0 && !parser_->is_header_done()) {
+    size_t n = parser_->put(buf_.data(), ec);
+    buf_.consume(n);
+    if (ec == bhttp::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec) break;
+    if (n == 0) break;
+  }
+  if (ec == bhttp::error::header_limit)
+    return refuse(431, "header_too_large",
+                  "the request head is larger than " + std::to_string(srv_.limits.max_head_bytes) + " bytes");
+  if (ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::bad_content_length ||
+      ec == bhttp::error::multiple_content_length)
+    return refuse(400, "bad_request", "invalid Content-Length or Transfer-Encoding (both, repeated or malformed)");
+  if (ec) return refuse(400, "bad_request", "malformed HTTP request: " + ec.message());
+  if (parser_->is_header_done()) return on_head();
+  if (buf_.size() >= srv_.limits.max_head_bytes)
+    return refuse(431, "header_too_large",
+                  "the request head is larger than " + std::to_string(srv_.limits.max_head_bytes) + " bytes");
+  read_head();
+}
+
+void Conn::on_head() {
+  ++timer_gen_;
+  timer_.cancel();
+  auto& msg = parser_->get();
+  size_t count = 0;
+  for (auto it = msg.begin(); it != msg.end(); ++it) ++count;
+  if (count > srv_.limits.max_headers)
+    return refuse(431, "too_many_headers",
+                  "the request has more than " + std::to_string(srv_.limits.max_headers) + " header fields");
+  // A Transfer-Encoding other than a final "chunked" leaves the body's end unknown: refused, as
+  // reading on would take the body for the next request.
+  if (msg.count(bhttp::field::transfer_encoding) && !parser_->chunked())
+    return refuse(400, "bad_request", "unsupported Transfer-Encoding: only chunked is accepted");
+  if (msg.version() != 11 && msg.version() != 10)
+    return refuse(400, "bad_request", "unsupported HTTP version");
+  req_ = Request();
+  req_.method = std::string(msg.method_string());
+  req_.target = std::string(msg.target());
+  req_.path = req_.target.substr(0, req_.target.find('?'));
+  for (const auto& f : msg) req_.headers.emplace(std::string(f.name_string()), std::string(f.value()));
+  req_.remote_addr = peer;
+  req_.remote_port = peer_port;
+  req_.local_addr = local_addr;
+  req_.local_port = local_port;
+  const auto expect = msg[bhttp::field::expect];
+  expect_continue_ = !expect.empty() && boost::beast::iequals(expect, "100-continue") && !parser_->is_done();
+  keep_alive_ = parser_->keep_alive();
+  ++served_;
+  in_flight_ = true;
+  std::function<void()> task = [self = shared_from_this()] { self->serve(); };
+  if (!srv_.workers.try_submit(task)) {
+    log::warn("req=- " + req_.method + " - 503 code=server_busy: every worker is busy and the queue is full");
+    return refuse(503, "server_busy", "the proxy is busy: every worker is occupied; retry shortly", true);
+  }
+}
+
+void Conn::refuse(int status, const std::string& code, const std::string& message, bool retry_after) {
+  ++timer_gen_;
+  timer_.cancel();
+  in_flight_ = true;  // a drain must not cut the answer short
+  auto text = std::make_shared<std::string>(refusal(status, code, message, retry_after));
+  if (status != 503) log::info("req=- - - " + std::to_string(status) + " code=" + code);
+  // The rest of what the client sends is never read: the answer is written, then the connection ends.
+  arm(std::chrono::milliseconds(srv_.limits.gap_ms));
+  asio::async_write(sock_, asio::buffer(*text),
+                    asio::bind_executor(strand_, [self = shared_from_this(), text](const boost::system::error_code&,
+                                                                                    size_t) { self->close(); }));
+}
+
+bool Conn::fill(size_t cap) {
+  for (;;) {
+    auto space = buf_.prepare(cap);
+    ssize_t n = ::recv(fd(), space.data(), space.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      buf_.commit(static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    if (!wait_fd(fd(), POLLIN, srv_.limits.gap_ms)) return false;
+  }
+}
+
+bool Conn::read(const std::function<bool(const char*, size_t)>& sink) {
+  if (body_broken_) return false;
+  if (parser_->is_done()) return true;
+  if (expect_continue_ && !continue_sent_) {
+    continue_sent_ = true;
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!send_all(fd(), kContinue, sizeof kContinue - 1, srv_.limits.gap_ms)) return !(body_broken_ = true);
+  }
+  if (chunk_.size() < kBodyChunk) chunk_.resize(kBodyChunk);
+  while (!parser_->is_done()) {
+    if (buf_.size() == 0 && !fill(kBodyChunk)) return !(body_broken_ = true);
+    auto& body = parser_->get().body();
+    body.data = chunk_.data();
+    body.size = chunk_.size();
+    boost::system::error_code ec;
+    size_t used = parser_->put(buf_.data(), ec);
+    buf_.consume(used);
+    if (ec == bhttp::error::need_buffer || ec == bhttp::error::need_more) ec = {};
+    if (ec) return !(body_broken_ = true);  // a malformed chunked body
+    const size_t produced = chunk_.size() - body.size;
+    if (produced > 0 && !sink(chunk_.data(), produced)) return false;
+    if (used == 0 && produced == 0 && !parser_->is_done() && !fill(kBodyChunk)) return !(body_broken_ = true);
+  }
+  return true;
+}
+
+void Conn::serve() {
+  Response res;
+  srv_.router.handle(req_, res, this, unix_);
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(srv_.mu);
+    stopping = srv_.stopping;
+  }
+  // The connection goes on only when the request allows it, the handler did not end it, the body
+  // was read to its end (else its rest would be taken for the next request) and no drain is on.
+  bool keep = keep_alive_ && !stopping && res.get_header_value("Connection") != "close" && parser_->is_done() &&
+              !body_broken_ && served_ < srv_.limits.max_requests;
+  const bool head_only = req_.method == "HEAD";
+  const bool ok = write_response(res, head_only, keep);
+  parser_.reset();
+  req_ = Request();
+  asio::post(strand_, [self = shared_from_this(), keep = keep && ok] {
+    if (!keep) return self->close();
+    self->next_request();
+  });
+}
+
+bool Conn::write_response(Response& res, bool head_only, bool keep_alive) {
+  if (res.status < 100) res.status = 500;
+  const bool no_body = res.status < 200 || res.status == 204 || res.status == 304;
+  std::string head;
+  head.reserve(256);
+  head += "HTTP/1.1 ";
+  head += std::to_string(res.status);
+  head += ' ';
+  head += reason_phrase(res.status);
+  head += "\r\n";
+  for (const auto& [name, value] : res.headers) {
+    if (boost::beast::iequals(name, "Connection") || boost::beast::iequals(name, "Content-Length") ||
+        boost::beast::iequals(name, "Transfer-Encoding"))
+      continue;
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  const uint64_t size = res.body_size();
+  if (!no_body) head += "Content-Length: " + std::to_string(size) + "\r\n";
+  if (!keep_alive) {
+    head += "Connection: close\r\n";
+  } else {
+    // How long the connection may idle and how many requests it has left: the SDKs reconnect
+    // before reusing a connection idle that long.
+    if (parser_->get().version() == 10) head += "Connection: keep-alive\r\n";
+    head += "Keep-Alive: timeout=" + std::to_string(srv_.limits.keep_alive.count() / 1000) +
+            ", max=" + std::to_string(srv_.limits.max_requests - served_) + "\r\n";
+  }
+  head += "\r\n";
+  const int ms = srv_.limits.gap_ms;
+  if (head_only || no_body || size == 0) return send_all(fd(), head.data(), head.size(), ms);
+  if (!res.provider) {
+    if (res.body.size() < 64 * 1024) {
+      head += res.body;
+      return send_all(fd(), head.data(), head.size(), ms);
+    }
+    return send_all(fd(), head.data(), head.size(), ms) && send_all(fd(), res.body.data(), res.body.size(), ms);
+  }
+  if (!send_all(fd(), head.data(), head.size(), ms)) return false;
+  uint64_t written = 0;
+  bool broken = false;
+  DataSink sink;
+  sink.write = [&](const char* d, size_t n) {
+    if (broken) return false;
+    if (n > size - written || !send_all(fd(), d, n, ms)) {  // more than announced would corrupt the stream
+      broken = true;
+      return false;
+    }
+    written += n;
+    return true;
+  };
+  while (written < size) {
+    const uint64_t before = written;
+    bool more = false;
+    try {
+      more = res.provider(static_cast<size_t>(written), static_cast<size_t>(size - written), sink);
+    } catch (const std::exception& e) {
+      log::error(std::string("response body failed midway: ") + e.what());
+    }
+    // A provider that stops, fails or makes no progress ends the response short: the connection
+    // is cut, which the client sees as a short body.
+    if (!more || broken || written == before) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Server::Impl::Impl(const Config& c, Router& r)
+    : config(c), router(r), ioc(std::max(1, c.io_threads)), tcp(ioc),
+      workers(static_cast<size_t>(c.workers), static_cast<size_t>(c.queue)) {
+  limits.head_timeout = std::chrono::milliseconds(c.head_timeout_ms);
+  limits.keep_alive = std::chrono::milliseconds(int64_t(c.keep_alive_timeout) * 1000);
+  limits.gap_ms = c.read_timeout * 1000;
+  limits.max_head_bytes = static_cast<size_t>(c.max_head_bytes);
+  limits.max_headers = static_cast<size_t>(c.max_headers);
+  limits.max_connections = static_cast<size_t>(c.max_connections);
+  limits.max_per_peer = static_cast<size_t>(c.max_connections_per_peer);
+  limits.max_requests = static_cast<uint64_t>(c.keep_alive_max_count);
+  guard.emplace(ioc.get_executor());
+  // Each connection is a descriptor: make room for the connection cap if the hard limit allows.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    const rlim_t want = static_cast<rlim_t>(c.max_connections) + 1024;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+      rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+      ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+}
+
+void Server::Impl::admit(Socket socket, std::string peer, std::string local, int local_port, int peer_port,
+                         bool unix_socket) {
+  obs::metrics().connection_opened();
+  const char* refused = nullptr;
+  std::shared_ptr<Conn> c;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) refused = "the proxy is shutting down";
+    else if (conns.size() >= limits.max_connections) refused = "too many open connections";
+    else if (!unix_socket && limits.max_per_peer && per_peer[peer] >= limits.max_per_peer)
+      refused = "too many open connections from this address";
+    if (!refused) {
+      if (!unix_socket) ++per_peer[peer];
+      c = std::make_shared<Conn>(*this, std::move(socket), unix_socket);
+      conns.push_front(c);
+      c->self_it = conns.begin();
+    }
+  }
+  if (refused) {
+    // Answered at once, without waiting for a request: the socket's send buffer is empty, so this
+    // does not block. The client reads it as the answer to whatever it sends.
+    const std::string text = refusal(503, "too_many_connections", refused, true);
+    (void)::send(socket.native_handle(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    boost::system::error_code ec;
+    socket.shutdown(asio::socket_base::shutdown_send, ec);
+    socket.close(ec);
+    obs::metrics().connection_closed();
+    return;
+  }
+  c->peer = std::move(peer);
+  c->peer_port = peer_port;
+  c->local_addr = std::move(local);
+  c->local_port = local_port;
+  c->start();
+}
+
+void Server::Impl::closed(Conn* c, const std::string& peer, bool unix_socket) {
+  obs::metrics().connection_closed();
+  std::shared_ptr<Conn> keep;  // destroyed after the lock is released
+  std::lock_guard<std::mutex> lock(mu);
+  keep = std::move(*c->self_it);
+  conns.erase(c->self_it);
+  if (!unix_socket) {
+    auto it = per_peer.find(peer);
+    if (it != per_peer.end() && --it->second == 0) per_peer.erase(it);
+  }
+  if (stopping && conns.empty()) guard.reset();
+  asio::post(ioc, [keep] {});  // the last reference goes on the loop, after this handler returns
+}
+
+void Server::Impl::accept_tcp() {
+  tcp.async_accept(asio::make_strand(ioc), [this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+    if (ec == asio::error::operation_aborted || !tcp.is_open()) return;
+    if (!ec) {
+      boost::system::error_code e2;
+      s.set_option(asio::ip::tcp::no_delay(true), e2);
+      auto remote = s.remote_endpoint(e2);
+      auto local = s.local_endpoint(e2);
+      std::string peer = remote.address().is_v6() && remote.address().to_v6().is_v4_mapped()
+                             ? asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).to_string()
+                             : remote.address().to_string();
+      auto proto = s.local_endpoint(e2).protocol();
+      Socket g(s.get_executor(), asio::generic::stream_protocol(proto), s.release(e2));
+      admit(std::move(g), std::move(peer), local.address().to_string(), local.port(), remote.port(), false);
+    } else {
+      log::warn("accept failed: " + ec.message());  // e.g. out of descriptors: go on, the next may succeed
+    }
+    accept_tcp();
+  });
+}
+
+void Server::Impl::accept_unix() {
+  unix_acceptor->async_accept(
+      asio::make_strand(ioc), [this](const boost::system::error_code& ec, asio::local::stream_protocol::socket s) {
+        if (ec == asio::error::operation_aborted || !unix_acceptor->is_open()) return;
+        if (!ec) {
+          boost::system::error_code e2;
+          Socket g(s.get_executor(), asio::generic::stream_protocol(AF_UNIX, 0), s.release(e2));
+          admit(std::move(g), "", "", -1, -1, true);
+        } else {
+          log::warn("accept on the Unix socket failed: " + ec.message());
+        }
+        accept_unix();
+      });
+}
+
+void Server::Impl::stop() {
+  asio::post(ioc, [this] {
+    std::vector<std::shared_ptr<Conn>> all;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopping) return;
+      stopping = true;
+      all.assign(conns.begin(), conns.end());
+      if (conns.empty()) guard.reset();
+    }
+    boost::system::error_code ec;
+    tcp.close(ec);
+    if (unix_acceptor) unix_acceptor->close(ec);
+    for (auto& c : all) c->drain();
+  });
+}
+
+void Server::Impl::run() {
+  if (tcp.is_open()) accept_tcp();
+  if (unix_acceptor) accept_unix();
+  std::vector<std::thread> threads;
+  for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([this] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+}
+
+namespace {
 
 // A listening AF_UNIX socket at `path`. sun_path holds 108 bytes, so the socket is bound through
 // /proc/self/fd/N of its directory: any path length works.
@@ -114,56 +653,49 @@ int unix_listener(const std::string& path, int backlog) {
 
 }  // namespace
 
-Server::Server(const Config& config) : config_(config), impl_(std::make_unique<Impl>()) {
-  configure(*impl_, config);
-}
+Server::Server(const Config& config) : impl_(std::make_unique<Impl>(config, router_)) {}
 
 Server::~Server() {
   if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
 }
 
 void Server::listen_unix(const std::string& path) {
-  unix_ = std::make_unique<Impl>();
-  configure(*unix_, config_);
-  router_.install(*unix_, /*from_sandbox=*/true);
-  unix_->adopt_listening_socket(unix_listener(path, config_.listen_backlog));
-  // accept() blocks; waking up periodically lets stop() (which closes the socket) end the loop.
-  unix_->set_idle_interval(0, 200000);
+  const int fd = unix_listener(path, impl_->config.listen_backlog);
+  impl_->unix_acceptor.emplace(impl_->ioc, asio::local::stream_protocol(), fd);
   unix_path_ = path;
 }
 
 int Server::bind() {
-  router_.install(*impl_);
-  int port = config_.port;
-  if (port == 0) {
-    port = impl_->bind_to_any_port(config_.host);
-    if (port < 0) throw std::runtime_error("cannot bind " + config_.host + " on any port");
-  } else if (!impl_->bind_to_port(config_.host, port)) {
-    throw std::runtime_error("cannot bind " + config_.host + ":" + std::to_string(port) +
-                             " (in use, or not an address of this machine)");
+  router_.check_declared();
+  const Config& c = impl_->config;
+  boost::system::error_code ec;
+  asio::ip::tcp::endpoint ep;
+  auto addr = asio::ip::make_address(c.host, ec);
+  if (!ec) {
+    ep = asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(c.port));
+  } else {
+    asio::ip::tcp::resolver resolver(impl_->ioc);
+    auto results = resolver.resolve(c.host, std::to_string(c.port), ec);
+    if (ec || results.empty()) throw std::runtime_error("cannot resolve " + c.host + ": " + ec.message());
+    ep = results.begin()->endpoint();
   }
-  impl_->set_backlog(config_.listen_backlog);
-  return port;
+  auto& a = impl_->tcp;
+  a.open(ep.protocol(), ec);
+  // SO_REUSEADDR alone lets a restart bind past connections in TIME_WAIT while a live listener
+  // makes bind() fail (SO_REUSEPORT would let a second proxy bind and split the connections).
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(c.listen_backlog, ec);
+  if (ec) {
+    if (c.port == 0) throw std::runtime_error("cannot bind " + c.host + " on any port: " + ec.message());
+    throw std::runtime_error("cannot bind " + c.host + ":" + std::to_string(c.port) +
+                             " (in use, or not an address of this machine): " + ec.message());
+  }
+  return a.local_endpoint().port();
 }
 
-void Server::run() {
-  std::thread unix_thread;
-  if (unix_) {
-    unix_thread = std::thread([this] { unix_->listen_after_bind(); });
-    // stop() only stops a server that is running: make sure it is before anything can call stop().
-    for (int i = 0; i < 5000 && !unix_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  impl_->listen_after_bind();
-  if (unix_thread.joinable()) {
-    unix_->stop();
-    unix_thread.join();
-  }
-}
+void Server::run() { impl_->run(); }
 
-void Server::stop() {
-  impl_->stop();
-  if (unix_) unix_->stop();
-}
-bool Server::is_running() const { return impl_->is_running(); }
+void Server::stop() { impl_->stop(); }
 
 }  // namespace era::http

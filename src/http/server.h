@@ -1,14 +1,19 @@
-// Server: cpp-httplib configured from Config, with the router installed and the listening socket
-// bound. cpp-httplib 0.11's defaults do not suit an API server and are all set here on purpose:
-// - TCP_NODELAY on: otherwise every response on a kept-alive connection waits ~40 ms (Nagle's
-//   algorithm against the client's delayed ACK);
-// - keep-alive for many requests per connection (its default closes after 5);
-// - a thread pool sized for the connections we expect (a kept-alive connection holds a thread);
-// - a listen backlog of our choosing (the library's is 5);
-// - SO_REUSEADDR without SO_REUSEPORT, so a second proxy on a busy port fails to start.
+// Server: the proxy's HTTP/1.1 server, an event loop on Boost.Asio with Boost.Beast's parser (all
+// of it inside server.cpp, behind this pimpl: api/*.cpp never compile Boost).
+//
+// - A few I/O threads (server.io_threads) own every connection: accepting, reading request heads,
+//   keep-alive waits, refusals. An idle kept-alive connection costs its buffer and no thread.
+// - Each request whose head is complete runs on a worker (server.workers) with a bounded queue
+//   (server.queue); when both are full the request is answered 503 + Retry-After at once. The
+//   worker reads the body as the handler asks for it (Ctx::stream_body) and writes the response,
+//   blocking on the socket: a slow peer makes that worker wait, never a buffer grow.
+// - Hostile clients: the head must arrive within server.head_timeout_ms and fit server.max_head_bytes
+//   and server.max_headers; a body may pause at most server.read_timeout; connections are capped in
+//   total (server.max_connections) and per peer address (server.max_connections_per_peer, not on
+//   the Unix socket). `Expect: 100-continue` is answered only when the handler reads the body.
+// - The Unix socket the sandboxes use (listen_unix) is served by the same loop.
+// docs/operations.md ("The HTTP server") says why this replaced cpp-httplib.
 #pragma once
-
-#include <httplib.h>
 
 #include <memory>
 #include <string>
@@ -24,25 +29,26 @@ class Server {
   ~Server();
 
   Router& router() { return router_; }
-  // Binds the socket; returns the bound port (useful with port 0). Throws on failure.
+  // Binds the TCP socket (SO_REUSEADDR, never SO_REUSEPORT: a second proxy on a busy port fails to
+  // start); returns the bound port (useful with port 0). Throws on failure or when a route has no
+  // access declaration.
   int bind();
   // Also listens on a Unix socket at `path` (mode 0666: the sandboxed code, which runs as another
-  // uid, connects to it; a stale socket there is replaced). cpp-httplib 0.11 cannot bind AF_UNIX
-  // itself, so the socket is made here and handed to a second httplib::Server with the same router
-  // and settings. Throws on failure. Call after bind(), before run().
+  // uid, connects to it; a stale socket there is replaced). Throws on failure. Call after bind(),
+  // before run().
   void listen_unix(const std::string& path);
-  // Serves until stop(); returns when every in-flight request has finished.
+  // Serves until stop(); returns when every in-flight request has finished and every connection is
+  // closed.
   void run();
-  // Stops accepting; safe from any thread (and from a signal-handling thread).
+  // Graceful drain, safe from any thread, before or during run(): stops accepting, closes idle
+  // connections at once, lets in-flight requests finish (their responses say Connection: close).
   void stop();
-  bool is_running() const;
+
+  class Impl;  // server.cpp's own
 
  private:
-  class Impl;
-  const Config& config_;
   Router router_;
   std::unique_ptr<Impl> impl_;
-  std::unique_ptr<Impl> unix_;  // the Unix-socket listener, if any
   std::string unix_path_;
 };
 

@@ -97,12 +97,12 @@ void HttpObserver::begin(http::Ctx& ctx) {
 }
 
 void HttpObserver::end(http::Ctx& ctx, const std::string& code, double seconds) {
-  const httplib::Request& req = ctx.req;
-  const httplib::Response& res = ctx.res;
+  const http::Request& req = ctx.req;
+  const http::Response& res = ctx.res;
   const Surface surface = surface_of_route(ctx.route);
   uint64_t bytes_in = ctx.body_bytes_read();
-  if (!bytes_in) bytes_in = req.body.size();  // a small body the library buffered (routes without a reader)
-  const uint64_t bytes_out = req.method == "HEAD" ? 0 : (!res.body.empty() ? res.body.size() : res.content_length_);
+  if (!bytes_in) bytes_in = req.body.size();  // a request made in process, its body given whole
+  const uint64_t bytes_out = req.method == "HEAD" ? 0 : res.body_size();
   metrics_.request_finished(surface, method_of(req.method), res.status, seconds, bytes_in, bytes_out);
   if (res.status == 401 || res.status == 403) metrics_.auth_failure(code.empty() ? "unknown" : code);
   if (res.status == 429 || code == "upstream_rate_limited") metrics_.throttled(surface, code.empty() ? "unknown" : code);

@@ -9,14 +9,14 @@ set(ERA_FUZZ_SOURCES
   src/auth/token.cpp src/auth/principal.cpp
   src/config/config.cpp src/store/cloudflare/sigv4.cpp
   src/store/cloudflare/xml.cpp
-  src/http/router.cpp src/http/json_limits.cpp src/http/headers.cpp src/api/bodies.cpp
+  src/http/router.cpp src/http/message.cpp src/http/json_limits.cpp src/http/headers.cpp src/api/bodies.cpp
   src/util/encoding.cpp src/util/log.cpp src/util/crypto.cpp src/util/time.cpp)
 list(TRANSFORM ERA_FUZZ_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/)
 add_library(era_fuzz_core STATIC ${ERA_FUZZ_SOURCES})
 target_include_directories(era_fuzz_core PUBLIC ${CMAKE_SOURCE_DIR}/src)
 target_compile_options(era_fuzz_core PRIVATE ${ERA_WARNINGS})
 target_compile_definitions(era_fuzz_core PUBLIC ERA_VERSION="${PROJECT_VERSION}")
-target_link_libraries(era_fuzz_core PUBLIC PkgConfig::HTTPLIB tomlplusplus::tomlplusplus OpenSSL::SSL OpenSSL::Crypto SQLite::SQLite3
+target_link_libraries(era_fuzz_core PUBLIC tomlplusplus::tomlplusplus OpenSSL::SSL OpenSSL::Crypto SQLite::SQLite3
   nlohmann_json::nlohmann_json Threads::Threads ${CMAKE_DL_LIBS})
 
 # The S3 XML reader is moving from a hand-written scanner to pugixml: the target follows whichever

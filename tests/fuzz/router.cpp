@@ -67,12 +67,12 @@ era::http::Router& router() {
   return *r;
 }
 
-httplib::Response serve(const std::string& method, const std::string& target) {
-  httplib::Request req;
+era::http::Response serve(const std::string& method, const std::string& target) {
+  era::http::Request req;
   req.method = method;
   req.target = target;
   req.path = target.substr(0, target.find('?'));
-  httplib::Response res;
+  era::http::Response res;
   router().handle(req, res);
   return res;
 }
@@ -90,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (nl == std::string::npos) return 0;
   const std::string method = input.substr(0, nl), target = input.substr(nl + 1);
 
-  const httplib::Response res = serve(method, target);
+  const era::http::Response res = serve(method, target);
   const json body = json::parse(res.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) fail("the answer is not a JSON object", method, target, res.body);
   if (res.status >= 500) fail("a 5xx answer", method, target, res.body);
@@ -119,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     pos = end + 1;
   }
-  const httplib::Response again = serve(method, path);
+  const era::http::Response again = serve(method, path);
   if (again.body != res.body) fail("re-encoded parameters route differently", method, path, res.body + "\n" + again.body);
   return 0;
 }

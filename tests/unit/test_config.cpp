@@ -56,11 +56,88 @@ TEST_CASE("precedence: flags > environment > file > defaults") {
   Config c = load_config(file, {{"port", "3000"}}, env.fn());
   CHECK(c.port == 3000);
   CHECK(c.source["server.port"] == "flag");
-  CHECK(c.threads == 20);
+  CHECK(c.workers == 20);  // server.threads: the old name of server.workers
   CHECK(c.source["server.threads"] == "env");
   CHECK(c.host == "0.0.0.0");
   CHECK(c.source["server.host"] == "file");
   std::remove(file.c_str());
+}
+
+TEST_CASE("the event-loop server's settings: file, environment, flags, old names and bounds") {
+  Env none;
+  Config d = load_config("", {}, none.fn());
+  CHECK(d.workers == 64);
+  CHECK(d.io_threads == 2);
+  CHECK(d.queue == 1024);
+  CHECK(d.head_timeout_ms == 10000);
+  CHECK(d.max_head_bytes == 65536);
+  CHECK(d.max_headers == 100);
+  CHECK(d.max_connections == 16384);
+  CHECK(d.max_connections_per_peer == 0);
+  CHECK(d.keep_alive_timeout == 5);
+
+  auto file = temp_toml(
+      "[server]\nworkers = 7\nio_threads = 3\nqueue = 0\nhead_timeout_ms = 2500\nmax_head_bytes = 4096\n"
+      "max_headers = 20\nmax_connections = 500\nmax_connections_per_peer = 9\nkeep_alive_timeout = 30\n");
+  Config f = load_config(file, {}, none.fn());
+  CHECK(f.workers == 7);
+  CHECK(f.io_threads == 3);
+  CHECK(f.queue == 0);
+  CHECK(f.head_timeout_ms == 2500);
+  CHECK(f.max_head_bytes == 4096);
+  CHECK(f.max_headers == 20);
+  CHECK(f.max_connections == 500);
+  CHECK(f.max_connections_per_peer == 9);
+  CHECK(f.keep_alive_timeout == 30);
+  std::remove(file.c_str());
+
+  Env env;
+  env.vars["ERA_PROXY_WORKERS"] = "12";
+  env.vars["ERA_PROXY_IO_THREADS"] = "4";
+  env.vars["ERA_PROXY_QUEUE"] = "33";
+  env.vars["ERA_PROXY_HEAD_TIMEOUT_MS"] = "700";
+  env.vars["ERA_PROXY_MAX_HEAD_BYTES"] = "2048";
+  env.vars["ERA_PROXY_MAX_HEADERS"] = "50";
+  env.vars["ERA_PROXY_MAX_CONNECTIONS"] = "100";
+  env.vars["ERA_PROXY_MAX_CONNECTIONS_PER_PEER"] = "5";
+  env.vars["ERA_PROXY_KEEP_ALIVE_TIMEOUT"] = "8";
+  Config e = load_config("", {}, env.fn());
+  CHECK(e.workers == 12);
+  CHECK(e.io_threads == 4);
+  CHECK(e.queue == 33);
+  CHECK(e.head_timeout_ms == 700);
+  CHECK(e.max_head_bytes == 2048);
+  CHECK(e.max_headers == 50);
+  CHECK(e.max_connections == 100);
+  CHECK(e.max_connections_per_peer == 5);
+  CHECK(e.keep_alive_timeout == 8);
+  CHECK(e.source["server.workers"] == "env");
+
+  Config g = load_config("", {{"workers", "3"}, {"io-threads", "1"}, {"queue", "2"}, {"max-connections", "64"}},
+                         env.fn());
+  CHECK(g.workers == 3);
+  CHECK(g.io_threads == 1);
+  CHECK(g.queue == 2);
+  CHECK(g.max_connections == 64);
+  CHECK(g.source["server.workers"] == "flag");
+
+  // The old name still works, and the new one wins when both are in the file.
+  auto both = temp_toml("[server]\nthreads = 40\nworkers = 30\n");
+  CHECK(load_config(both, {}, none.fn()).workers == 30);
+  std::remove(both.c_str());
+  auto old = temp_toml("[server]\nthreads = 40\n");
+  CHECK(load_config(old, {}, none.fn()).workers == 40);
+  std::remove(old.c_str());
+
+  for (const char* bad : {"ERA_PROXY_WORKERS=0", "ERA_PROXY_IO_THREADS=0", "ERA_PROXY_QUEUE=-1",
+                          "ERA_PROXY_HEAD_TIMEOUT_MS=10", "ERA_PROXY_MAX_HEAD_BYTES=100", "ERA_PROXY_MAX_HEADERS=x",
+                          "ERA_PROXY_MAX_CONNECTIONS=1", "ERA_PROXY_MAX_CONNECTIONS_PER_PEER=-3"}) {
+    INFO(bad);
+    std::string kv = bad;
+    Env b;
+    b.vars[kv.substr(0, kv.find('='))] = kv.substr(kv.find('=') + 1);
+    CHECK_THROWS_AS(load_config("", {}, b.fn()), ConfigError);
+  }
 }
 
 TEST_CASE("ERA_PROXY_CONFIG names the file when no flag does") {

@@ -1,0 +1,475 @@
+// The event-loop server (http/server.h) on loopback, through raw sockets: pipelining, chunked
+// bodies, the head limits, Content-Length with Transfer-Encoding, Expect: 100-continue, the worker
+// queue's 503, connection caps, HEAD, Connection: close, the Unix socket and the graceful drain.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "http/server.h"
+#include "http/worker_pool.h"
+#include "support.h"
+
+using namespace era;
+
+namespace {
+
+// A gate a handler waits at until the test opens it; the test can wait until a handler is there.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  int waiting = 0;
+  bool open = false;
+  void pass() {
+    std::unique_lock<std::mutex> lock(mu);
+    ++waiting;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  void wait_for_waiters(int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return waiting >= n; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+Config test_config() {
+  Config c;
+  c.host = "127.0.0.1";
+  c.port = 0;
+  c.workers = 4;
+  c.io_threads = 2;
+  return c;
+}
+
+class TestServer {
+ public:
+  explicit TestServer(Config cfg, const std::string& unix_path = "") : config_(std::move(cfg)), server_(config_) {
+    auto& r = server_.router();
+    r.add("GET", "/echo/{word}", http::Access::open(), [](http::Ctx& c) {
+      c.ok({{"word", c.param(0)}, {"sandbox", c.from_sandbox}});
+    });
+    r.add("POST", "/body", http::Access::open(), [](http::Ctx& c) {
+      std::string b = c.body(1000);
+      c.ok({{"body", b}});
+    });
+    r.add("GET", "/hold", http::Access::open(), [this](http::Ctx& c) {
+      gate.pass();
+      c.ok({{"held", true}});
+    });
+    r.add("GET", "/stream", http::Access::open(), [](http::Ctx& c) {
+      c.res.status = 200;
+      c.res.set_content_provider(300000, "application/octet-stream", [](size_t offset, size_t, http::DataSink& sink) {
+        std::string chunk(1000, static_cast<char>('a' + (offset / 1000) % 26));
+        return sink.write(chunk.data(), chunk.size());
+      });
+    });
+    port_ = server_.bind();
+    if (!unix_path.empty()) server_.listen_unix(unix_path);
+    thread_ = std::thread([this] { server_.run(); });
+  }
+  ~TestServer() {
+    gate.release();
+    server_.stop();
+    join();
+  }
+  int port() const { return port_; }
+  void stop() { server_.stop(); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Gate gate;
+
+ private:
+  Config config_;
+  http::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// A raw client connection; reads are bounded by a generous receive timeout only as a guard against a
+// hung test (no assertion depends on it).
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    guard();
+  }
+  explicit Client(const std::string& unix_path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, unix_path.c_str(), sizeof a.sun_path - 1);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    guard();
+  }
+  ~Client() { ::close(fd_); }
+
+  void send(const std::string& s) { REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size())); }
+
+  struct Reply {
+    int status = 0;
+    std::string head;  // status line and headers
+    std::string body;
+    bool has(const std::string& header_line) const { return head.find("\r\n" + header_line + "\r\n") != std::string::npos; }
+  };
+  // Reads one response (Content-Length framed; `head_only`: no body follows, as for HEAD).
+  Reply read(bool head_only = false) {
+    Reply r;
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
+      if (!fill()) return r;
+    r.head = buf_.substr(0, end + 2);
+    buf_.erase(0, end + 4);
+    r.status = std::atoi(r.head.c_str() + 9);
+    size_t length = 0;
+    auto cl = r.head.find("Content-Length: ");
+    if (cl != std::string::npos) length = std::strtoull(r.head.c_str() + cl + 16, nullptr, 10);
+    if (head_only) length = 0;
+    while (buf_.size() < length)
+      if (!fill()) break;
+    r.body = buf_.substr(0, length);
+    buf_.erase(0, std::min(length, buf_.size()));
+    return r;
+  }
+  // True when the server has closed the connection (after whatever it sent).
+  bool closed() {
+    while (fill()) {
+    }
+    return eof_;
+  }
+  std::string rest() const { return buf_; }
+
+ private:
+  void guard() {
+    timeval tv{60, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  bool fill() {
+    char b[65536];
+    ssize_t n = ::recv(fd_, b, sizeof b, 0);
+    if (n <= 0) {
+      eof_ = n == 0 || errno == ECONNRESET;
+      return false;
+    }
+    buf_.append(b, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+std::string get(const std::string& path, const std::string& extra = "") {
+  return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("http server: pipelined requests are answered in order on one connection") {
+  TestServer s(test_config());
+  Client c(s.port());
+  c.send(get("/echo/one") + get("/echo/two") + get("/echo/three"));
+  for (const char* w : {"one", "two", "three"}) {
+    auto r = c.read();
+    CHECK(r.status == 200);
+    CHECK(r.body.find(std::string("\"word\":\"") + w + "\"") != std::string::npos);
+    CHECK(r.has("Keep-Alive: timeout=5, max=" + std::to_string(100000 - (w[0] == 'o' ? 1 : w[1] == 'w' ? 2 : 3))));
+  }
+}
+
+TEST_CASE("http server: bodies by Content-Length and chunked, on a kept-alive connection") {
+  TestServer s(test_config());
+  Client c(s.port());
+  c.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  auto r = c.read();
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"body":"hello"})");
+  c.send("POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
+  r = c.read();
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"body":"abcdefg"})");
+  // A body the handler never reads is drained: the next request on the connection is served.
+  c.send("GET /echo/a HTTP/1.1\r\nContent-Length: 4\r\n\r\nxxxx" + get("/echo/b"));
+  CHECK(c.read().body.find("\"a\"") != std::string::npos);
+  CHECK(c.read().body.find("\"b\"") != std::string::npos);
+  // Past the route's limit: 413, and what was sent is not taken for a request.
+  c.send("POST /body HTTP/1.1\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'z') + get("/echo/c"));
+  r = c.read();
+  CHECK(r.status == 413);
+  CHECK(r.body.find("payload_too_large") != std::string::npos);
+  CHECK(c.read().body.find("\"c\"") != std::string::npos);
+}
+
+TEST_CASE("http server: hostile heads are refused with the JSON envelope and the connection closed") {
+  Config cfg = test_config();
+  cfg.max_head_bytes = 2048;
+  cfg.max_headers = 10;
+  TestServer s(cfg);
+  SUBCASE("Content-Length with Transfer-Encoding") {
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 400);
+    CHECK(r.body.find("\"code\":\"bad_request\"") != std::string::npos);
+    CHECK(r.has("Connection: close"));
+    CHECK(c.closed());
+  }
+  SUBCASE("a Transfer-Encoding other than chunked") {
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc");
+    CHECK(c.read().status == 400);
+    CHECK(c.closed());
+  }
+  SUBCASE("a head over max_head_bytes") {
+    Client c(s.port());
+    c.send("GET /echo/a HTTP/1.1\r\nX-Big: " + std::string(4000, 'b') + "\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 431);
+    CHECK(r.body.find("header_too_large") != std::string::npos);
+    CHECK(c.closed());
+  }
+  SUBCASE("more header fields than max_headers") {
+    Client c(s.port());
+    std::string h;
+    for (int i = 0; i < 11; ++i) h += "X-H" + std::to_string(i) + ": v\r\n";
+    c.send(get("/echo/a", h));
+    auto r = c.read();
+    CHECK(r.status == 431);
+    CHECK(r.body.find("too_many_headers") != std::string::npos);
+    CHECK(c.closed());
+  }
+  SUBCASE("a GET with a body over 64 KiB") {
+    Client c(s.port());
+    c.send("GET /echo/a HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 413);
+    CHECK(r.body.find("payload_too_large") != std::string::npos);
+    CHECK(c.closed());
+  }
+  SUBCASE("not HTTP") {
+    Client c(s.port());
+    c.send("HELLO\r\n\r\n");
+    CHECK(c.read().status == 400);
+    CHECK(c.closed());
+  }
+  SUBCASE("a malformed chunked body") {
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n" + get("/echo/a"));
+    auto r = c.read();
+    CHECK(r.status == 400);
+    CHECK(r.has("Connection: close"));
+    CHECK(c.closed());
+  }
+}
+
+TEST_CASE("http server: a head that does not arrive in time ends the connection") {
+  Config cfg = test_config();
+  cfg.head_timeout_ms = 200;
+  TestServer s(cfg);
+  Client c(s.port());
+  c.send("GET /echo/a HTTP/1.1\r\nHost: x\r\n");  // never finished
+  CHECK(c.closed());
+  CHECK(c.rest().empty());
+}
+
+TEST_CASE("http server: Expect: 100-continue is answered only when the handler reads the body") {
+  TestServer s(test_config());
+  SUBCASE("within the limit: 100 Continue, then the answer") {
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    auto interim = c.read(true);
+    CHECK(interim.status == 100);
+    c.send("abc");
+    auto r = c.read();
+    CHECK(r.status == 200);
+    CHECK(r.body == R"({"body":"abc"})");
+  }
+  SUBCASE("past the limit: 413 before the body is sent, and no 100") {
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 413);
+    CHECK(r.has("Connection: close"));
+    CHECK(c.closed());
+  }
+}
+
+TEST_CASE("http server: when every worker is busy and the queue is full, 503 + Retry-After at once") {
+  Config cfg = test_config();
+  cfg.workers = 1;
+  cfg.queue = 0;
+  TestServer s(cfg);
+  Client busy(s.port());
+  busy.send(get("/hold"));
+  s.gate.wait_for_waiters(1);
+  Client other(s.port());
+  other.send(get("/echo/a"));
+  auto r = other.read();
+  CHECK(r.status == 503);
+  CHECK(r.has("Retry-After: 1"));
+  CHECK(r.body.find("\"code\":\"server_busy\"") != std::string::npos);
+  s.gate.release();
+  CHECK(busy.read().status == 200);
+}
+
+TEST_CASE("worker pool: idle workers take tasks, `queue` more wait, past that try_submit refuses") {
+  http::WorkerPool pool(1, 1);
+  Gate gate;
+  std::atomic<int> ran{0};
+  std::function<void()> first = [&] {
+    gate.pass();
+    ++ran;
+  };
+  REQUIRE(pool.try_submit(first));
+  gate.wait_for_waiters(1);  // the one worker is busy
+  std::function<void()> second = [&] { ++ran; };
+  CHECK(pool.try_submit(second));  // waits in the queue
+  CHECK(pool.queued() == 1);
+  std::function<void()> third = [&] { ++ran; };
+  CHECK_FALSE(pool.try_submit(third));  // the queue is full
+  CHECK(third);                         // left to the caller, untouched
+  gate.release();
+  {
+    http::WorkerPool none(2, 0);  // no queue: only idle workers take tasks
+    Gate g2;
+    std::function<void()> a = [&] { g2.pass(); }, b = [&] { g2.pass(); }, c = [] {};
+    CHECK(none.try_submit(a));
+    CHECK(none.try_submit(b));
+    g2.wait_for_waiters(2);
+    CHECK_FALSE(none.try_submit(c));
+    g2.release();
+  }
+}
+
+TEST_CASE("http server: per-peer connection cap") {
+  Config cfg = test_config();
+  cfg.max_connections_per_peer = 2;
+  TestServer s(cfg);
+  Client a(s.port()), b(s.port());
+  a.send(get("/echo/a"));
+  b.send(get("/echo/b"));
+  CHECK(a.read().status == 200);
+  CHECK(b.read().status == 200);
+  {
+    Client c(s.port());
+    c.send(get("/echo/c"));
+    auto r = c.read();
+    CHECK(r.status == 503);
+    CHECK(r.body.find("too_many_connections") != std::string::npos);
+  }
+}
+
+TEST_CASE("http server: total connection cap") {
+  Config cfg = test_config();
+  cfg.max_connections = 16;
+  TestServer s(cfg);
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 16; ++i) {
+    held.push_back(std::make_unique<Client>(s.port()));
+    held.back()->send(get("/echo/a"));
+    REQUIRE(held.back()->read().status == 200);  // admitted and kept open
+  }
+  Client extra(s.port());
+  extra.send(get("/echo/b"));
+  auto r = extra.read();
+  CHECK(r.status == 503);
+  CHECK(r.body.find("too_many_connections") != std::string::npos);
+  CHECK(extra.closed());
+  held.pop_back();  // one closes: room for one more
+  bool served = false;
+  // The server learns of the close when it reads EOF; until then a new connection may still be
+  // refused, so try until one is admitted (each attempt is answered at once either way).
+  for (int i = 0; i < 1000 && !served; ++i) {
+    Client next(s.port());
+    next.send(get("/echo/c"));
+    served = next.read().status == 200;
+  }
+  CHECK(served);
+}
+
+TEST_CASE("http server: a body that stops arriving ends its request after the read timeout") {
+  Config cfg = test_config();
+  cfg.read_timeout = 1;
+  TestServer s(cfg);
+  Client c(s.port());
+  c.send("POST /body HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");  // 7 bytes never come
+  auto r = c.read();
+  CHECK(r.status == 400);
+  CHECK(r.body.find("incomplete_body") != std::string::npos);
+  CHECK(r.has("Connection: close"));
+  CHECK(c.closed());
+}
+
+TEST_CASE("http server: HEAD, Connection: close and a streamed body") {
+  TestServer s(test_config());
+  Client c(s.port());
+  c.send("HEAD /stream HTTP/1.1\r\n\r\n" + get("/stream"));
+  auto h = c.read(true);
+  CHECK(h.status == 200);
+  CHECK(h.has("Content-Length: 300000"));
+  auto r = c.read();
+  CHECK(r.status == 200);
+  REQUIRE(r.body.size() == 300000);
+  CHECK(r.body[0] == 'a');
+  CHECK(r.body[299999] == static_cast<char>('a' + 299 % 26));
+  c.send(get("/echo/x", "Connection: close\r\n"));
+  auto last = c.read();
+  CHECK(last.status == 200);
+  CHECK(last.has("Connection: close"));
+  CHECK(c.closed());
+}
+
+TEST_CASE("http server: the Unix socket goes through the same loop, marked as the sandbox's") {
+  test::TempDir dir("unixsock");
+  TestServer s(test_config(), dir / "proxy.sock");
+  Client c(dir / "proxy.sock");
+  c.send(get("/echo/u"));
+  auto r = c.read();
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"sandbox":true,"word":"u"})");
+  Client t(s.port());
+  t.send(get("/echo/t"));
+  CHECK(t.read().body == R"({"sandbox":false,"word":"t"})");
+}
+
+TEST_CASE("http server: a graceful drain closes idle connections and finishes the request in flight") {
+  TestServer s(test_config());
+  Client idle(s.port());
+  idle.send(get("/echo/a"));
+  CHECK(idle.read().status == 200);
+  Client busy(s.port());
+  busy.send(get("/hold"));
+  s.gate.wait_for_waiters(1);
+  s.stop();
+  CHECK(idle.closed());  // at once, not after the keep-alive timeout
+  s.gate.release();
+  auto r = busy.read();
+  CHECK(r.status == 200);
+  CHECK(r.has("Connection: close"));
+  CHECK(busy.closed());
+  s.join();  // run() returned
+  s.stop();  // harmless again
+}
