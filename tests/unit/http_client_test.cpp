@@ -631,7 +631,7 @@ TEST_CASE("http client: an error answer comes back from open() with its body rea
 TEST_CASE("http client: every attempt carries User-Agent era-storage-proxy/<version>") {
   std::mutex mu;
   std::vector<std::string> agents;
-  FakeUpstream up([&](int n, const httplib::Request& req, httplib::Response& res) {
+  FakeUpstream up([&](int n, const era::http::Request& req, era::http::Response& res) {
     {
       std::lock_guard<std::mutex> lock(mu);
       agents.push_back(req.get_header_value("User-Agent"));
@@ -658,7 +658,7 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
   for (int s : {200, 204, 304, 400, 401, 403, 404, 409, 412, 413}) CHECK_FALSE(era::cf::is_transient_status(s));
   for (int edge : {520, 522, 524, 527}) {
     CAPTURE(edge);
-    FakeUpstream up([edge](int n, const httplib::Request&, httplib::Response& res) {
+    FakeUpstream up([edge](int n, const era::http::Request&, era::http::Response& res) {
       if (n == 0) res.status = edge;
       else res.set_content("ok", "text/plain");
     });
@@ -671,7 +671,7 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
   // Given up on: a timeout at the edge (522, 524) is a 504, the others a 502.
   for (auto [edge, want] : {std::pair{522, 504}, std::pair{524, 504}, std::pair{520, 502}, std::pair{526, 502}}) {
     CAPTURE(edge);
-    FakeUpstream up([edge = edge](int, const httplib::Request&, httplib::Response& res) { res.status = edge; });
+    FakeUpstream up([edge = edge](int, const era::http::Request&, era::http::Response& res) { res.status = edge; });
     HttpClient client(fast());
     HttpRequest req;
     req.url = up.url();
@@ -686,7 +686,7 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
 }
 
 TEST_CASE("http client: a budgeted call spends one call per attempt; a request without a budget spends none") {
-  FakeUpstream up([](int n, const httplib::Request&, httplib::Response& res) {
+  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
     if (n == 0) res.status = 502;
     else res.set_content("ok", "text/plain");
   });
@@ -706,7 +706,7 @@ TEST_CASE("http client: a budgeted call spends one call per attempt; a request w
 }
 
 TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is sent until it ends: 503 + Retry-After") {
-  FakeUpstream up([](int, const httplib::Request&, httplib::Response& res) {
+  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
     res.status = 429;
     res.set_header("Retry-After", "30");
     res.set_content(R"({"success":false,"errors":[{"code":971,"message":"Please wait"}]})", "application/json");
@@ -735,7 +735,7 @@ TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is s
 }
 
 TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in the budget, then retried once") {
-  FakeUpstream up([](int n, const httplib::Request&, httplib::Response& res) {
+  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
     if (n == 0) {
       res.status = 429;
       res.set_header("Retry-After", "1");
@@ -754,7 +754,7 @@ TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in
 }
 
 TEST_CASE("http client: Cloudflare's Ratelimit header on an answer feeds the budget") {
-  FakeUpstream up([](int, const httplib::Request&, httplib::Response& res) {
+  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
     res.set_header("Ratelimit", R"("default";r=0;t=120)");
     res.set_header("Ratelimit-Policy", R"("default";q=1200;w=300)");
     res.set_content("ok", "text/plain");
