@@ -116,7 +116,7 @@ SqlResult result_of(D1Result& r) {
 ApiError user_error(const ApiError& e, const std::string& ns) {
   std::string m = sql::user_message(e.what(), ns);
   if (e.code() == "constraint_failed") return ApiError(400, "sql_error", m);  // local: a constraint is sql_error
-  return ApiError(e.status(), e.code(), m);
+  return e.with_message(m);  // keeps what the error means (a throttle's Retry-After)
 }
 
 }  // namespace
