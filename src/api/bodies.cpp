@@ -131,6 +131,7 @@ KvValue kv_put(const json& body, int64_t now) {
     if (ttl < kMinTtl || ttl > INT64_MAX - now)
       throw bad_request("invalid_expiration", "expiration_ttl must be at least 60 seconds");
     v.expiration = now + ttl;
+    v.expiration_ttl = ttl;
   } else if (has_exp) {
     int64_t at = integer_field(body, "expiration");
     if (at < now + kMinTtl)

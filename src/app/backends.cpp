@@ -1,5 +1,6 @@
 #include "app/backends.h"
 
+#include <chrono>
 #include <stdexcept>
 #include <utility>
 
@@ -42,6 +43,12 @@ std::unique_ptr<Backend> open_plain(const Config& config) {
     o.http.timeout_ms = config.cf_timeout_ms;
     o.http.max_attempts = config.cf_max_attempts;
     o.r2_part_size = uint64_t(config.cf_r2_part_size_mib) << 20;
+    o.r2_max_object_size = config.r2_max_object_size;
+    o.registry.flush_ms = config.cf_registry_flush_ms;
+    o.kv.cache_ttl = std::chrono::seconds(config.cf_kv_cache_ttl_s);
+    o.kv.cache_bytes = static_cast<size_t>(config.cf_kv_cache_bytes);
+    o.kv.batch_max_keys = static_cast<size_t>(config.cf_kv_batch_max_keys);
+    o.kv.same_key_interval = std::chrono::milliseconds(config.cf_kv_same_key_interval_ms);
     o.d1 = d1;
     return std::make_unique<cf::CloudflareBackend>(std::move(o));
   }

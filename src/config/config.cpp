@@ -160,6 +160,21 @@ std::vector<Setting> make_settings() {
   t.push_back(int_setting("cloudflare.r2_part_size_mib", "ERA_CF_R2_PART_SIZE_MIB", "",
                           "objects larger than this many MiB are uploaded to R2 in parts of this size",
                           &Config::cf_r2_part_size_mib, 5, 5000));
+  t.push_back(int_setting("cloudflare.registry_flush_ms", "ERA_CF_REGISTRY_FLUSH_MS", "",
+                          "milliseconds between the resource registry's batched writes to D1",
+                          &Config::cf_registry_flush_ms, 50, 60000));
+  // KV economy (cloudflare_kv.h): the read cache and the write group commit.
+  t.push_back(int_setting("cloudflare.kv_cache_ttl_s", "ERA_CF_KV_CACHE_TTL_S", "",
+                          "seconds a KV read stays cached in this replica (0 = no cache; at most KV's 60 s window)",
+                          &Config::cf_kv_cache_ttl_s, 0, 60));
+  t.push_back(bytes_setting("cloudflare.kv_cache_bytes", "ERA_CF_KV_CACHE_BYTES", "",
+                            "bytes of KV values the read cache may hold", &Config::cf_kv_cache_bytes, 0, 1ull << 40));
+  t.push_back(int_setting("cloudflare.kv_batch_max_keys", "ERA_CF_KV_BATCH_MAX_KEYS", "",
+                          "KV writes sent in one bulk call at most (Cloudflare takes 10000)",
+                          &Config::cf_kv_batch_max_keys, 1, 10000));
+  t.push_back(int_setting("cloudflare.kv_same_key_interval_ms", "ERA_CF_KV_SAME_KEY_INTERVAL_MS", "",
+                          "milliseconds a write waits after the last write of the same key (KV: 1 a second)",
+                          &Config::cf_kv_same_key_interval_ms, 0, 10000));
   t.push_back(enum_setting("auth.mode", "ERA_PROXY_AUTH", "auth",
                            "authentication: off (loopback hosts only) or token", &Config::auth_mode,
                            {"off", "token"}));

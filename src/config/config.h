@@ -62,6 +62,11 @@ struct Config {
   int cf_timeout_ms = 30000;
   int cf_max_attempts = 4;
   int cf_r2_part_size_mib = 16;  // objects above this go up as multipart, in parts of this size
+  int cf_registry_flush_ms = 1000;  // resource registry changes go to D1 in one batch at most this often
+  int cf_kv_cache_ttl_s = 30;                  // KV read cache window in seconds (0 = off; at most 60)
+  uint64_t cf_kv_cache_bytes = 64ull << 20;    // KV read cache size
+  int cf_kv_batch_max_keys = 10000;            // KV writes per bulk call
+  int cf_kv_same_key_interval_ms = 1000;       // KV: one write a second per key
 
   // [runner]: running a session's code in a bubblewrap sandbox (POST /api/sessions/{id}/run)
   bool runner_enabled = true;

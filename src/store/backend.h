@@ -30,6 +30,9 @@ class Backend {
   virtual ObjectStore& r2() = 0;
   virtual SqlStore& d1() = 0;
   virtual ResourceRegistry& registry() = 0;
+  // Starts background work; called once by `serve`, after the port is bound and before serving.
+  // `instance` names this process stably across restarts on one host ("host:port").
+  virtual void start(const std::string& instance) { (void)instance; }
   // Stops background work and closes the stores; called once, after the server stopped serving.
   virtual void close() = 0;
   // Verifies the configuration against the backend's real resources (for `era-storage-proxy check`).

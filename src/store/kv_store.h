@@ -24,6 +24,10 @@ struct KvValue {
   std::string value;                    // the bytes stored
   std::optional<std::string> metadata;  // compact JSON text, or none
   std::optional<int64_t> expiration;    // unix seconds, or none (never expires)
+  // The client's relative form, when it gave one: `expiration` is then the time it was computed for
+  // (now + ttl). A store whose upstream takes a TTL passes this on as is (Cloudflare's expiration_ttl),
+  // so time spent on the way cannot push it under the upstream's minimum; others use `expiration`.
+  std::optional<int64_t> expiration_ttl = std::nullopt;
 };
 
 struct KvKeyInfo {

@@ -167,6 +167,7 @@ class QuotaBackend : public Backend {
   ObjectStore& r2() override { return r2_ ? *r2_ : inner_->r2(); }
   SqlStore& d1() override { return d1_ ? *d1_ : inner_->d1(); }
   ResourceRegistry& registry() override { return inner_->registry(); }
+  void start(const std::string& instance) override { inner_->start(instance); }
   void close() override { inner_->close(); }
   std::vector<CheckItem> check() override { return inner_->check(); }
 

@@ -98,6 +98,10 @@ class Emulator:
             "ERA_CF_R2_SECRET_ACCESS_KEY": i["r2_secret_access_key"],
             "ERA_CF_API_BASE": i["api_base"],
             "ERA_CF_R2_ENDPOINT": i["r2_endpoint"],
+            # The emulator has no per-key write limit, and suites race writes on one key by the hundred:
+            # the same-key spacing stays on (holding and folding run) but short. Its 1 s production
+            # default is pinned by unit tests (test_cloudflare_kv.cpp).
+            "ERA_CF_KV_SAME_KEY_INTERVAL_MS": "50",
         }
 
     # Direct reads, bypassing the proxy.

@@ -147,6 +147,26 @@ class CloudflareD1Test(unittest.TestCase):
                 self.assertEqual((status, doc["code"]), (400, code), doc)
         self.assertEqual(self.rec.sent()[len(before):], "")
 
+    def test_limits_are_checked_on_what_would_be_sent(self):
+        self.assertEqual(self.d1("cfd1lim", "query", {"sql": "SELECT 1"})[0], 200)  # the schema is loaded
+        before = self.rec.sent()
+        # A BLOB travels as hex text: 1,000,001 bytes are 2,000,002 characters, past D1's value limit.
+        status, doc = self.d1("cfd1lim", "query", {"sql": "SELECT length(?) AS blob_marker",
+                                                    "params": [[7] * 1000001]})
+        self.assertEqual((status, doc["code"]), (413, "value_too_large"), doc)
+        self.assertIn("1000000 bytes", doc["error"])
+        # Within the SQL limit as given, past D1's 100,000 bytes once the integers are literals.
+        sql = "SELECT 'long_marker" + "x" * 99000 + "'" + ", ?" * 100
+        self.assertLess(len(sql), 100000)
+        status, doc = self.d1("cfd1lim", "query", {"sql": sql, "params": [-2**63] * 100})
+        self.assertEqual((status, doc["code"]), (413, "statement_too_large"), doc)
+        sent = self.rec.sent()[len(before):]
+        self.assertNotIn("blob_marker", sent)
+        self.assertNotIn("long_marker", sent)
+        # At the limits, both go up and run.
+        status, doc = self.d1("cfd1lim", "query", {"sql": "SELECT length(?) AS n", "params": [[7] * 1000000]})
+        self.assertEqual((status, doc["results"]), (200, [{"n": 1000000}]), doc)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -83,6 +83,15 @@ class CloudflareReplicasTest(unittest.TestCase):
         for i in range(3):
             self.assertEqual(api(self.a.url, "PUT", f"/api/storage/kv/{ns}/k{i}", ADMIN, {"value": "x" * (i + 1)})[0], 200)
         self.assertEqual(api(self.b.url, "DELETE", f"/api/storage/kv/{ns}/k0", ADMIN)[0], 200)
+        # Each replica flushes its registry changes once per interval (cloudflare.registry_flush_ms, 1 s)
+        # and before answering a listing: each sees the other's writes within that interval.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            totals = [api(p.url, "GET", f"/api/resources/stats?namespace={ns}", ADMIN)[1].get("total")
+                      for p in (self.a, self.b)]
+            if totals == [2, 2]:
+                break
+            time.sleep(0.2)
         answers = [api(p.url, "GET", f"/api/resources/stats?namespace={ns}", ADMIN) for p in (self.a, self.b)]
         for status, stats in answers:
             self.assertEqual(status, 200, stats)

@@ -207,3 +207,59 @@ TEST_CASE("[d1] call budget, statements per call and the local per-namespace fil
   env.vars["ERA_PROXY_D1_REQUEST_TIMEOUT_MS"] = "0";
   CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("d1.request_timeout_ms") != std::string::npos);
 }
+
+TEST_CASE("cloudflare.registry_flush_ms: 1000 by default, from the file or ERA_CF_REGISTRY_FLUSH_MS, 50 to 60000") {
+  Env env;
+  CHECK(load_config("", {}, env.fn()).cf_registry_flush_ms == 1000);
+  auto file = temp_toml("[cloudflare]\nregistry_flush_ms = 2500\n");
+  CHECK(load_config(file, {}, env.fn()).cf_registry_flush_ms == 2500);
+  env.vars["ERA_CF_REGISTRY_FLUSH_MS"] = "200";
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.cf_registry_flush_ms == 200);
+  CHECK(c.source["cloudflare.registry_flush_ms"] == "env");
+  for (const char* bad : {"0", "49", "60001", "x"}) {
+    env.vars["ERA_CF_REGISTRY_FLUSH_MS"] = bad;
+    CHECK(error_of([&] { load_config("", {}, env.fn()); }).find("cloudflare.registry_flush_ms") != std::string::npos);
+  }
+  std::remove(file.c_str());
+}
+
+TEST_CASE("[cloudflare] KV read cache and write batching: defaults, file, environment, bounds") {
+  Env env;
+  Config d = load_config("", {}, env.fn());
+  CHECK(d.cf_kv_cache_ttl_s == 30);
+  CHECK(d.cf_kv_cache_bytes == 64ull << 20);
+  CHECK(d.cf_kv_batch_max_keys == 10000);
+  CHECK(d.cf_kv_same_key_interval_ms == 1000);
+  auto file = temp_toml(
+      "[cloudflare]\nkv_cache_ttl_s = 0\nkv_cache_bytes = 1048576\nkv_batch_max_keys = 100\n"
+      "kv_same_key_interval_ms = 0\n");
+  env.vars["ERA_CF_KV_CACHE_TTL_S"] = "45";
+  Config c = load_config(file, {}, env.fn());
+  CHECK(c.cf_kv_cache_ttl_s == 45);
+  CHECK(c.source["cloudflare.kv_cache_ttl_s"] == "env");
+  CHECK(c.cf_kv_cache_bytes == 1048576);
+  CHECK(c.cf_kv_batch_max_keys == 100);
+  CHECK(c.cf_kv_same_key_interval_ms == 0);
+  env.vars["ERA_CF_KV_CACHE_BYTES"] = "2097152";
+  env.vars["ERA_CF_KV_BATCH_MAX_KEYS"] = "500";
+  env.vars["ERA_CF_KV_SAME_KEY_INTERVAL_MS"] = "250";
+  Config e = load_config(file, {}, env.fn());
+  CHECK(e.cf_kv_cache_bytes == 2097152);
+  CHECK(e.cf_kv_batch_max_keys == 500);
+  CHECK(e.cf_kv_same_key_interval_ms == 250);
+  std::remove(file.c_str());
+  // The cache may not outlive KV's own 60 s window; a bulk call carries at most 10,000 pairs.
+  Env bad;
+  bad.vars["ERA_CF_KV_CACHE_TTL_S"] = "61";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("cloudflare.kv_cache_ttl_s") != std::string::npos);
+  bad.vars.clear();
+  bad.vars["ERA_CF_KV_BATCH_MAX_KEYS"] = "10001";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("cloudflare.kv_batch_max_keys") != std::string::npos);
+  bad.vars.clear();
+  bad.vars["ERA_CF_KV_BATCH_MAX_KEYS"] = "0";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("cloudflare.kv_batch_max_keys") != std::string::npos);
+  bad.vars.clear();
+  bad.vars["ERA_CF_KV_SAME_KEY_INTERVAL_MS"] = "-1";
+  CHECK(error_of([&] { load_config("", {}, bad.fn()); }).find("cloudflare.kv_same_key_interval_ms") != std::string::npos);
+}

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "store/cloudflare/token_check.h"
 #include "util/error.h"
 
 namespace era::cf {
@@ -27,9 +28,9 @@ CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::
   s3_ = std::make_unique<S3Client>(*http_, o.r2_endpoint, o.r2_bucket, o.r2_credentials);
   d1_ = std::make_unique<D1Client>(*api_, o.d1_database_id);
   d1_store_ = std::make_unique<CloudflareD1>(*d1_, o.d1);
-  registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_);
-  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get());
-  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, registry_.get());
+  registry_ = std::make_unique<CloudflareRegistry>(*d1_, *d1_store_, o.registry);
+  kv_ = std::make_unique<CloudflareKv>(*api_, o.kv_namespace_id, registry_.get(), o.kv);
+  r2_ = std::make_unique<CloudflareR2>(*s3_, *http_, o.r2_part_size, o.r2_max_object_size, registry_.get());
   registry_->set_walkers(
       {{"kv", ':', [this](const std::function<void(StoredEntry)>& fn) { kv_->walk(fn); },
         [this](const std::string& ns, const std::string& key) -> std::optional<StoredEntry> {
@@ -48,18 +49,8 @@ CloudflareBackend::CloudflareBackend(CloudflareOptions options) : options_(std::
 
 std::vector<CheckItem> CloudflareBackend::check() {
   std::vector<CheckItem> out;
-  // The token: account tokens verify under the account base; a 404 there (user tokens, or the
-  // emulator, which has no token endpoint) leaves the verdict to the calls below, which use it.
-  out.push_back(run_check("API token", [&] {
-    HttpRequest req = api_->request("GET", "/tokens/verify", "API token verify");
-    HttpResponse r = api_->send(req);
-    if (r.status == 404) return;
-    if (r.status != 200) throw upstream_error(req.what, r);
-    auto env = RestApi::envelope(r, req.what);
-    if (env.value("success", false) != true) throw upstream_error(req.what, r);
-    if (env.contains("result") && env["result"].is_object() && env["result"].value("status", "active") != "active")
-      throw ApiError(502, "upstream_error", "the API token is " + env["result"].value("status", std::string("?")));
-  }));
+  // The token: account-owned ones verify under the account base, user-owned ones at /user/tokens/verify.
+  out.push_back(verify_api_token(*api_));
   out.push_back(run_check("KV namespace " + options_.kv_namespace_id, [&] { kv_->check(); }));
   out.push_back(run_check("D1 database " + options_.d1_database_id, [&] {
     HttpRequest req = api_->request("POST", "/d1/database/" + options_.d1_database_id + "/raw", "D1 database check");

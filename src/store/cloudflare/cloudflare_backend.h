@@ -29,6 +29,9 @@ struct CloudflareOptions {
   sigv4::Credentials r2_credentials;
   HttpOptions http;
   uint64_t r2_part_size = 16u << 20;  // objects above this go up as multipart, in parts of this size
+  uint64_t r2_max_object_size = 5ull << 30;  // parts grow so this fits in R2's 10,000 parts
+  RegistryOptions registry;
+  KvOptions kv;  // read cache and write batching (cloudflare_kv.h)
   D1Limits d1;
 };
 
@@ -43,7 +46,9 @@ class CloudflareBackend : public Backend {
   SqlStore& d1() override { return *d1_store_; }
   // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h).
   ResourceRegistry& registry() override { return *registry_; }
-  void close() override {}
+  // The registry's flusher and marker (cloudflare_registry.h).
+  void start(const std::string& instance) override { registry_->start(instance); }
+  void close() override { registry_->close(); }
   std::vector<CheckItem> check() override;
 
  private:

@@ -20,6 +20,9 @@ namespace {
 using nlohmann::json;
 using sqlfront::kObjectsTable;
 
+constexpr size_t kD1MaxStatementBytes = 100000;  // D1: a statement's SQL text, as D1 receives it
+constexpr size_t kD1MaxValueBytes = 2000000;     // D1: a string, BLOB or row
+
 // The statement's text with every parameter replaced: numbers and NULL become literals, strings ?K,
 // BLOBs unhex(?K). Returns the text; `out` receives the string parameters in ?K order.
 std::string bind_into(std::string_view text, sqlite3_stmt* stmt, const std::vector<SqlValue>& params,
@@ -35,6 +38,18 @@ std::string bind_into(std::string_view text, sqlite3_stmt* stmt, const std::vect
     else idx = sqlite3_bind_parameter_index(stmt, std::string(t.text).c_str());
     if (idx <= 0 || static_cast<size_t>(idx) > params.size())
       throw bad_request("param_count", "parameter " + std::string(t.text) + " has no value");
+    // D1 refuses a value over 2,000,000 bytes; checked on what is sent (a BLOB goes as hex: twice its size).
+    const SqlValue& pv = params[static_cast<size_t>(idx - 1)];
+    if (auto s = std::get_if<std::string>(&pv); s && s->size() > kD1MaxValueBytes)
+      throw ApiError(413, "value_too_large", "parameter " + std::to_string(idx) + " is " + std::to_string(s->size()) +
+                                                 " bytes; D1 takes a string of at most " +
+                                                 std::to_string(kD1MaxValueBytes) + " bytes");
+    if (auto b = std::get_if<SqlBlob>(&pv); b && 2 * b->bytes.size() > kD1MaxValueBytes)
+      throw ApiError(413, "value_too_large",
+                     "parameter " + std::to_string(idx) + " is a BLOB of " + std::to_string(b->bytes.size()) +
+                         " bytes; with the cloudflare backend a BLOB travels to D1 as hex text (two bytes per byte) "
+                         "within D1's " + std::to_string(kD1MaxValueBytes) + "-byte value limit, so it may be at most " +
+                         std::to_string(kD1MaxValueBytes / 2) + " bytes");
     highest = std::max(highest, idx);
     sql.append(text.substr(at, t.offset - at));
     at = t.offset + t.text.size();
@@ -127,6 +142,7 @@ struct CloudflareD1::Shadow {
   std::mutex mu;  // one plan of this namespace at a time; held only while planning, never while sending
   std::unique_ptr<sqlite::Db> db;
   bool stale = true;
+  uint64_t generation = 0;  // bumped by mark_stale: a reload that read before it stays stale
 };
 
 struct CloudflareD1::Plan {
@@ -151,6 +167,11 @@ class CloudflareD1::Planner : public sqlfront::Executor {
     const bool readonly = sqlite3_stmt_readonly(stmt);
     D1Statement out;
     out.sql = bind_into(text, stmt, st.params, out.params);
+    if (out.sql.size() > kD1MaxStatementBytes)
+      throw ApiError(413, "statement_too_large",
+                     "statement " + std::to_string(unit + 1) + " is " + std::to_string(out.sql.size()) +
+                         " bytes as sent to D1 (table names prefixed with the namespace, numbers written as "
+                         "literals); D1 takes at most " + std::to_string(kD1MaxStatementBytes) + " bytes");
     p_.upstream.push_back(std::move(out));
     p_.unit_of.push_back(static_cast<int>(unit));
     p_.inserts.push_back(!readonly && sqlfront::inserts_rows(text));
@@ -205,6 +226,12 @@ CloudflareD1::Shadow& CloudflareD1::shadow(const std::string& ns) {
 
 void CloudflareD1::reload(const std::string& ns) {
   ensure_schema();
+  uint64_t generation;
+  {
+    Shadow& s = shadow(ns);
+    std::lock_guard<std::mutex> lock(s.mu);
+    generation = s.generation;
+  }
   auto r = d1_.batch({{std::string("SELECT physical, ns, type FROM ") + kObjectsTable, {}},
                       {std::string("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name IN (SELECT physical "
                                    "FROM ") +
@@ -218,7 +245,7 @@ void CloudflareD1::reload(const std::string& ns) {
   for (const auto& row : r[0].rows)
     if (row.size() == 3 && row[0].is_string() && row[1].is_string() && row[2].is_string())
       objects.push_back({row[0].get<std::string>(), row[1].get<std::string>(), row[2].get<std::string>()});
-  registry_.replace_all(objects);
+  install_registry(ns, objects);
   auto db = std::make_unique<sqlite::Db>(":memory:");
   sqlfront::configure_connection(db->handle(), limits_);
   for (const auto& row : r[1].rows)
@@ -230,7 +257,39 @@ void CloudflareD1::reload(const std::string& ns) {
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
   s.db = std::move(db);
-  s.stale = false;
+  // DDL that finished while this read was out may be missing from it: then it stays stale.
+  s.stale = s.generation != generation;
+}
+
+// The ownership registry is shared by every namespace's shadow, and the planner diffs a namespace's
+// shadow against it after DDL: a namespace's entries must come from the same read as its shadow. So a
+// reload takes the read's entries for its own namespace and for namespaces with no current shadow,
+// and keeps, for every other namespace with a current shadow, the entries that shadow's own load
+// installed (a read older than that load, finishing late, would otherwise make the planner see that
+// namespace's newer objects as created by this call and claim them again).
+void CloudflareD1::install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read) {
+  std::vector<Shadow*> others;
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, sh] : shadows_)
+      if (name != ns) {
+        others.push_back(sh.get());
+        names.push_back(name);
+      }
+  }
+  std::lock_guard<std::mutex> one_at_a_time(registry_mu_);
+  std::set<std::string> keep;
+  for (size_t i = 0; i < others.size(); ++i) {
+    std::lock_guard<std::mutex> lock(others[i]->mu);
+    if (!others[i]->stale && others[i]->db) keep.insert(names[i]);
+  }
+  std::vector<sql::SchemaObject> merged;
+  for (const auto& o : read)
+    if (!keep.count(o.ns)) merged.push_back(o);
+  for (const auto& name : keep)
+    for (auto& o : registry_.objects_of(name)) merged.push_back(std::move(o));
+  registry_.replace_all(merged);
 }
 
 std::optional<CloudflareD1::Plan> CloudflareD1::plan(const std::string& ns, const std::vector<sqlfront::Unit>& units,
@@ -283,6 +342,7 @@ void CloudflareD1::mark_stale(const std::string& ns) {
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
   s.stale = true;
+  ++s.generation;
 }
 
 std::vector<SqlResult> CloudflareD1::run(const std::string& ns, const std::vector<sqlfront::Unit>& units,
@@ -293,7 +353,8 @@ std::vector<SqlResult> CloudflareD1::run(const std::string& ns, const std::vecto
   } catch (const ApiError& e) {
     // A statement the cached shadow refused: another replica may have changed the schema. Refused
     // again on a copy read just now, the verdict stands.
-    if (e.status() >= 500 || e.status() == 408) throw;
+    // A size limit is the statement's own, whatever the schema: refused without another read.
+    if (e.status() >= 500 || e.status() == 408 || e.status() == 413) throw;
     reload(ns);
   }
   if (!p) p = plan(ns, units, true, deadline);  // DDL, or a refusal above: on a schema read just now

@@ -68,6 +68,7 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   // reload() if this replica has no current copy of ns's schema.
   void load(const std::string& ns);
   void mark_stale(const std::string& ns);
+  void install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read);
   Shadow& shadow(const std::string& ns);
   void ensure_schema();
   std::vector<sql::SchemaObject> read_registry();
@@ -75,6 +76,7 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   D1Client& d1_;
   sql::ObjectRegistry registry_;
   std::mutex mu_;  // guards shadows_ and schema_ready_
+  std::mutex registry_mu_;  // one install_registry at a time
   std::map<std::string, std::unique_ptr<Shadow>> shadows_;
   bool schema_ready_ = false;
 };

@@ -14,7 +14,8 @@ namespace era::cf {
 namespace {
 
 constexpr size_t kMaxR2NameBytes = 1024;  // R2's key limit, on the stored name "ns/key"
-constexpr uint64_t kMaxParts = 10000;
+constexpr uint64_t kMiB = 1u << 20;
+constexpr uint64_t kMaxPartBytes = 5ull << 30;  // R2: a part is at most 5 GiB
 constexpr const char* kMetaPrefix = "x-amz-meta-";
 
 std::string stored_name(const std::string& ns, const std::string& key) {
@@ -143,6 +144,22 @@ std::string CloudflareR2::encode_meta_name(const std::string& name) {
   return out;
 }
 
+uint64_t CloudflareR2::part_size_for(std::optional<uint64_t> size, uint64_t configured, uint64_t max_object_size) {
+  const uint64_t biggest = size.value_or(max_object_size);
+  uint64_t part = configured;
+  if (biggest > part * kMaxParts) {
+    part = (biggest + kMaxParts - 1) / kMaxParts;  // the smallest that fits in kMaxParts parts
+    part = (part + kMiB - 1) / kMiB * kMiB;        // a whole MiB
+  }
+  return std::min(part, kMaxPartBytes);
+}
+
+size_t CloudflareR2::encoded_metadata_bytes(const std::map<std::string, std::string>& metadata) {
+  size_t n = 0;
+  for (const auto& [k, v] : metadata) n += encode_meta_name(k).size() + encode_meta_value(v).size();
+  return n;
+}
+
 std::string CloudflareR2::encode_meta_value(const std::string& v) {
   static const char d[] = "0123456789ABCDEF";
   std::string out;
@@ -187,10 +204,16 @@ void CloudflareR2::add_put_headers(HttpRequest& req, const PutOptions& o) const 
 
 ObjectInfo CloudflareR2::put(const std::string& ns, const std::string& key, const PutOptions& o,
                              const ChunkSource& source) {
+  stored_name(ns, key);  // a name R2 refuses is refused before anything is sent or recorded
+  if (const size_t n = encoded_metadata_bytes(o.custom_metadata); n > kMaxMetadataBytes)
+    throw ApiError(413, "metadata_too_large",
+                   "metadata too large: R2 takes at most " + std::to_string(kMaxMetadataBytes) +
+                       " bytes of custom metadata as sent, and this is " + std::to_string(n) +
+                       " once encoded for its headers (uppercase letters in names, '%', control, non-ASCII bytes "
+                       "and edge spaces take 3 bytes each)");
   if (!recorder_) return upload(ns, key, o, source);
-  stored_name(ns, key);  // a name R2 refuses is refused before anything is recorded
-  // Registry first (the size announced, if any), corrected once the upload says what it stored: a
-  // crash in between can only show an object that is not there (reindex repairs it).
+  // Registry change queued first (the size announced, if any), corrected once the upload says what it
+  // stored; neither waits on D1 (cloudflare_registry.h gives the crash rule).
   const std::string meta = nlohmann::json(o.custom_metadata).dump();
   auto in_order = recorder_->order("r2", ns, key);  // in order with every other write of this key
   recorder_->record_put("r2", ns, key, int64_t(o.size.value_or(0)), meta, std::nullopt);
@@ -248,10 +271,11 @@ ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, c
   std::vector<std::string> part_etags;
   std::exception_ptr failure;
 
+  const uint64_t part_size = part_size_for(o.size, part_size_, max_object_size_);
   auto upload_part = [&]() {
     if (part_etags.size() + 1 > kMaxParts)
       throw ApiError(413, "object_too_large", "object too large for " + std::to_string(kMaxParts) + " parts of " +
-                                                  std::to_string(part_size_) + " bytes");
+                                                  std::to_string(part_size) + " bytes");
     if (upload_id.empty()) {
       HttpRequest c = s3_.request("POST", name, {{"uploads", ""}}, "R2 create multipart upload");
       add_put_headers(c, o);
@@ -277,8 +301,8 @@ ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, c
         if (o.size && total > *o.size)
           throw ApiError(400, "size_mismatch", "the body is longer than its announced size");
         while (n > 0) {
-          if (buf.size() == part_size_) upload_part();  // more bytes follow a full part: send it
-          const size_t take = size_t(std::min<uint64_t>(n, part_size_ - buf.size()));
+          if (buf.size() == part_size) upload_part();  // more bytes follow a full part: send it
+          const size_t take = size_t(std::min<uint64_t>(n, part_size - buf.size()));
           buf.append(data, take);
           data += take;
           n -= take;
@@ -303,6 +327,9 @@ ObjectInfo CloudflareR2::upload(const std::string& ns, const std::string& key, c
       HttpRequest req = s3_.request("PUT", name, {}, "R2 put");
       add_put_headers(req, o);
       add_conditions(req, o.precondition);
+      // A conditional write that may have landed is not repeated: the retry would be judged against the
+      // object the first try stored (412 for If-None-Match: *, or for an If-Match on the old etag).
+      if (o.precondition.if_match || o.precondition.if_none_match) req.retry = Retry::unsent_only;
       req.body = std::move(buf);
       HttpResponse r = s3_.send(req);
       if (r.status != 200) throw_s3(req.what, r);

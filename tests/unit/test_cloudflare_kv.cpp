@@ -1,0 +1,707 @@
+// CloudflareKv against a loopback server that records every request and answers like Workers KV's REST
+// API: the exact requests (method, path, query, headers, body) pinned against Cloudflare's API
+// reference (developers.cloudflare.com/api/resources/kv/subresources/namespaces/...), the group commit
+// of writes (rounds, folding, order, failure fan-out), coalesced and cached reads, and the upstream
+// calls each operation costs.
+#include <doctest/doctest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/cloudflare/cloudflare_kv.h"
+#include "store/cloudflare/kv_cache.h"
+#include "support.h"
+#include "util/encoding.h"
+
+using era::ApiError;
+using era::KvValue;
+using era::cf::CloudflareKv;
+using era::cf::HttpClient;
+using era::cf::HttpOptions;
+using era::cf::KvOptions;
+using era::cf::KvReadCache;
+using era::cf::RestApi;
+using era::test::status_of;
+using nlohmann::json;
+
+namespace {
+
+const std::string kNs = "0123456789abcdef0123456789abcdef";
+const std::string kPath = "/accounts/acc/storage/kv/namespaces/" + kNs;
+
+struct Seen {
+  std::string method, target, body, content_type, authorization, accept;
+  std::multimap<std::string, httplib::MultipartFormData> parts;
+};
+
+std::string envelope(const json& result) {
+  return json{{"success", true}, {"errors", json::array()}, {"messages", json::array()}, {"result", result}}.dump();
+}
+
+std::string error_envelope(int code, const std::string& message) {
+  return json{{"success", false}, {"errors", {{{"code", code}, {"message", message}}}}, {"messages", json::array()},
+              {"result", nullptr}}
+      .dump();
+}
+
+// A loopback upstream: records each request, answers with `answer` (default: a KV success for what
+// was asked), and can hold its answers until released.
+class Upstream {
+ public:
+  using Answer = std::function<bool(const Seen&, httplib::Response&)>;  // true: answered
+
+  Upstream() {
+    auto h = [this](const httplib::Request& req, httplib::Response& res) {
+      Seen s{req.method, req.target, req.body, req.get_header_value("Content-Type"),
+             req.get_header_value("Authorization"), req.get_header_value("Accept"), {}};
+      for (const auto& [name, part] : req.files) s.parts.emplace(name, part);
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        seen_.push_back(s);
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !held_; });
+      }
+      Answer a;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        a = answer_;
+      }
+      if (a && a(s, res)) return;
+      res.set_content(envelope(json::object()), "application/json");
+    };
+    server_.Get(".*", h);
+    server_.Post(".*", h);
+    server_.Put(".*", h);
+    server_.Delete(".*", h);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~Upstream() {
+    release();
+    server_.stop();
+    thread_.join();
+  }
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_) + "/accounts/acc"; }
+  void answer(Answer a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    answer_ = std::move(a);
+  }
+  void hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = false;
+    cv_.notify_all();
+  }
+  void wait_calls(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return seen_.size() >= n; });
+  }
+  std::vector<Seen> seen() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+  size_t calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_.size();
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Seen> seen_;
+  Answer answer_;
+  bool held_ = false;
+};
+
+HttpOptions quick(int attempts = 1) {
+  HttpOptions o;
+  o.connect_timeout_ms = 2000;
+  o.timeout_ms = 10000;
+  o.max_attempts = attempts;
+  o.backoff_base_ms = 1;
+  o.backoff_max_ms = 2;
+  return o;
+}
+
+KvOptions no_cache() {
+  KvOptions o;
+  o.cache_ttl = std::chrono::milliseconds(0);
+  o.same_key_interval = std::chrono::milliseconds(0);
+  return o;
+}
+
+KvOptions cached() {
+  KvOptions o = no_cache();
+  o.cache_ttl = std::chrono::seconds(60);
+  return o;
+}
+
+struct Rig {
+  Upstream up;
+  HttpClient http{quick()};
+  RestApi api{http, up.base(), "TOKEN"};
+  std::unique_ptr<CloudflareKv> kv;
+  explicit Rig(KvOptions o = no_cache(), era::cf::ResourceRecorder* rec = nullptr)
+      : kv(std::make_unique<CloudflareKv>(api, kNs, rec, o)) {}
+};
+
+// The answer of bulk/get for names -> stored values (absent: null).
+bool answer_bulk_get(const Seen& s, httplib::Response& res, const std::map<std::string, json>& store) {
+  if (s.target != kPath + "/bulk/get") return false;
+  json values = json::object();
+  const json asked = json::parse(s.body);
+  for (const auto& k : asked["keys"]) {
+    auto it = store.find(k.get<std::string>());
+    values[k.get<std::string>()] = it == store.end() ? json(nullptr) : it->second;
+  }
+  res.set_content(envelope(json{{"values", values}}), "application/json");
+  return true;
+}
+
+int64_t now_s() { return int64_t(std::time(nullptr)); }
+
+// A registry that remembers what it was told (the store's side of cloudflare_registry.h).
+struct Recorded : era::cf::ResourceRecorder {
+  std::mutex mu;
+  std::vector<std::string> log;
+  bool refuse_puts = false;  // record_put throws, as a registry that cannot record would
+  era::KeyLocks locks;
+  era::KeyLocks::Guard order(const char*, const std::string& ns, const std::string& key) override {
+    return locks.lock(ns + ":" + key);
+  }
+  void record_put(const char*, const std::string& ns, const std::string& key, int64_t size,
+                  const std::optional<std::string>&, std::optional<int64_t>) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (refuse_puts) throw ApiError(503, "upstream_unavailable", "the registry is unavailable");
+    log.push_back("put " + ns + ":" + key + " " + std::to_string(size));
+  }
+  void record_remove(const char*, const std::string& ns, const std::string& key) override {
+    std::lock_guard<std::mutex> lock(mu);
+    log.push_back("remove " + ns + ":" + key);
+  }
+  std::map<std::string, std::string> metadata_of(const char*, const std::string&,
+                                                 const std::vector<std::string>&) override {
+    return {};
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("cloudflare kv") {
+
+// ---------------------------------------------------------------- request shapes
+
+TEST_CASE("put without metadata: PUT values/<key> with the raw bytes, as wrangler sends it") {
+  Rig r;
+  const std::string bytes("a\0b\xff\xfe", 5);
+  r.kv->put("app", "a/b c%", KvValue{bytes, std::nullopt, std::nullopt, std::nullopt});
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].method == "PUT");
+  CHECK(seen[0].target == kPath + "/values/app%3Aa%2Fb%20c%25");  // one path segment, no query
+  CHECK(seen[0].content_type == "application/octet-stream");
+  CHECK(seen[0].authorization == "Bearer TOKEN");
+  CHECK(seen[0].body == bytes);
+}
+
+TEST_CASE("put with metadata: multipart with `value` as a plain form field and `metadata` as JSON text") {
+  Rig r;
+  r.kv->put("app", "k", KvValue{"héllo", std::string(R"({"a":1})"), std::nullopt, std::nullopt});
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].method == "PUT");
+  CHECK(seen[0].target == kPath + "/values/app%3Ak");
+  CHECK(seen[0].content_type.rfind("multipart/form-data; boundary=", 0) == 0);
+  REQUIRE(seen[0].parts.count("value") == 1);
+  REQUIRE(seen[0].parts.count("metadata") == 1);
+  const auto& value = seen[0].parts.find("value")->second;
+  CHECK(value.content == "héllo");
+  CHECK(value.filename.empty());  // a plain field, not a file
+  CHECK(seen[0].parts.find("metadata")->second.content == R"({"a":1})");
+}
+
+TEST_CASE("multipart body: text as a plain field; bytes that are not UTF-8 as a file part") {
+  const std::string text = CloudflareKv::multipart_body("B", KvValue{"hi", std::string("{}"), {}, {}});
+  CHECK(text ==
+        "--B\r\nContent-Disposition: form-data; name=\"value\"\r\n\r\nhi\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--B--\r\n");
+  const std::string bytes = CloudflareKv::multipart_body("B", KvValue{"\xff", std::string("{}"), {}, {}});
+  CHECK(bytes ==
+        "--B\r\nContent-Disposition: form-data; name=\"value\"; filename=\"value\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n\xff\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--B--\r\n");
+}
+
+TEST_CASE("expiration_ttl is passed through as expiration_ttl, never turned into a time") {
+  Rig r;
+  r.kv->put("app", "t", KvValue{"v", std::nullopt, now_s() + 60, 60});
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].target == kPath + "/values/app%3At?expiration_ttl=60");
+  // A TTL under Cloudflare's minimum never leaves.
+  CHECK(status_of([&] { r.kv->put("app", "t", KvValue{"v", std::nullopt, now_s() + 30, 30}); }) == 400);
+  CHECK(r.up.calls() == 1);
+}
+
+TEST_CASE("an absolute expiration near Cloudflare's 60 s minimum is moved later by the margin; a far one is kept") {
+  CHECK(CloudflareKv::expiration_to_send(1000 + 60, 1000) == 1000 + 60 + CloudflareKv::kExpirationMarginS);
+  CHECK(CloudflareKv::expiration_to_send(1000 + 65, 1000) == 1000 + 60 + CloudflareKv::kExpirationMarginS);
+  CHECK(CloudflareKv::expiration_to_send(5000, 1000) == 5000);
+  Rig r;
+  const int64_t far = now_s() + 3600;
+  r.kv->put("app", "far", KvValue{"v", std::nullopt, far, std::nullopt});
+  const int64_t before = now_s();
+  r.kv->put("app", "near", KvValue{"v", std::nullopt, before + 60, std::nullopt});
+  const int64_t after = now_s();
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].target == kPath + "/values/app%3Afar?expiration=" + std::to_string(far));
+  const std::string q = seen[1].target.substr(seen[1].target.find("?expiration=") + 12);
+  const int64_t sent = std::stoll(q);
+  CHECK(sent >= before + 60 + CloudflareKv::kExpirationMarginS);
+  CHECK(sent <= after + 60 + CloudflareKv::kExpirationMarginS);
+}
+
+TEST_CASE("get: one POST bulk/get with withMetadata brings value, metadata and expiration") {
+  Rig r;
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    return answer_bulk_get(s, res, {{"app:k", {{"value", "v1"}, {"metadata", {{"m", 1}}}, {"expiration", 4102444800.0}}}});
+  });
+  auto v = r.kv->get("app", "k");
+  REQUIRE(v);
+  CHECK(v->value == "v1");
+  CHECK(v->metadata == std::string(R"({"m":1})"));
+  CHECK(v->expiration == 4102444800);
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].method == "POST");
+  CHECK(seen[0].target == kPath + "/bulk/get");
+  CHECK(seen[0].content_type == "application/json");
+  CHECK(json::parse(seen[0].body) == json{{"keys", {"app:k"}}, {"type", "text"}, {"withMetadata", true}});
+  // A missing key is null in the answer.
+  CHECK_FALSE(r.kv->get("app", "missing"));
+  CHECK(r.up.calls() == 2);
+}
+
+TEST_CASE("get: a value bulk/get cannot carry as text is read again raw, with its expiration header") {
+  Rig r;
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    if (answer_bulk_get(s, res, {{"app:bin", {{"value", "\xEF\xBF\xBD\x01"}, {"metadata", {{"b", true}}}}}}))
+      return true;
+    if (s.method == "GET" && s.target == kPath + "/values/app%3Abin") {
+      res.set_header("expiration", "4102444800");
+      res.set_content(std::string("\xff\x01", 2), "application/octet-stream");
+      return true;
+    }
+    return false;
+  });
+  auto v = r.kv->get("app", "bin");
+  REQUIRE(v);
+  CHECK(v->value == std::string("\xff\x01", 2));
+  CHECK(v->metadata == std::string(R"({"b":true})"));
+  CHECK(v->expiration == 4102444800);
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1].accept == "application/octet-stream");
+}
+
+TEST_CASE("get: if bulk/get is refused, GET values + GET metadata; a 404 is no such key only with 10009") {
+  Rig r;
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    if (s.target == kPath + "/bulk/get") {
+      res.status = 400;
+      res.set_content(error_envelope(10001, "Keys must contain text-based values"), "application/json");
+      return true;
+    }
+    if (s.target == kPath + "/values/app%3Ak") {
+      res.set_content("raw", "application/octet-stream");
+      return true;
+    }
+    if (s.target == kPath + "/metadata/app%3Ak") {
+      res.set_content(envelope(json{{"m", 2}}), "application/json");
+      return true;
+    }
+    res.status = 404;
+    res.set_content(error_envelope(10009, "get: 'key not found'"), "application/json");
+    return true;
+  });
+  auto v = r.kv->get("app", "k");
+  REQUIRE(v);
+  CHECK(v->value == "raw");
+  CHECK(v->metadata == std::string(R"({"m":2})"));
+  CHECK_FALSE(r.kv->get("app", "nope"));
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 5);
+  CHECK(seen[1].method == "GET");
+  CHECK(seen[1].target == kPath + "/values/app%3Ak");
+  CHECK(seen[2].method == "GET");
+  CHECK(seen[2].target == kPath + "/metadata/app%3Ak");
+}
+
+TEST_CASE("a namespace error is a 502 that names the namespace, for reads and writes alike") {
+  Rig r;
+  for (int code : {10013, 0}) {  // namespace not found; and a 404 without 10009 at all
+    CAPTURE(code);
+    r.up.answer([code](const Seen&, httplib::Response& res) {
+      res.status = 404;
+      res.set_content(code ? error_envelope(code, "get: 'namespace not found'") : "Not Found", "text/plain");
+      return true;
+    });
+    for (const auto& op : std::vector<std::function<void()>>{
+             [&] { r.kv->get("app", "k"); },
+             [&] { r.kv->put("app", "k", KvValue{"v", {}, {}, {}}); },
+             [&] { r.kv->remove("app", "k"); }}) {
+      try {
+        op();
+        FAIL("expected a namespace error");
+      } catch (const ApiError& e) {
+        CHECK(e.status() == 502);
+        CHECK(std::string(e.what()).find("KV namespace " + kNs) != std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("delete: DELETE values/<key>; a 404 with 10009 is already done") {
+  Rig r;
+  r.up.answer([](const Seen&, httplib::Response& res) {
+    res.status = 404;
+    res.set_content(error_envelope(10009, "delete: 'key not found'"), "application/json");
+    return true;
+  });
+  r.kv->remove("app", "gone");
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].method == "DELETE");
+  CHECK(seen[0].target == kPath + "/values/app%3Agone");
+}
+
+// ---------------------------------------------------------------- group commit
+
+// Starts `n` writers of `fn(i)` on threads while the upstream holds a first lone write; returns once they
+// all wait for the next round. join() lets the round go.
+struct Burst {
+  std::vector<std::thread> threads;
+  std::vector<int> status;
+  explicit Burst(size_t n) : status(n, -1) {}
+  void join() {
+    for (auto& t : threads) t.join();
+  }
+};
+
+void start_burst(Burst& b, std::function<void(size_t)> fn) {
+  for (size_t i = 0; i < b.status.size(); ++i)
+    b.threads.emplace_back([&b, fn, i] { b.status[i] = status_of([&] { fn(i); }); });
+}
+
+TEST_CASE("concurrent writes go together: one PUT bulk and one POST bulk/delete carry the next round") {
+  Rig r;
+  r.up.hold();
+  std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
+  r.up.wait_calls(1);  // the lone write left at once, alone
+  Burst puts(5), dels(3);
+  start_burst(puts, [&](size_t i) {
+    r.kv->put("app", "p" + std::to_string(i),
+              KvValue{i == 0 ? std::string("\xff\x00", 2) : "v" + std::to_string(i),
+                      i == 1 ? std::optional<std::string>(R"({"i":1})") : std::nullopt,
+                      i == 2 ? std::optional<int64_t>(now_s() + 120) : std::nullopt,
+                      i == 2 ? std::optional<int64_t>(120) : std::nullopt});
+  });
+  start_burst(dels, [&](size_t i) { r.kv->remove("app", "d" + std::to_string(i)); });
+  r.kv->wait_writes_queued(8);
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    if (s.target != kPath + "/bulk" && s.target != kPath + "/bulk/delete") return false;
+    res.set_content(envelope(json{{"successful_key_count", json::parse(s.body).size()}, {"unsuccessful_keys", json::array()}}),
+                    "application/json");
+    return true;
+  });
+  r.up.release();
+  first.join();
+  puts.join();
+  dels.join();
+  for (int s : puts.status) CHECK(s == 200);
+  for (int s : dels.status) CHECK(s == 200);
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].target == kPath + "/values/app%3Afirst");
+  const Seen& bulk = seen[1].target == kPath + "/bulk" ? seen[1] : seen[2];
+  const Seen& bulk_delete = seen[1].target == kPath + "/bulk" ? seen[2] : seen[1];
+  CHECK(bulk.method == "PUT");
+  CHECK(bulk.content_type == "application/json");
+  json items = json::parse(bulk.body);
+  REQUIRE(items.size() == 5);
+  std::map<std::string, json> by_key;
+  for (auto& it : items) by_key[it["key"].get<std::string>()] = it;
+  CHECK(by_key["app:p0"] == json{{"key", "app:p0"}, {"value", era::enc::base64_encode(std::string("\xff\x00", 2))}, {"base64", true}});
+  CHECK(by_key["app:p1"] == json{{"key", "app:p1"}, {"value", "v1"}, {"metadata", {{"i", 1}}}});
+  CHECK(by_key["app:p2"] == json{{"key", "app:p2"}, {"value", "v2"}, {"expiration_ttl", 120}});
+  CHECK(by_key["app:p3"] == json{{"key", "app:p3"}, {"value", "v3"}});
+  CHECK(bulk_delete.method == "POST");
+  CHECK(bulk_delete.content_type == "application/json");
+  json names = json::parse(bulk_delete.body);
+  std::sort(names.begin(), names.end());
+  CHECK(names == json{"app:d0", "app:d1", "app:d2"});
+}
+
+TEST_CASE("a failed bulk call fails exactly the writes it carried; unsuccessful keys fail alone") {
+  Rig r;
+  r.up.hold();
+  std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
+  r.up.wait_calls(1);
+  Burst puts(4), dels(2);
+  start_burst(puts, [&](size_t i) { r.kv->put("app", "p" + std::to_string(i), KvValue{"v", {}, {}, {}}); });
+  start_burst(dels, [&](size_t i) { r.kv->remove("app", "d" + std::to_string(i)); });
+  r.kv->wait_writes_queued(6);
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    if (s.target == kPath + "/bulk") {
+      res.status = 500;
+      res.set_content(error_envelope(10000, "internal"), "application/json");
+      return true;
+    }
+    if (s.target == kPath + "/bulk/delete") {
+      res.set_content(envelope(json{{"successful_key_count", 1}, {"unsuccessful_keys", {"app:d1"}}}), "application/json");
+      return true;
+    }
+    return false;
+  });
+  r.up.release();
+  first.join();
+  puts.join();
+  dels.join();
+  for (int s : puts.status) CHECK(s == 502);
+  CHECK(dels.status[0] == 200);
+  CHECK(dels.status[1] == 503);
+}
+
+TEST_CASE("writes to one key in one round fold: the last wins and every one of them is acknowledged with it") {
+  Recorded rec;  // the registry hears of each key's final state, in the store's order
+  Rig r(no_cache(), &rec);
+  r.up.hold();
+  std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
+  r.up.wait_calls(1);
+  // In order: put v1, delete, put v3 (a delete then a put: the put is the state), and on another key
+  // put then delete (the delete is the state).
+  std::vector<std::thread> ts;
+  std::vector<int> st(5, -1);
+  auto queue = [&](size_t i, std::function<void()> fn) {
+    ts.emplace_back([&, i, fn] { st[i] = status_of(fn); });
+    r.kv->wait_writes_queued(i + 1);  // each joins the queue before the next: their order is known
+  };
+  queue(0, [&] { r.kv->put("app", "k", KvValue{"v1", {}, {}, {}}); });
+  queue(1, [&] { r.kv->remove("app", "k"); });
+  queue(2, [&] { r.kv->put("app", "k", KvValue{"v3", {}, {}, {}}); });
+  queue(3, [&] { r.kv->put("app", "j", KvValue{"j1", {}, {}, {}}); });
+  queue(4, [&] { r.kv->remove("app", "j"); });
+  r.up.release();
+  first.join();
+  for (auto& t : ts) t.join();
+  for (int s : st) CHECK(s == 200);
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 3);  // the lone first, then one put and one delete: nothing else
+  std::map<std::string, Seen> by_method;
+  for (size_t i = 1; i < seen.size(); ++i) by_method[seen[i].method] = seen[i];
+  CHECK(by_method["PUT"].target == kPath + "/values/app%3Ak");
+  CHECK(by_method["PUT"].body == "v3");
+  CHECK(by_method["DELETE"].target == kPath + "/values/app%3Aj");
+  CHECK(rec.log == std::vector<std::string>{"put app:first 1", "put app:k 2", "remove app:j"});
+}
+
+TEST_CASE("a put the registry cannot record is not sent, and fails alone") {
+  Recorded rec;
+  Rig r(no_cache(), &rec);
+  rec.refuse_puts = true;
+  CHECK(status_of([&] { r.kv->put("app", "k", KvValue{"v", {}, {}, {}}); }) == 503);
+  CHECK(r.up.calls() == 0);
+  r.kv->remove("app", "k");  // deletes are recorded after the store: unaffected
+  CHECK(r.up.calls() == 1);
+  CHECK(rec.log == std::vector<std::string>{"remove app:k"});
+}
+
+TEST_CASE("a key written less than the interval ago waits for a later round; other keys do not wait") {
+  KvOptions o = no_cache();
+  o.same_key_interval = std::chrono::milliseconds(300);
+  Rig r(o);
+  r.up.hold();
+  std::thread first([&] { r.kv->put("app", "k", KvValue{"v1", {}, {}, {}}); });
+  r.up.wait_calls(1);
+  std::thread again([&] { r.kv->put("app", "k", KvValue{"v2", {}, {}, {}}); });
+  r.kv->wait_writes_queued(1);
+  std::thread other([&] { r.kv->put("app", "j", KvValue{"j", {}, {}, {}}); });
+  r.kv->wait_writes_queued(2);
+  r.up.release();
+  first.join();
+  again.join();
+  other.join();
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].body == "v1");
+  CHECK(seen[1].target == kPath + "/values/app%3Aj");  // not held back by k
+  CHECK(seen[2].target == kPath + "/values/app%3Ak");
+  CHECK(seen[2].body == "v2");
+}
+
+TEST_CASE("a failed put leaves its registry row and reads nothing to second-guess it") {
+  Recorded rec;
+  Rig r(cached(), &rec);
+  r.up.answer([](const Seen&, httplib::Response& res) {
+    res.status = 500;
+    res.set_content(error_envelope(10000, "internal"), "application/json");
+    return true;
+  });
+  CHECK(status_of([&] { r.kv->put("app", "k", KvValue{"vvv", {}, {}, {}}); }) == 502);
+  CHECK(r.up.calls() == 1);  // no read: a miss may be KV's cached negative lookup
+  CHECK(rec.log == std::vector<std::string>{"put app:k 3"});
+  // The cache forgot the key: the next read goes upstream.
+  r.up.answer([](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, {}); });
+  CHECK_FALSE(r.kv->get("app", "k"));
+  CHECK(r.up.calls() == 2);
+}
+
+// ---------------------------------------------------------------- reads: cache and coalescing
+
+TEST_CASE("read cache: a write through this proxy is read back at once without a call; so is a delete") {
+  Rig r(cached());
+  r.kv->put("app", "k", KvValue{"v", std::string("{\"m\":1}"), std::nullopt, std::nullopt});
+  CHECK(r.up.calls() == 1);
+  auto v = r.kv->get("app", "k");
+  REQUIRE(v);
+  CHECK(v->value == "v");
+  CHECK(v->metadata == std::string("{\"m\":1}"));
+  r.kv->remove("app", "k");
+  CHECK_FALSE(r.kv->get("app", "k"));
+  CHECK(r.up.calls() == 2);  // the put and the delete; no read
+  // A miss read upstream is cached too (KV caches its negative lookups for as long).
+  r.up.answer([](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, {}); });
+  CHECK_FALSE(r.kv->get("app", "other"));
+  CHECK_FALSE(r.kv->get("app", "other"));
+  CHECK(r.up.calls() == 3);
+}
+
+TEST_CASE("read cache off (ttl 0): every read goes upstream") {
+  Rig r(no_cache());
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    return answer_bulk_get(s, res, {{"app:k", {{"value", "v"}, {"metadata", nullptr}}}});
+  });
+  r.kv->put("app", "k", KvValue{"v", {}, {}, {}});
+  CHECK(r.kv->get("app", "k")->value == "v");
+  CHECK(r.kv->get("app", "k")->value == "v");
+  CHECK(r.up.calls() == 3);
+}
+
+TEST_CASE("an expired value reads as absent, from the cache and from upstream") {
+  Rig r(cached());
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    return answer_bulk_get(s, res, {{"app:old", {{"value", "v"}, {"metadata", nullptr}, {"expiration", 1000}}}});
+  });
+  CHECK_FALSE(r.kv->get("app", "old"));
+  CHECK_FALSE(r.kv->get("app", "old"));
+  CHECK(r.up.calls() == 1);
+}
+
+TEST_CASE("concurrent misses are coalesced into bulk/get calls of at most 100 keys") {
+  Rig r(no_cache());
+  std::map<std::string, json> store;
+  for (int i = 0; i < 150; ++i) store["app:k" + std::to_string(i)] = {{"value", "v" + std::to_string(i)}, {"metadata", nullptr}};
+  r.up.answer([&](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, store); });
+  r.up.hold();
+  std::thread first([&] { CHECK(r.kv->get("app", "k0")->value == "v0"); });
+  r.up.wait_calls(1);
+  std::vector<std::thread> readers;
+  for (int i = 1; i < 150; ++i)
+    readers.emplace_back([&, i] { CHECK(r.kv->get("app", "k" + std::to_string(i))->value == "v" + std::to_string(i)); });
+  readers.emplace_back([&] { CHECK(r.kv->get("app", "k1")->value == "v1"); });  // a key asked twice
+  r.kv->wait_reads_queued(150);
+  r.up.release();
+  first.join();
+  for (auto& t : readers) t.join();
+  auto seen = r.up.seen();
+  REQUIRE(seen.size() == 3);  // k0 alone, then 149 names in calls of 100 and 49
+  std::vector<size_t> sizes;
+  for (const auto& s : seen) {
+    CHECK(s.target == kPath + "/bulk/get");
+    sizes.push_back(json::parse(s.body)["keys"].size());
+  }
+  CHECK(sizes == std::vector<size_t>{1, 100, 49});
+}
+
+TEST_CASE("read cache: a read that began before a write cannot put its older answer over the write") {
+  KvReadCache c(std::chrono::seconds(60), 1 << 20);
+  const uint64_t g = c.begin_read();  // a read leaves upstream ...
+  c.wrote("k", KvValue{"new", {}, {}, {}});  // ... a write is acknowledged meanwhile ...
+  c.fill("k", KvValue{"old", {}, {}, {}}, g);  // ... and the read's older answer arrives
+  std::optional<KvValue> out;
+  REQUIRE(c.lookup("k", out, 0));
+  REQUIRE(out);
+  CHECK(out->value == "new");
+  // Also when the write's entry was evicted in between: the fill is dropped (a miss, never stale).
+  KvReadCache small(std::chrono::seconds(60), 4096);
+  const uint64_t g2 = small.begin_read();
+  small.wrote("a", KvValue{"new", {}, {}, {}});
+  for (int i = 0; i < 64; ++i) small.wrote("filler" + std::to_string(i), KvValue{std::string(200, 'x'), {}, {}, {}});
+  small.fill("a", KvValue{"old", {}, {}, {}}, g2);
+  std::optional<KvValue> o2;
+  if (small.lookup("a", o2, 0)) {
+    REQUIRE(o2);
+    CHECK(o2->value == "new");
+  }
+  // A write of unknown outcome forgets the key.
+  c.forget("k");
+  CHECK_FALSE(c.lookup("k", out, 0));
+}
+
+TEST_CASE("read cache: bounded by bytes, least recently used out first") {
+  KvReadCache c(std::chrono::seconds(60), 8192);
+  for (int i = 0; i < 100; ++i) c.wrote("k" + std::to_string(i), KvValue{std::string(100, 'x'), {}, {}, {}});
+  CHECK(c.bytes() <= 8192);
+  std::optional<KvValue> out;
+  CHECK_FALSE(c.lookup("k0", out, 0));
+  CHECK(c.lookup("k99", out, 0));
+  // A value larger than a quarter of the cache is not kept.
+  c.wrote("big", KvValue{std::string(4096, 'x'), {}, {}, {}});
+  CHECK_FALSE(c.lookup("big", out, 0));
+  KvReadCache off(std::chrono::seconds(0), 8192);
+  off.wrote("k", KvValue{"v", {}, {}, {}});
+  CHECK_FALSE(off.lookup("k", out, 0));
+}
+
+// ---------------------------------------------------------------- the call budget, counted
+
+TEST_CASE("upstream calls per operation: 64 concurrent writers and a hot read set") {
+  Rig r(cached());
+  r.up.answer([](const Seen& s, httplib::Response& res) {
+    if (s.target != kPath + "/bulk" && s.target != kPath + "/bulk/delete") return false;
+    res.set_content(envelope(json{{"successful_key_count", json::parse(s.body).size()}, {"unsuccessful_keys", json::array()}}),
+                    "application/json");
+    return true;
+  });
+  r.up.hold();
+  std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
+  r.up.wait_calls(1);
+  Burst puts(64);
+  start_burst(puts, [&](size_t i) { r.kv->put("app", "k" + std::to_string(i), KvValue{"v", {}, {}, {}}); });
+  r.kv->wait_writes_queued(64);
+  r.up.release();
+  first.join();
+  puts.join();
+  for (int s : puts.status) CHECK(s == 200);
+  CHECK(r.up.calls() == 2);  // 65 puts: 2 calls
+  for (int round = 0; round < 10; ++round)
+    for (int i = 0; i < 64; ++i) CHECK(r.kv->get("app", "k" + std::to_string(i))->value == "v");
+  CHECK(r.up.calls() == 2);  // 640 reads of what this replica wrote: no call
+}
+
+}  // TEST_SUITE
