@@ -85,7 +85,7 @@ class CloudflareReplicasTest(unittest.TestCase):
         self.assertEqual(api(self.b.url, "DELETE", f"/api/storage/kv/{ns}/k0", ADMIN)[0], 200)
         # Each replica flushes its registry changes once per interval (cloudflare.registry_flush_ms, 1 s)
         # and before answering a listing: each sees the other's writes within that interval.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + slack(15)
         while time.monotonic() < deadline:
             totals = [api(p.url, "GET", f"/api/resources/stats?namespace={ns}", ADMIN)[1].get("total")
                       for p in (self.a, self.b)]
