@@ -9,9 +9,11 @@
 // database also holds other namespaces' tables ("victims"), full of canary values. The oracle:
 //   1. no result holds a canary ("CANARY"), nor an 8-byte blob that is an address inside a loaded
 //      module (fts3_tokenizer's pointer leak);
-//   2. after every statement the guard accepted, the victims' rows, their sqlite_master rows,
-//      sqlite_sequence rows and the ownership table are unchanged, and no table references a victim
-//      table through a foreign key;
+//   2. when the call's statements have run (before its commit, or before its rollback when one
+//      failed) and after the commit, the victims' rows, their sqlite_master rows, sqlite_sequence
+//      rows and the ownership table are unchanged, and no table references a victim table through a
+//      foreign key (checked outside the statements: while one runs, the guard's authorizer is on the
+//      connection and would deny the bookkeeping reads);
 //   3. differential: the same input run on a second database whose victims hold other values, other
 //      row counts and another table name gives exactly the same answers (rows, errors, messages).
 //      What namespace "a" sees must not depend on what other namespaces hold, nor on which tables
@@ -246,8 +248,9 @@ const D1Limits& limits() {
 }
 
 // What a store's executor does with each statement the front lets through, recorded as answers:
-// step it (with a progress budget standing in for the statement timeout), check every value it
-// returns against the oracle, and after a statement that may write, check the victims.
+// step it (with a progress budget standing in for the statement timeout) and check every value it
+// returns against the oracle. It notes the statements that may write; the victims are checked after
+// the call's statements have run.
 class Recorder : public sqlfront::Executor {
  public:
   Recorder(sqlite3* h, const Image& img, Run& out) : h_(h), img_(img), out_(out) {}
@@ -284,9 +287,12 @@ class Recorder : public sqlfront::Executor {
     out_.answers += "changes " + std::to_string(sqlite3_changes64(h_)) + " last " +
                     std::to_string(sqlite3_last_insert_rowid(h_)) + "\n";
     // A read-only statement cannot change them (SQLite's own verdict, from the prepared program).
-    if (writes || changes_schema) check_victims("statement " + std::to_string(n_) + ": " + std::string(text.substr(0, 300)));
+    if (writes || changes_schema) wrote_ += "statement " + std::to_string(n_) + ": " + std::string(text.substr(0, 300)) + "\n";
     return true;
   }
+
+  // The statements that may have written, for a finding's message ("" when none did).
+  const std::string& wrote() const { return wrote_; }
 
   void check_victims(const std::string& after_what) {
     const std::string now = victim_state(h_, img_);
@@ -313,6 +319,7 @@ class Recorder : public sqlfront::Executor {
   const Image& img_;
   Run& out_;
   int n_ = 0;
+  std::string wrote_;
 };
 
 Run run_on(int v, const std::vector<sqlfront::Unit>& units) {
@@ -346,6 +353,7 @@ Run run_on(int v, const std::vector<sqlfront::Unit>& units) {
     out.answers += "error " + std::to_string(e.status()) + " " + e.code() + ": " + e.what() + "\n";
   }
   sqlite3_progress_handler(h, 0, nullptr, nullptr);
+  if (!rec.wrote().empty()) rec.check_victims("the call's statements that may write:\n" + rec.wrote());
   sqlite3_exec(h, failed ? "ROLLBACK" : "COMMIT", nullptr, nullptr, nullptr);
   if (!failed) rec.check_victims("commit");
   return out;
