@@ -9,11 +9,12 @@
 // database also holds other namespaces' tables ("victims"), full of canary values. The oracle:
 //   1. no result holds a canary ("CANARY"), nor an 8-byte blob that is an address inside a loaded
 //      module (fts3_tokenizer's pointer leak);
-//   2. when the call's statements have run (before its commit, or before its rollback when one
-//      failed) and after the commit, the victims' rows, their sqlite_master rows, sqlite_sequence
-//      rows and the ownership table are unchanged, and no table references a victim table through a
-//      foreign key (checked outside the statements: while one runs, the guard's authorizer is on the
-//      connection and would deny the bookkeeping reads);
+//   2. once a call the front accepted has committed, the victims' rows, their sqlite_master rows,
+//      sqlite_sequence rows and the ownership table are unchanged, and no table references a victim
+//      table through a foreign key. (Checked after the call, not inside it: while a statement runs the
+//      guard's authorizer is on the connection and would deny the bookkeeping reads; and a call the
+//      front refuses after running a statement, e.g. DDL whose dependents check fails, leaves its
+//      effects only until the rollback, as the stores' own transaction does.);
 //   3. differential: the same input run on a second database whose victims hold other values, other
 //      row counts and another table name gives exactly the same answers (rows, errors, messages).
 //      What namespace "a" sees must not depend on what other namespaces hold, nor on which tables
@@ -249,8 +250,8 @@ const D1Limits& limits() {
 
 // What a store's executor does with each statement the front lets through, recorded as answers:
 // step it (with a progress budget standing in for the statement timeout) and check every value it
-// returns against the oracle. It notes the statements that may write; the victims are checked after
-// the call's statements have run.
+// returns against the oracle. It notes the statements that may write; the victims are checked once
+// the call has committed.
 class Recorder : public sqlfront::Executor {
  public:
   Recorder(sqlite3* h, const Image& img, Run& out) : h_(h), img_(img), out_(out) {}
@@ -291,7 +292,7 @@ class Recorder : public sqlfront::Executor {
     return true;
   }
 
-  // The statements that may have written, for a finding's message ("" when none did).
+  // The statements that may have written, for a finding's message.
   const std::string& wrote() const { return wrote_; }
 
   void check_victims(const std::string& after_what) {
@@ -353,9 +354,8 @@ Run run_on(int v, const std::vector<sqlfront::Unit>& units) {
     out.answers += "error " + std::to_string(e.status()) + " " + e.code() + ": " + e.what() + "\n";
   }
   sqlite3_progress_handler(h, 0, nullptr, nullptr);
-  if (!rec.wrote().empty()) rec.check_victims("the call's statements that may write:\n" + rec.wrote());
   sqlite3_exec(h, failed ? "ROLLBACK" : "COMMIT", nullptr, nullptr, nullptr);
-  if (!failed) rec.check_victims("commit");
+  if (!failed) rec.check_victims("the commit of a call whose statements that may write were:\n" + rec.wrote());
   return out;
 }
 
