@@ -19,6 +19,9 @@ namespace era::api {
 namespace {
 
 using http::json;
+// A row is an object whose keys are the SELECT's columns in the SELECT's order, as D1 gives them:
+// nlohmann::json sorts an object's keys, so every body that holds rows is built as ordered_json.
+using ojson = nlohmann::ordered_json;
 
 // A D1 request's JSON is parsed within these bounds (docs/api.md "Request limits"): D1 takes 100 KB
 // of SQL and 100 parameters per statement, and strings and BLOBs of up to 2,000,000 bytes. A BLOB
@@ -34,19 +37,19 @@ http::JsonLimits body_limits(const Config& config) {
   return http::JsonLimits{bytes, 8, kMaxValues, bytes};
 }
 
-json value_json(const SqlValue& v) {
+ojson value_json(const SqlValue& v) {
   if (auto n = std::get_if<int64_t>(&v)) return *n;
-  if (auto d = std::get_if<double>(&v)) return std::isfinite(*d) ? json(*d) : json(nullptr);
+  if (auto d = std::get_if<double>(&v)) return std::isfinite(*d) ? ojson(*d) : ojson(nullptr);
   if (auto t = std::get_if<std::string>(&v)) return *t;
   if (auto b = std::get_if<SqlBlob>(&v)) {
-    json a = json::array();
+    ojson a = ojson::array();
     for (unsigned char c : b->bytes) a.push_back(int(c));
     return a;
   }
   return nullptr;
 }
 
-json meta_json(const SqlMeta& m) {
+ojson meta_json(const SqlMeta& m) {
   return {{"changes", m.changes},
           {"last_row_id", m.last_row_id},
           {"duration", m.duration_ms},
@@ -57,14 +60,21 @@ json meta_json(const SqlMeta& m) {
           {"served_by", "era-storage-proxy"}};
 }
 
-json rows_json(SqlResult& r) {
-  json rows = json::array();
+ojson rows_json(SqlResult& r) {
+  ojson rows = ojson::array();
   for (auto& row : r.rows) {
-    json o = json::object();
-    for (size_t i = 0; i < row.size(); ++i) o[r.columns[i]] = value_json(row[i]);  // a repeated name: last wins
+    ojson o = ojson::object();
+    // A repeated name keeps its first place and takes the last value (as a JavaScript object does).
+    for (size_t i = 0; i < row.size(); ++i) o[r.columns[i]] = value_json(row[i]);
     rows.push_back(std::move(o));
   }
   return rows;
+}
+
+// Sends a 200 whose body keeps its keys in the order they were added (Ctx::ok would sort them).
+void ok_ordered(http::Ctx& c, const ojson& body) {
+  c.res.status = 200;
+  c.res.set_content(body.dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
 }
 
 }  // namespace
@@ -80,7 +90,7 @@ void register_d1(http::Router& router, Services& services) {
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
     c.audit.wrote = r.meta.changed_db;
-    c.ok({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
+    ok_ordered(c, {{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
   });
 
   router.add("POST", "/api/storage/d1/{ns}/exec", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
@@ -91,7 +101,7 @@ void register_d1(http::Router& router, Services& services) {
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
     c.audit.wrote = r.meta.changed_db;
-    c.ok({{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
+    ok_ordered(c, {{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
   });
 
   router.add("POST", "/api/storage/d1/{ns}/batch", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
@@ -101,10 +111,10 @@ void register_d1(http::Router& router, Services& services) {
     for (auto& st : list) st.read_only = !c.principal.may_write();
     auto results = d1.batch(ns, list);
     c.audit.wrote = summed_meta(results).changed_db;
-    json out = json::array();
+    ojson out = ojson::array();
     for (auto& r : results)
       out.push_back({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
-    c.ok({{"success", true}, {"results", std::move(out)}});
+    ok_ordered(c, {{"success", true}, {"results", std::move(out)}});
   });
 }
 

@@ -124,7 +124,7 @@ void install_middleware(http::Router& router, const Authenticator& auth, RateLim
     if (int64_t wait = limiter->admit(c.principal.session_id)) {
       ApiError e(429, "rate_limited", "this session is over its request or write rate: retry after " +
                                           std::to_string(wait) + " s");
-      e.header = {"Retry-After", std::to_string(wait)};
+      e.retry_after_s = wait;  // meaning; http/ writes the header
       throw e;
     }
     if (limiter->limits_bytes())

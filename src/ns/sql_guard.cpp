@@ -6,6 +6,7 @@
 #include "ns/names.h"
 #include "ns/sql_rewrite.h"
 #include "ns/sql_tokenizer.h"
+#include "util/sqlite_handle.h"
 
 namespace era::sql {
 namespace {
@@ -85,10 +86,7 @@ const std::unordered_set<std::string>& allowed_functions() {
   return set;
 }
 
-struct StmtCloser {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtCloser>;
+using sqlite::StmtPtr;
 
 StmtPtr prepare_raw(sqlite3* db, const std::string& sql, std::string* err) {
   sqlite3_stmt* raw = nullptr;

@@ -27,6 +27,16 @@ class ApiError : public std::runtime_error {
   // An extra response header, for the HTTP-facing layers only (auth's WWW-Authenticate).
   std::pair<std::string, std::string> header;
 
+  // The same error (status, code and every meaning above) with another message, for a layer that adds
+  // context ("statement 3: ...") without losing what the error means.
+  ApiError with_message(const std::string& message) const {
+    ApiError e(status_, code_, message);
+    e.retry_after_s = retry_after_s;
+    e.unsatisfiable_size = unsatisfiable_size;
+    e.header = header;
+    return e;
+  }
+
  private:
   int status_;
   std::string code_;

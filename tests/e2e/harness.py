@@ -36,6 +36,26 @@ def backend():
     return os.environ.get("ERA_TEST_BACKEND", "local")
 
 
+# The sanitizer the proxy under test was built with: "asan" (AddressSanitizer + UBSan), "tsan"
+# (ThreadSanitizer) or "" (ctest sets it from the build tree; see tests/e2e/tests.cmake). A bound on the
+# proxy's memory or time must allow for the sanitizer's own cost: ASan keeps freed memory in a
+# quarantine (256 MiB) and shadows every byte; TSan shadows memory 4-8 times over and runs code
+# several times slower.
+SANITIZER = os.environ.get("ERA_TEST_SANITIZER", "")
+
+
+def rss_bound_kib(unsanitized_mib):
+    """A bound on the proxy's peak resident set for this build, from the bound for a plain build."""
+    extra = {"asan": 512, "tsan": 1024}.get(SANITIZER, 0)
+    return (unsanitized_mib + extra) * 1024
+
+
+def slack(seconds):
+    """A bound on how long the proxy may take, scaled for this build (a sanitized proxy is slower, and
+    the sanitized suites run on a machine that is busy with other work)."""
+    return seconds * {"asan": 3, "tsan": 6}.get(SANITIZER, 1)
+
+
 def request(method, url, body=None, headers=None, timeout=120):
     """(status, headers dict, raw body) of one request to an absolute URL; a dict or list body is sent
     as JSON with its Content-Type. Never raises for an HTTP error status."""

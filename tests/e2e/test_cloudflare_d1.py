@@ -145,7 +145,17 @@ class CloudflareD1Test(unittest.TestCase):
             with self.subTest(op=op, code=code):
                 status, doc = self.d1("cfd1nul", op, body)
                 self.assertEqual((status, doc["code"]), (400, code), doc)
-        self.assertEqual(self.rec.sent()[len(before):], "")
+        # Nothing of those calls went up. The proxy's own background work (session expiry, the
+        # revocation reload) may have sent its bookkeeping meanwhile, on a slow (sanitized) build:
+        # statements on its "era:" tables are not the calls' and are left out.
+        sent = []
+        for line in self.rec.sent()[len(before):].splitlines():
+            try:
+                doc = json.loads(line) if line.strip() else {"batch": []}
+                sent += [st["sql"] for st in doc.get("batch", [doc])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                sent.append(line)  # not a D1 body: it counts
+        self.assertEqual([sql for sql in sent if '"era:' not in sql], [])
 
     def test_limits_are_checked_on_what_would_be_sent(self):
         self.assertEqual(self.d1("cfd1lim", "query", {"sql": "SELECT 1"})[0], 200)  # the schema is loaded

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from cf_emulator import Emulator
-from harness import Proxy
+from harness import Proxy, slack
 
 ADMIN = "replica-admin-credential-0123456789"
 SECRET = "replica-token-secret-0123456789abcdef0123456789"
@@ -64,7 +64,7 @@ class CloudflareReplicasTest(unittest.TestCase):
         self.assertEqual((status, body["code"]), (409, "session_exists"))
         # Revoked on A: refused by B once B reloads its revocations (every second here).
         self.assertEqual(api(self.a.url, "DELETE", f"/api/sessions/{sid}", ADMIN)[0], 200)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + slack(15)
         status = 200
         while time.monotonic() < deadline:
             status, body = api(self.b.url, "GET", "/api/storage/kv/replns/k", token)
@@ -85,7 +85,7 @@ class CloudflareReplicasTest(unittest.TestCase):
         self.assertEqual(api(self.b.url, "DELETE", f"/api/storage/kv/{ns}/k0", ADMIN)[0], 200)
         # Each replica flushes its registry changes once per interval (cloudflare.registry_flush_ms, 1 s)
         # and before answering a listing: each sees the other's writes within that interval.
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + slack(15)
         while time.monotonic() < deadline:
             totals = [api(p.url, "GET", f"/api/resources/stats?namespace={ns}", ADMIN)[1].get("total")
                       for p in (self.a, self.b)]

@@ -12,7 +12,7 @@ import time
 import unittest
 import uuid
 
-from harness import Proxy, ProxyTestCase, backend
+from harness import Proxy, ProxyTestCase, backend, slack
 
 import era_storage
 from era_storage import StorageError
@@ -27,7 +27,10 @@ def d1_path(ns, op):
 
 
 class D1ApiTest(ProxyTestCase):
-    proxy_env = {"ERA_PROXY_D1_STATEMENT_TIMEOUT_MS": "1500", "ERA_PROXY_D1_MAX_RESULT_BYTES": "2000000"}
+    # The statement timeout is longer for a sanitized proxy: the runaway test's other calls must be
+    # served while the runaways still run, however slow the build.
+    proxy_env = {"ERA_PROXY_D1_STATEMENT_TIMEOUT_MS": str(int(slack(1.5) * 1000)),
+                 "ERA_PROXY_D1_MAX_RESULT_BYTES": "2000000"}
 
     def raw(self, ns, op, body):
         return self.proxy.call("POST", d1_path(ns, op), body)
@@ -64,6 +67,26 @@ class D1ApiTest(ProxyTestCase):
         status, doc = self.raw(app, "exec", {"sql": "DELETE FROM todos WHERE id = 99"})
         self.assertEqual((status, doc["success"], doc["meta"]["changes"], doc["count"]), (200, True, 0, 1))
         self.assertNotIn("results", doc)
+
+    def test_row_keys_come_in_the_select_order(self):
+        ns = unique()
+        # The raw JSON: keys in the SELECT's order, as D1 gives them (not sorted).
+        status, _, body = self.proxy.request("POST", d1_path(ns, "query"), {"sql": "SELECT 2 AS b, 1 AS a"})
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"results":[{"b":2,"a":1}]', body)
+        self.assertEqual(list(json.loads(body)["results"][0]), ["b", "a"])
+        era_storage.d1.exec(ns, "CREATE TABLE t (zeta, alpha, mid); INSERT INTO t VALUES (1, 2, 3)")
+        status, _, body = self.proxy.request("POST", d1_path(ns, "batch"), {"statements": [
+            {"sql": "SELECT mid, zeta FROM t"}, {"sql": "SELECT * FROM t"}]})
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"results":[{"mid":3,"zeta":1}]', body)
+        self.assertIn(b'"results":[{"zeta":1,"alpha":2,"mid":3}]', body)
+        # Through the SDK.
+        self.assertEqual(list(era_storage.d1.query(ns, "SELECT 2 AS b, 1 AS a")[0]), ["b", "a"])
+        self.assertEqual(list(era_storage.d1.query(ns, "SELECT * FROM t")[0]), ["zeta", "alpha", "mid"])
+        first, second = era_storage.d1.batch(ns, [{"sql": "SELECT mid, zeta FROM t"}, {"sql": "SELECT 2 AS b, 1 AS a"}])
+        self.assertEqual(list(first["results"][0]), ["mid", "zeta"])
+        self.assertEqual(list(second["results"][0]), ["b", "a"])
 
     def test_exec_runs_several_statements(self):
         ns = unique()
@@ -409,14 +432,14 @@ class D1ApiTest(ProxyTestCase):
         for t in threads:
             t.start()
         time.sleep(0.2)
-        # Meanwhile: reads of D1, and KV writes (another database file), answer at once.
-        t0 = time.monotonic()
+        # Meanwhile: reads of D1, and KV writes (another database file), are answered while the
+        # runaways still run (neither has been answered yet).
         self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 0}])
         era_storage.kv.set(ns, "k", "v")
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(results, {}, "a runaway ended before the other calls were served")
         for t in threads:
-            t.join(30)
-        self.assertLess(time.monotonic() - start, 10)
+            t.join(slack(30))
+        self.assertLess(time.monotonic() - start, slack(10))
         self.assertError(results["read"], 408, "statement_timeout")
         self.assertError(results["write"], 408, "statement_timeout")
         self.assertEqual(era_storage.d1.query(ns, "SELECT count(*) AS n FROM t"), [{"n": 0}])
@@ -459,7 +482,7 @@ class D1ApiTest(ProxyTestCase):
         t0 = time.monotonic()
         era_storage.d1.exec(ns, "INSERT INTO t VALUES (3)")
         self.assertEqual(era_storage.d1.query(ns, "SELECT x FROM t"), [{"x": 3}])
-        self.assertLess(time.monotonic() - t0, 5)
+        self.assertLess(time.monotonic() - t0, slack(5))
         # A NUL in a bound value is data, and fine.
         era_storage.d1.exec(ns, "INSERT INTO t VALUES (?)", ["a\u0000b"])
         self.assertEqual(era_storage.d1.query(ns, "SELECT length(x) AS n FROM t WHERE x <> 3"), [{"n": 1}])

@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 import uuid
 
-from harness import BIN, Proxy, ProxyTestCase, backend
+from harness import BIN, Proxy, ProxyTestCase, backend, slack
 
 import era_storage
 from era_storage import StorageError
@@ -325,29 +325,39 @@ class KvDurabilityTest(unittest.TestCase):
             ns = unique()
             big = json.dumps({"value": "x" * (20 * 1024 * 1024)}).encode()
             result = {}
+            signalled = threading.Event()
 
             def slow_put():
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=slack(60))
                 conn.putrequest("PUT", f"/api/storage/kv/{ns}/big")
                 conn.putheader("Content-Type", "application/json")
                 conn.putheader("Content-Length", str(len(big)))
                 conn.endheaders()
                 conn.send(big[:1024])
-                started.set()
-                time.sleep(0.5)  # the signal arrives while the body is still coming
+                signalled.wait(slack(60))  # the signal arrives while the body is still coming
                 conn.send(big[1024:])
                 resp = conn.getresponse()
                 result["status"] = resp.status
                 resp.read()
                 conn.close()
 
-            started = threading.Event()
+            def in_flight():
+                _, _, body = proxy.request("GET", "/metrics")
+                for line in body.decode().splitlines():
+                    if line.startswith("era_http_requests_in_flight "):
+                        return float(line.split()[1])
+                return 0
+
             t = threading.Thread(target=slow_put)
             t.start()
-            started.wait(10)
-            time.sleep(0.1)
+            # The proxy is handling the PUT (the scrape counts itself too) before the signal is sent:
+            # an event, not a guess of how long a loaded machine takes to get there.
+            deadline = time.monotonic() + slack(60)
+            while in_flight() < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
             proxy.proc.send_signal(signal.SIGTERM)
-            t.join(60)
+            signalled.set()
+            t.join(slack(60))
             self.assertEqual(proxy.proc.wait(30), 0)
             proxy.proc = None
             self.assertEqual(result.get("status"), 200)

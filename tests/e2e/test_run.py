@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from harness import BIN, ProxyTestCase, backend
+from harness import BIN, ProxyTestCase, backend, slack
 
 import era_storage
 
@@ -254,7 +254,7 @@ open("/tmp/scratch", "w").write("tmp is private and per run")
         start = time.monotonic()
         doc = self.run_code(sid, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
                             timeout=3)
-        self.assertLess(time.monotonic() - start, 30)
+        self.assertLess(time.monotonic() - start, slack(30))
         self.assertNotEqual(doc["exit_code"], 0)
         self.assertIn(doc["limit"], ("processes", "timeout"), doc)
         self.assertIn("timeout", doc["limits"])
@@ -280,7 +280,7 @@ open("/tmp/scratch", "w").write("tmp is private and per run")
         self.assertIs(doc["stderr_truncated"], False)
         self.assertEqual(len(doc["stdout"].encode()), MiB)
         self.assertTrue(doc["stdout"].startswith("started\n"))
-        self.assertLess(doc["duration"], 15)
+        self.assertLess(doc["duration"], slack(15))
         self.assertProxyHealthy()
 
     def test_timeout_kills_the_whole_tree_and_keeps_partial_output(self):
@@ -295,9 +295,9 @@ if os.fork() == 0:
         time.sleep(0.1)
 while True:
     pass
-""", timeout=1)
+""", timeout=slack(3))  # long enough for the interpreter to start and print on a busy machine
         self.assertEqual((doc["limit"], doc["stdout"]), ("timeout", "before\n"), doc)
-        self.assertLess(doc["duration"], 5)
+        self.assertLess(doc["duration"], slack(5))
         # The working directory may be a disk image the host cannot read: look through later runs,
         # which take at least the child's 0.1 s period between them.
         read = "import time\nprint(open('still_alive').read())\ntime.sleep(0.3)"

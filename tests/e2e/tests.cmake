@@ -2,9 +2,19 @@
 # data dir and talk to it over HTTP through the SDKs. Every suite runs twice: against the local
 # backend, and against the cloudflare backend pointed at Cloudflare's own emulator (Miniflare, started
 # by with_emulator.py from wrangler/; ERA_TEST_BACKEND tells the harnesses which).
+# ERA_TEST_SANITIZER tells the suites which sanitizer the proxy was built with ("asan", "tsan" or
+# ""): a bound on the proxy's memory (peak RSS) or its speed must allow for the sanitizer's own cost.
+if(ERA_SANITIZE)
+  set(ERA_TEST_SANITIZER asan)
+elseif(ERA_TSAN)
+  set(ERA_TEST_SANITIZER tsan)
+else()
+  set(ERA_TEST_SANITIZER "")
+endif()
 set(ERA_E2E_ENV
   "ERA_PROXY_BIN=$<TARGET_FILE:era-storage-proxy>"
   "ERA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+  "ERA_TEST_SANITIZER=${ERA_TEST_SANITIZER}"
   "PYTHONDONTWRITEBYTECODE=1")
 set(ERA_WITH_EMULATOR python3 ${CMAKE_SOURCE_DIR}/tests/e2e/with_emulator.py)
 set(ERA_PY_SUITES -m unittest discover -s ${CMAKE_SOURCE_DIR}/tests/e2e -p "test_*.py" -t ${CMAKE_SOURCE_DIR}/tests/e2e)
@@ -26,8 +36,14 @@ add_test(NAME conformance_local_auth
 # A 1 GiB R2 round trip with the proxy's peak RSS checked (< 64 MiB): about 30 s, run once per ctest.
 add_test(NAME e2e_r2_1gib
   COMMAND python3 ${CMAKE_SOURCE_DIR}/tests/e2e/r2_big.py)
+# A sanitized proxy is several times slower (TSan most): its suites get twice the time.
+if(ERA_TEST_SANITIZER)
+  set(ERA_E2E_TIMEOUT 1800)
+else()
+  set(ERA_E2E_TIMEOUT 900)
+endif()
 set_tests_properties(e2e_python e2e_js conformance_local conformance_local_auth e2e_r2_1gib e2e_python_cloudflare
-  e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT 900)
+  e2e_js_cloudflare conformance_cloudflare PROPERTIES ENVIRONMENT "${ERA_E2E_ENV}" TIMEOUT ${ERA_E2E_TIMEOUT})
 
 # The /explorer page in a real browser (playwright-core from tests/browser/, Debian's chromium), in both
 # backends; screenshots of every screen go to build/browser/<backend>/.

@@ -6,6 +6,7 @@
 # the fuzz tree is built by scripts/test on a busy machine, and every object costs ASan+UBSan+coverage.
 set(ERA_FUZZ_SOURCES
   src/ns/sql_guard.cpp src/ns/sql_rewrite.cpp src/ns/sql_tokenizer.cpp src/ns/names.cpp src/ns/object_registry.cpp
+  src/store/sql/guarded_sql.cpp
   src/auth/token.cpp src/auth/principal.cpp
   src/config/config.cpp src/store/cloudflare/sigv4.cpp
   src/store/cloudflare/xml.cpp

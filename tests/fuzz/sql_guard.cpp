@@ -1,22 +1,27 @@
-// Fuzz target: the SQL tokenizer -> rewriter -> guard, with a differential oracle.
+// Fuzz target: the D1 SQL front both stores use (store/sql/guarded_sql.h), with a differential oracle.
 //
-// Input: SQL text namespace "a" sends to D1 exec. It is rewritten (ns/sql_rewrite.h), then run
-// statement by statement under the guard (ns/sql_guard.h) on a real SQLite database set up as local D1
-// sets one up (harden_connection, D1's limits, foreign keys on, one transaction per request), exactly
-// in the order LocalD1::run does it. That database also holds other namespaces' tables ("victims"),
-// full of canary values. The oracle:
+// Input: SQL text namespace "a" sends to D1 exec. It goes through the real front: the call's limits
+// and rewrite (check_and_rewrite), then run_guarded, which prepares each statement under the guard
+// on the connection and hands it to an executor, then diffs ownership and checks dependents after
+// DDL — the very code LocalD1 and the cloudflare store run. The executor here steps each statement on
+// a real SQLite database configured as the stores configure one (configure_connection: the guard's
+// hardening, D1's limits, foreign keys on; one transaction per call), and records the answers. That
+// database also holds other namespaces' tables ("victims"), full of canary values. The oracle:
 //   1. no result holds a canary ("CANARY"), nor an 8-byte blob that is an address inside a loaded
 //      module (fts3_tokenizer's pointer leak);
-//   2. after every statement the guard accepted, the victims' rows, their sqlite_master rows,
+//   2. once a call the front accepted has committed, the victims' rows, their sqlite_master rows,
 //      sqlite_sequence rows and the ownership table are unchanged, and no table references a victim
-//      table through a foreign key;
+//      table through a foreign key. (Checked after the call, not inside it: while a statement runs the
+//      guard's authorizer is on the connection and would deny the bookkeeping reads; and a call the
+//      front refuses after running a statement, e.g. DDL whose dependents check fails, leaves its
+//      effects only until the rollback, as the stores' own transaction does.);
 //   3. differential: the same input run on a second database whose victims hold other values, other
 //      row counts and another table name gives exactly the same answers (rows, errors, messages).
 //      What namespace "a" sees must not depend on what other namespaces hold, nor on which tables
 //      they have. An answer that also differs between two runs on the same database (random(),
 //      'now') is not counted.
-// Crashes (ASan/UBSan), hangs (libFuzzer's -timeout) and a statement loop that does not advance are
-// findings too.
+// Crashes (ASan/UBSan) and hangs (libFuzzer's -timeout: a statement loop that does not advance is one)
+// are findings too.
 //
 // ERA_FUZZ_FINDINGS=<dir>: survey mode for long runs: a violation is written to <dir> (one file per
 // kind of violation and statement shape, with a .txt saying what was seen) and fuzzing goes on,
@@ -38,15 +43,15 @@
 #include "ns/sql_guard.h"
 #include "ns/sql_rewrite.h"
 #include "ns/sql_tokenizer.h"
+#include "store/sql/guarded_sql.h"
 #include "util/error.h"
+#include "util/sqlite_handle.h"
 
 namespace {
 
 using namespace era;
 
 constexpr const char* kNs = "a";
-constexpr int kMaxValueBytes = 2000000;  // as local D1
-constexpr int kMaxParams = 100;
 constexpr size_t kMaxResultBytes = 1 << 20;
 constexpr int kMaxProgressTicks = 3000;  // x 1000 VM steps: the fuzzer's stand-in for the statement timeout
 
@@ -216,7 +221,7 @@ std::string victim_state(sqlite3* db, const Image& img) {
 }
 
 struct Finding {
-  std::string kind;    // stable: canary_returned, address_returned, victim_changed, differs, no_progress
+  std::string kind;    // stable: canary_returned, address_returned, victim_changed, differs
   std::string detail;  // what was seen
 };
 
@@ -237,123 +242,120 @@ bool is_module_address(const void* p, int n) {
   return dladdr(reinterpret_cast<void*>(addr), &info) != 0 && info.dli_fname != nullptr;
 }
 
-Run run_on(int v, const sql::Rewritten& rw) {
+// The D1 limits of both stores (their defaults), as the front applies them.
+const D1Limits& limits() {
+  static const D1Limits l;
+  return l;
+}
+
+// What a store's executor does with each statement the front lets through, recorded as answers:
+// step it (with a progress budget standing in for the statement timeout) and check every value it
+// returns against the oracle. It notes the statements that may write; the victims are checked once
+// the call has committed.
+class Recorder : public sqlfront::Executor {
+ public:
+  Recorder(sqlite3* h, const Image& img, Run& out) : h_(h), img_(img), out_(out) {}
+  sqlite3* schema() override { return h_; }
+
+  bool run(size_t, std::string_view text, sqlite3_stmt* stmt, const SqlStatement&, bool changes_schema) override {
+    ++n_;
+    const bool writes = !sqlite3_stmt_readonly(stmt);
+    out_.answers += "stmt " + std::to_string(n_) + (writes ? " rw" : " ro") + "\n";
+    for (int i = 0; i < sqlite3_column_count(stmt); ++i) out_.answers += std::string(sqlite3_column_name(stmt, i)) + ",";
+    out_.answers += "\n";
+    int ticks = 0;
+    sqlite3_progress_handler(h_, 1000, progress, &ticks);
+    size_t bytes = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        add_value(row, stmt, i);
+        inspect(stmt, i);
+      }
+      bytes += row.size();
+      out_.answers += row + "\n";
+      if (bytes > kMaxResultBytes) {
+        sqlite3_progress_handler(h_, 0, nullptr, nullptr);
+        throw ApiError(400, "result_too_large", "result too large");
+      }
+    }
+    sqlite3_progress_handler(h_, 0, nullptr, nullptr);
+    if (rc != SQLITE_DONE) {
+      if (ticks > kMaxProgressTicks) throw ApiError(408, "statement_timeout", "interrupted");
+      throw sqlfront::sql_error(h_, kNs);
+    }
+    out_.answers += "changes " + std::to_string(sqlite3_changes64(h_)) + " last " +
+                    std::to_string(sqlite3_last_insert_rowid(h_)) + "\n";
+    // A read-only statement cannot change them (SQLite's own verdict, from the prepared program).
+    if (writes || changes_schema) wrote_ += "statement " + std::to_string(n_) + ": " + std::string(text.substr(0, 300)) + "\n";
+    return true;
+  }
+
+  // The statements that may have written, for a finding's message.
+  const std::string& wrote() const { return wrote_; }
+
+  void check_victims(const std::string& after_what) {
+    const std::string now = victim_state(h_, img_);
+    if (now != img_.victim_state)
+      out_.findings.push_back({"victim_changed", "after " + after_what + "\nbefore:\n" + img_.victim_state + "after:\n" + now});
+  }
+
+ private:
+  void inspect(sqlite3_stmt* stmt, int i) {
+    const int t = sqlite3_column_type(stmt, i);
+    if (t != SQLITE_TEXT && t != SQLITE_BLOB) return;
+    const void* vp = sqlite3_column_blob(stmt, i);
+    const int vn = sqlite3_column_bytes(stmt, i);
+    const std::string_view val(static_cast<const char*>(vp), vp ? static_cast<size_t>(vn) : 0);
+    if (val.find("CANARY") != std::string_view::npos)
+      out_.findings.push_back({"canary_returned", "statement " + std::to_string(n_) + " returned '" +
+                                                      std::string(val.substr(0, 200)) + "'"});
+    if (t == SQLITE_BLOB && vp && is_module_address(vp, vn))
+      out_.findings.push_back({"address_returned", "statement " + std::to_string(n_) +
+                                                       " returned an address inside a loaded module"});
+  }
+
+  sqlite3* h_;
+  const Image& img_;
+  Run& out_;
+  int n_ = 0;
+  std::string wrote_;
+};
+
+Run run_on(int v, const std::vector<sqlfront::Unit>& units) {
   const Image& img = image(v);
   Run out;
-  sqlite3* h = nullptr;
-  must(sqlite3_open(":memory:", &h), h, "open");
+  sqlite3* raw = nullptr;
+  must(sqlite3_open(":memory:", &raw), raw, "open");
+  const sqlite::DbPtr db(raw);
+  sqlite3* h = db.get();
   auto* buf = static_cast<unsigned char*>(sqlite3_malloc64(img.bytes.size()));
   std::memcpy(buf, img.bytes.data(), img.bytes.size());
   must(sqlite3_deserialize(h, "main", buf, static_cast<sqlite3_int64>(img.bytes.size()),
                            static_cast<sqlite3_int64>(img.bytes.size()),
                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
        h, "deserialize");
-  // As LocalD1's configure().
-  sql::harden_connection(h);
-  sqlite3_limit(h, SQLITE_LIMIT_VARIABLE_NUMBER, kMaxParams);
-  sqlite3_limit(h, SQLITE_LIMIT_LENGTH, kMaxValueBytes);
-  must(sqlite3_exec(h, "PRAGMA foreign_keys=ON", nullptr, nullptr, nullptr), h, "foreign_keys");
+  sqlfront::configure_connection(h, limits());  // as both stores configure a connection for user SQL
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 12345, nullptr);
 
   sql::ObjectRegistry registry;
   registry.replace_all(img.objects);
-  const std::string& before = img.victim_state;
-  auto check_victims = [&](const std::string& after_what) {
-    const std::string now = victim_state(h, img);
-    if (now != before)
-      out.findings.push_back({"victim_changed", "after " + after_what + "\nbefore:\n" + before + "after:\n" + now});
-  };
-
-  // As the writer: one transaction per request, rolled back on the first error.
+  Recorder rec(h, img, out);
+  // As the stores: one transaction per call, rolled back on the first error.
   must(sqlite3_exec(h, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), h, "begin");
   bool failed = false;
-  const char* p = rw.sql.data();
-  const char* end = p + rw.sql.size();
-  int n = 0;
   try {
-    while (p < end) {
-      bool schema = false, writes = false;
-      std::string text;
-      {
-        sql::Guard guard(h, kNs, registry, rw.reads_schema);
-        guard.begin_statement();
-        sqlite3_stmt* raw = nullptr;
-        const char* tail = nullptr;
-        const int rc = sqlite3_prepare_v3(h, p, static_cast<int>(end - p), 0, &raw, &tail);
-        std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
-        if (guard.denial()) throw *guard.denial();
-        if (rc != SQLITE_OK) throw ApiError(400, "sql_error", sql::user_message(sqlite3_errmsg(h), kNs));
-        if (!stmt && tail == p) {
-          // LocalD1::run would `continue` here with p unchanged, for ever.
-          out.findings.push_back({"no_progress", "the statement loop does not advance at byte " +
-                                                     std::to_string(p - rw.sql.data()) + " of the rewritten SQL"});
-          break;
-        }
-        text.assign(p, static_cast<size_t>(tail - p));
-        p = tail;
-        if (!stmt) continue;
-        sql::check_statement_text(text);
-        ++n;
-        out.answers += "stmt " + std::to_string(n) + (sqlite3_stmt_readonly(stmt.get()) ? " ro" : " rw") + "\n";
-        if (sqlite3_bind_parameter_count(stmt.get()) != 0)
-          throw ApiError(400, "param_count", "the statement has parameters but no values were given");
-        for (int i = 0; i < sqlite3_column_count(stmt.get()); ++i)
-          out.answers += std::string(sqlite3_column_name(stmt.get(), i)) + ",";
-        out.answers += "\n";
-        int ticks = 0;
-        sqlite3_progress_handler(h, 1000, progress, &ticks);
-        size_t bytes = 0;
-        int src;
-        while ((src = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-          std::string row;
-          for (int i = 0; i < sqlite3_column_count(stmt.get()); ++i) {
-            add_value(row, stmt.get(), i);
-            const int t = sqlite3_column_type(stmt.get(), i);
-            if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
-              const void* vp = sqlite3_column_blob(stmt.get(), i);
-              const int vn = sqlite3_column_bytes(stmt.get(), i);
-              const std::string_view val(static_cast<const char*>(vp), vp ? static_cast<size_t>(vn) : 0);
-              if (val.find("CANARY") != std::string_view::npos)
-                out.findings.push_back({"canary_returned", "statement " + std::to_string(n) + " returned '" +
-                                                               std::string(val.substr(0, 200)) + "'"});
-              if (t == SQLITE_BLOB && vp && is_module_address(vp, vn))
-                out.findings.push_back({"address_returned", "statement " + std::to_string(n) +
-                                                                " returned an address inside a loaded module"});
-            }
-          }
-          bytes += row.size();
-          out.answers += row + "\n";
-          if (bytes > kMaxResultBytes) throw ApiError(400, "result_too_large", "result too large");
-        }
-        sqlite3_progress_handler(h, 0, nullptr, nullptr);
-        if (src != SQLITE_DONE) {
-          if (ticks > kMaxProgressTicks) throw ApiError(408, "statement_timeout", "interrupted");
-          throw ApiError(400, "sql_error", sql::user_message(sqlite3_errmsg(h), kNs));
-        }
-        out.answers += "changes " + std::to_string(sqlite3_changes64(h)) + " last " +
-                       std::to_string(sqlite3_last_insert_rowid(h)) + "\n";
-        schema = guard.changes_schema();
-        writes = !sqlite3_stmt_readonly(stmt.get());
-      }
-      if (schema) {
-        // As LocalD1::schema_changed: attribute new objects, then prove the namespace's dependents.
-        const auto known = registry.objects_of(kNs);
-        const sql::SchemaDiff diff = sql::diff_schema(h, kNs, registry, known);
-        for (const auto& o : diff.added) registry.add(o);
-        for (const auto& name : diff.removed) registry.remove(name);
-        sql::check_dependents(h, kNs, registry, registry.objects_of(kNs));
-      }
-      // A read-only statement cannot change them (SQLite's own verdict, from the prepared program).
-      if (writes || schema) check_victims("statement " + std::to_string(n) + ": " + text.substr(0, 300));
-    }
+    sqlfront::Overlay overlay(registry);
+    const sqlfront::Deadline deadline(limits());
+    sqlfront::run_guarded(kNs, units, rec, overlay, deadline);
   } catch (const ApiError& e) {
     failed = true;
     out.answers += "error " + std::to_string(e.status()) + " " + e.code() + ": " + e.what() + "\n";
   }
   sqlite3_progress_handler(h, 0, nullptr, nullptr);
   sqlite3_exec(h, failed ? "ROLLBACK" : "COMMIT", nullptr, nullptr, nullptr);
-  if (!failed) check_victims("commit");
-  sqlite3_close(h);
+  if (!failed) rec.check_victims("the commit of a call whose statements that may write were:\n" + rec.wrote());
   return out;
 }
 
@@ -377,8 +379,7 @@ void report(const std::string& input, const Finding& f) {
     std::abort();
   }
   static std::set<std::string> seen;
-  // A loop that does not advance is one bug whatever the statement: one file for it.
-  const std::string key = f.kind == "no_progress" ? f.kind : f.kind + "-" + shape(input);
+  const std::string key = f.kind + "-" + shape(input);
   if (!seen.insert(key).second || seen.size() > 500) return;
   std::ofstream(std::string(dir) + "/" + key + ".sql", std::ios::binary) << input;
   std::ofstream(std::string(dir) + "/" + key + ".txt", std::ios::binary) << f.kind << "\n" << f.detail << "\n";
@@ -388,28 +389,26 @@ void report(const std::string& input, const Finding& f) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size > 100000) return -1;  // D1's SQL limit
-  const std::string input(reinterpret_cast<const char*>(data), size);
-  // Both D1 stores refuse SQL text holding a NUL (400 nul_in_sql, store/sql/guarded_sql.cpp) before
-  // it is rewritten: such an input never reaches SQLite, here either. The statement loop below still
-  // reports a loop that does not advance, for any other cause.
-  if (input.find('\0') != std::string::npos) return 0;
-  sql::Rewritten rw;
+  if (size > limits().max_sql_bytes) return -1;  // refused by the front's first rule: not worth fuzzing
+  const SqlStatement st{std::string(reinterpret_cast<const char*>(data), size), {}};
+  const std::string& input = st.sql;
+  // The front's call rules and rewrite, exactly as a D1 exec call meets them: refused here (NUL
+  // bytes, too many statements, empty SQL, a rewrite error), the input never reaches SQLite.
+  std::vector<sqlfront::Unit> units;
   try {
     sql::ObjectRegistry owners;
     owners.replace_all(image(1).objects);
-    rw = sql::rewrite(input, kNs, [&] { return owners.owned_by(kNs); });
+    units = sqlfront::check_and_rewrite(sqlfront::CallKind::exec, kNs, {&st}, limits(), owners);
   } catch (const ApiError&) {
-    return 0;  // refused before reaching SQLite
+    return 0;
   }
-  if (rw.statements == 0) return 0;
 
-  const Run one = run_on(1, rw);
-  const Run two = run_on(2, rw);
+  const Run one = run_on(1, units);
+  const Run two = run_on(2, units);
   std::vector<Finding> findings = one.findings;
   findings.insert(findings.end(), two.findings.begin(), two.findings.end());
   if (one.answers != two.answers) {
-    const Run again = run_on(1, rw);  // the same database again: is the statement deterministic?
+    const Run again = run_on(1, units);  // the same database again: is the statement deterministic?
     if (again.answers == one.answers)
       findings.push_back({"differs", "answers with the first victims' data:\n" + one.answers.substr(0, 2000) +
                                          "\nanswers with the second victims' data:\n" + two.answers.substr(0, 2000)});

@@ -356,6 +356,24 @@ TEST_CASE("SqlStore: values keep SQLite's types exactly") {
   CHECK(std::holds_alternative<std::nullptr_t>(r.rows[0][4]));
 }
 
+TEST_CASE("SqlStore: columns come in the SELECT's order, not sorted") {
+  Contract c;
+  const std::string ns = c.ns("d1");
+  CHECK(c.d1().query(ns, {"SELECT 2 AS b, 1 AS a", {}}).columns == std::vector<std::string>{"b", "a"});
+  int n = 0;
+  c.d1().exec(ns, {"CREATE TABLE t (zeta, alpha, mid)", {}}, n);
+  c.d1().query(ns, {"INSERT INTO t VALUES (1, 2, 3)", {}});
+  const std::vector<std::string> table_order{"zeta", "alpha", "mid"};
+  CHECK(c.d1().query(ns, {"SELECT * FROM t", {}}).columns == table_order);
+  auto results = c.d1().batch(ns, {{"SELECT mid, zeta FROM t", {}}, {"SELECT * FROM t", {}}});
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].columns == std::vector<std::string>{"mid", "zeta"});
+  CHECK(results[1].columns == table_order);
+  REQUIRE(results[1].rows.size() == 1);
+  CHECK(int_of(results[1].rows[0][0]) == 1);  // values line up with their columns
+  CHECK(int_of(results[1].rows[0][1]) == 2);
+}
+
 TEST_CASE("SqlStore: a batch is all or nothing; a failing exec changes nothing") {
   Contract c;
   const std::string ns = c.ns("d1b");

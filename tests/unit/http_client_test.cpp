@@ -294,14 +294,14 @@ TEST_CASE("http client: a slow idempotent call times out per attempt and is retr
   HttpClient client(o);
   HttpRequest req;
   req.url = up.url();
-  auto t0 = std::chrono::steady_clock::now();
+  // Every answer is held until after send() returns: that it returns at all shows each attempt timed
+  // out on its own (no bound on the clock, which a loaded machine would break).
   try {
     client.send(req);
     FAIL("expected an error");
   } catch (const ApiError& e) {
     CHECK(e.status() == 504);
   }
-  CHECK(ms_since(t0) < 1500);
   up.release();
   up.wait_idle();
   CHECK(up.calls() == 2);

@@ -1,16 +1,19 @@
 // What the unit tests share: a temporary directory that honours ERA_TEST_TMP (ctest points it into the
-// build tree, so a failed run leaves its files where the build is), and `status_of`, the HTTP status an
-// operation ends with (200 when it returns, the ApiError's status when it throws one).
+// build tree, so a failed run leaves its files where the build is), `status_of`, the HTTP status an
+// operation ends with (200 when it returns, the ApiError's status when it throws one), and
+// `wait_until`, for an event a test can only observe by looking (a file another process writes).
 #pragma once
 
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "util/error.h"
 
@@ -56,6 +59,19 @@ inline int status_of(const std::function<void()>& fn, std::string* code = nullpt
     return e.status();
   }
   return 200;
+}
+
+// Waits until `happened()` holds, looking every 10 ms; returns false if it still does not after
+// `limit`. The limit is a safety net against a hang, never a measurement: keep it far above any
+// plausible wait on a loaded machine under a sanitizer.
+inline bool wait_until(const std::function<bool()>& happened,
+                       std::chrono::steady_clock::duration limit = std::chrono::seconds(120)) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!happened()) {
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 }  // namespace era::test

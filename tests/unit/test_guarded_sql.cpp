@@ -139,3 +139,41 @@ TEST_CASE("last_row_id is reported for inserts only") {
   CHECK(!inserts_rows("WITH a AS (INSERT INTO t VALUES (1)) DELETE FROM t"));
   CHECK(!inserts_rows("SELECT 'INSERT'"));
 }
+
+TEST_CASE("a batch entry's error is named and keeps what it means (a throttle's delay)") {
+  // The cloudflare executor throws upstream_rate_limited with a delay while sending: naming the entry
+  // ("statement 1: ...") must not lose the delay that http/ turns into Retry-After.
+  class Throttled : public Executor {
+   public:
+    explicit Throttled(sqlite::Db& db) : db_(db) {}
+    sqlite3* schema() override { return db_.handle(); }
+    bool run(size_t unit, std::string_view, sqlite3_stmt*, const SqlStatement&, bool) override {
+      if (unit == 0) return true;
+      ApiError e(503, "upstream_rate_limited", "throttled");
+      e.retry_after_s = 7;
+      throw e;
+    }
+
+   private:
+    sqlite::Db& db_;
+  };
+  sqlite::Db db(":memory:");
+  configure_connection(db.handle(), {});
+  sql::ObjectRegistry registry;
+  const D1Limits limits;
+  const Deadline deadline(limits);
+  SqlStatement a{"SELECT 1", {}}, b{"SELECT 2", {}};
+  std::vector<const SqlStatement*> list{&a, &b};
+  auto units = check_and_rewrite(CallKind::batch, "n", list, limits, registry);
+  Overlay overlay(registry);
+  Throttled ex(db);
+  try {
+    run_guarded("n", units, ex, overlay, deadline);
+    FAIL("accepted");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 503);
+    CHECK(e.code() == "upstream_rate_limited");
+    CHECK(std::string(e.what()) == "statement 1: throttled");
+    CHECK(e.retry_after_s == 7);
+  }
+}

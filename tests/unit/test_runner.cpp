@@ -15,11 +15,14 @@
 #include <string>
 
 #include "runner/runner.h"
+#include "support.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 using namespace era;
 using namespace era::runner;
+using era::test::status_of;
+using era::test::wait_until;
 
 namespace {
 
@@ -29,23 +32,16 @@ std::string read(const fs::path& p) {
 }
 
 struct Fixture {
-  fs::path root;
+  era::test::TempDir dir{"runner"};
+  fs::path root = dir.path();
   RunnerOptions opts;
   Fixture() {
-    const char* t = std::getenv("ERA_TEST_TMP");
-    root = fs::path(t && *t ? t : fs::temp_directory_path().string()) / ("runner-" + std::to_string(::getpid()));
-    fs::remove_all(root);
-    fs::create_directories(root);
     opts.sessions_dir = (root / "sessions").string();
     opts.sdk_python = "def hello():\n    return 'hello from the sdk'\n";
     opts.sdk_js = "module.exports = { hello: async () => 'hello from the js sdk' };\n";
     if (::geteuid() == 0) opts.run_as = std::make_pair(uid_t(65534), gid_t(65534));
     opts.default_timeout_s = 10;
     opts.max_timeout_s = 20;
-  }
-  ~Fixture() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
   }
   RunRequest py(const std::string& session, const std::string& code) {
     RunRequest r;
@@ -55,15 +51,28 @@ struct Fixture {
     r.code = code;
     return r;
   }
+  // A run that marks that it started (the file "started" in its working directory), then stays until
+  // the test lets it go (release()): the test waits on those events, never on the clock.
+  RunRequest held(const std::string& session) {
+    RunRequest r = py(session, R"(import os, time
+open('started', 'w').close()
+while not os.path.exists('release'):
+    time.sleep(0.01)
+)");
+    r.timeout_s = 20;
+    return r;
+  }
+  bool started(Runner& runner, const std::string& session) {
+    return fs::exists(fs::path(runner.session_dir(session)) / "started");
+  }
+  void release(Runner& runner, const std::string& session) {
+    std::ofstream(fs::path(runner.session_dir(session)) / "release") << "go";
+  }
 };
 
-int status_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ApiError& e) {
-    return e.status();
-  }
-  return 0;
+template <typename T>
+bool finished(std::future<T>& f) {
+  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
 
 }  // namespace
@@ -175,21 +184,41 @@ TEST_CASE("runner: bad requests are refused before anything runs") {
   CHECK_FALSE(fs::exists(f.root / "sessions" / "a"));
 }
 
-TEST_CASE("runner: a session's runs take turns; different sessions run side by side") {
+TEST_CASE("runner: different sessions run side by side") {
   Fixture f;
   f.opts.max_concurrent = 2;
   Runner runner(f.opts);
-  const std::string nap = "import time; time.sleep(1.5)";
-  auto both = [&](const std::string& a, const std::string& b) {
-    auto start = std::chrono::steady_clock::now();
-    auto x = std::async(std::launch::async, [&] { return runner.run(f.py(a, nap)); });
-    auto y = std::async(std::launch::async, [&] { return runner.run(f.py(b, nap)); });
-    CHECK(x.get().exit_code == 0);
-    CHECK(y.get().exit_code == 0);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  CHECK(both("ses_same", "ses_same") >= 3.0);
-  CHECK(both("ses_one", "ses_two") < 2.9);
+  auto one = std::async(std::launch::async, [&] { return runner.run(f.held("ses_one")); });
+  auto two = std::async(std::launch::async, [&] { return runner.run(f.held("ses_two")); });
+  // Both are inside at once: each started while the other is still held.
+  CHECK(wait_until([&] { return f.started(runner, "ses_one") && f.started(runner, "ses_two"); }));
+  CHECK_FALSE(finished(one));
+  CHECK_FALSE(finished(two));
+  f.release(runner, "ses_one");
+  f.release(runner, "ses_two");
+  CHECK(one.get().exit_code == 0);
+  CHECK(two.get().exit_code == 0);
+}
+
+TEST_CASE("runner: a session's runs take turns: a second run waits for the first") {
+  Fixture f;
+  f.opts.max_concurrent = 2;  // a free slot: only the session's own turn holds the second run back
+  f.opts.queue_timeout_s = 1;
+  Runner runner(f.opts);
+  auto first = std::async(std::launch::async, [&] { return runner.run(f.held("ses_same")); });
+  REQUIRE(wait_until([&] { return f.started(runner, "ses_same"); }));
+  // The second run of the session waits for the first; held past queue_timeout_s, it is turned away
+  // without having run.
+  std::string code;
+  CHECK(status_of([&] { runner.run(f.py("ses_same", "open('second', 'w').close()")); }, &code) == 503);
+  CHECK(code == "runner_busy");
+  CHECK_FALSE(fs::exists(fs::path(runner.session_dir("ses_same")) / "second"));
+  CHECK_FALSE(finished(first));
+  f.release(runner, "ses_same");
+  CHECK(first.get().exit_code == 0);
+  // Its turn came: it runs.
+  CHECK(runner.run(f.py("ses_same", "open('second', 'w').close()")).exit_code == 0);
+  CHECK(fs::exists(fs::path(runner.session_dir("ses_same")) / "second"));
 }
 
 TEST_CASE("runner: past max_concurrent, a run waits and then gets 503 runner_busy") {
@@ -197,18 +226,12 @@ TEST_CASE("runner: past max_concurrent, a run waits and then gets 503 runner_bus
   f.opts.max_concurrent = 1;
   f.opts.queue_timeout_s = 1;
   Runner runner(f.opts);
-  auto slow = std::async(std::launch::async, [&] { return runner.run(f.py("ses_slow", "import time; time.sleep(3)")); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  int status = 0;
+  auto slow = std::async(std::launch::async, [&] { return runner.run(f.held("ses_slow")); });
+  REQUIRE(wait_until([&] { return f.started(runner, "ses_slow"); }));
   std::string code;
-  try {
-    runner.run(f.py("ses_other", "print(1)"));
-  } catch (const ApiError& e) {
-    status = e.status();
-    code = e.code();
-  }
-  CHECK(status == 503);
+  CHECK(status_of([&] { runner.run(f.py("ses_other", "print(1)")); }, &code) == 503);
   CHECK(code == "runner_busy");
+  f.release(runner, "ses_slow");
   CHECK(slow.get().exit_code == 0);
   CHECK(runner.run(f.py("ses_other", "print(1)")).stdout_data == "1\n");
 }

@@ -20,6 +20,7 @@
 
 #include "runner/cgroup.h"
 #include "runner/sandbox.h"
+#include "support.h"
 #include "util/fd.h"
 
 namespace fs = std::filesystem;
@@ -28,25 +29,14 @@ using namespace era::runner;
 
 namespace {
 
-std::string test_tmp() {
-  const char* t = std::getenv("ERA_TEST_TMP");
-  return t && *t ? t : fs::temp_directory_path().string();
-}
-
-// A fresh working directory, writable by the sandbox user, removed afterwards.
+// A fresh working directory (era::test::TempDir), writable by the sandbox user, removed afterwards.
 struct Workdir {
-  fs::path path;
+  era::test::TempDir dir;
+  fs::path path = dir.path();
   UniqueFd fd;
-  explicit Workdir(const std::string& name) {
-    path = fs::path(test_tmp()) / ("sandbox-" + name + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
+  explicit Workdir(const std::string& name) : dir("sandbox-" + name) {
     if (::geteuid() == 0 && ::chown(path.c_str(), 65534, 65534) != 0) FAIL("chown");
     fd.reset(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  }
-  ~Workdir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
   }
 };
 
@@ -365,8 +355,11 @@ TEST_CASE("sandbox: LD_PRELOAD in a run's environment loads nothing on the host"
   // its path inside are both tried. Loaded anywhere, it appends to ESCAPE_MARKER.
   fs::copy_file(ERA_TEST_PRELOAD, w.path / "evil.so");
   if (::geteuid() == 0 && ::chown((w.path / "evil.so").c_str(), 65534, 65534) != 0) FAIL("chown");
-  const fs::path marker = fs::path(test_tmp()) / ("escape-marker-" + std::to_string(::getpid()));
-  fs::remove(marker);
+  // Not in the working directory (out of the tenant's reach); writable by any user, so the marker
+  // appears whichever user a program that loaded the library ran as.
+  const era::test::TempDir marker_dir("escape-marker");
+  fs::permissions(marker_dir.path(), fs::perms::all);
+  const fs::path marker = marker_dir.path() / "marker";
   for (const std::string& lib : {(w.path / "evil.so").string(), std::string("/home/session/evil.so")}) {
     SandboxSpec s = python_spec(w, "print('ran')");
     s.env = {{"LD_PRELOAD", lib}, {"ESCAPE_MARKER", marker.string()}};

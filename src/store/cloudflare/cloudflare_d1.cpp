@@ -131,9 +131,7 @@ SqlResult result_of(D1Result& r) {
 ApiError user_error(const ApiError& e, const std::string& ns) {
   std::string m = sql::user_message(e.what(), ns);
   if (e.code() == "constraint_failed") return ApiError(400, "sql_error", m);  // local: a constraint is sql_error
-  ApiError out(e.status(), e.code(), m);
-  out.retry_after_s = e.retry_after_s;  // a throttled call keeps its "try again in N s"
-  return out;
+  return e.with_message(m);  // keeps what the error means (a throttle's Retry-After)
 }
 
 }  // namespace

@@ -124,7 +124,7 @@ class LocalD1::Use {
     if (s_.in_flight >= max) {
       ApiError e(429, "d1_busy",
                  "this namespace already has " + std::to_string(max) + " D1 calls running; retry when one finished");
-      e.header = {"Retry-After", "1"};
+      e.retry_after_s = 1;  // meaning; http/ writes the header
       throw e;
     }
     ++s_.in_flight;

@@ -1,7 +1,7 @@
 #include "store/sql/guarded_sql.h"
 
 #include "ns/sql_tokenizer.h"
-#include "store/sql/sqlite.h"
+#include "util/sqlite_handle.h"
 #include "util/error.h"
 
 namespace era::sqlfront {
@@ -47,7 +47,7 @@ std::vector<Unit> check_and_rewrite(CallKind kind, const std::string& ns, const 
     try {
       units.push_back({rewrite_one(ns, *sts[i], limits, owners), sts[i], static_cast<int>(i)});
     } catch (const ApiError& e) {
-      throw ApiError(e.status(), e.code(), "statement " + std::to_string(i) + ": " + e.what());
+      throw e.with_message("statement " + std::to_string(i) + ": " + e.what());
     }
     if (units.back().rw.statements != 1)
       throw bad_request("multiple_statements", "statement " + std::to_string(i) + " holds " +
@@ -233,9 +233,7 @@ Outcome run_guarded(const std::string& ns, const std::vector<Unit>& units, Execu
     try {
       if (run_unit(ns, units, u, ex, overlay, deadline) == Outcome::elsewhere) return Outcome::elsewhere;
     } catch (const ApiError& e) {
-      ApiError named(e.status(), e.code(), "statement " + std::to_string(units[u].entry) + ": " + e.what());
-      named.header = e.header;
-      throw named;
+      throw e.with_message("statement " + std::to_string(units[u].entry) + ": " + e.what());
     }
   }
   return Outcome::done;

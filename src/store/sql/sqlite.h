@@ -24,6 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "util/sqlite_handle.h"
+
 namespace era::sqlite {
 
 // Thrown for SQLite failures; `code` is the extended result code.
@@ -38,11 +40,7 @@ class Error : public std::runtime_error {
 
 class Stmt;
 
-// Owns a prepared statement (finalized when it leaves scope); null when a prepare produced none.
-struct Finalize {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using StmtPtr = std::unique_ptr<sqlite3_stmt, Finalize>;
+// StmtPtr and DbPtr (util/sqlite_handle.h) own the raw handles.
 
 // One connection. Not thread-safe: one thread uses it at a time.
 class Db {
@@ -62,10 +60,7 @@ class Db {
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
 
  private:
-  struct Closer {
-    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-  };
-  std::unique_ptr<sqlite3, Closer> db_;
+  DbPtr db_;
   std::unordered_map<std::string, std::unique_ptr<Stmt>> cache_;
 };
 

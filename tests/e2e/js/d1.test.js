@@ -34,6 +34,17 @@ test('the guide flow: exec, query, update', async () => {
   assert.deepEqual(await D1Storage.query(app, 'SELECT * FROM todos WHERE completed = ?', [0]), []);
 });
 
+test('a row\'s keys come in the SELECT\'s order (query and batch), as D1 gives them', async () => {
+  const ns = unique();
+  assert.deepEqual(Object.keys((await D1Storage.query(ns, 'SELECT 2 AS b, 1 AS a'))[0]), ['b', 'a']);
+  await D1Storage.exec(ns, 'CREATE TABLE t (zeta, alpha, mid); INSERT INTO t VALUES (1, 2, 3)');
+  assert.deepEqual(Object.keys((await D1Storage.query(ns, 'SELECT * FROM t'))[0]), ['zeta', 'alpha', 'mid']);
+  const [first, second] = await D1Storage.batch(ns, [{ sql: 'SELECT mid, zeta FROM t' }, { sql: 'SELECT 2 AS b, 1 AS a' }]);
+  assert.deepEqual(first.results, [{ mid: 3, zeta: 1 }]);
+  assert.deepEqual(Object.keys(first.results[0]), ['mid', 'zeta']);
+  assert.deepEqual(Object.keys(second.results[0]), ['b', 'a']);
+});
+
 test('types: blobs from Buffers and typed arrays, safe BigInts, exact small integers', async () => {
   const ns = unique();
   await D1Storage.exec(ns, 'CREATE TABLE v (b BLOB, i INTEGER)');
