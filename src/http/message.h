@@ -18,9 +18,10 @@ struct CaseLess {
 };
 using Headers = std::multimap<std::string, std::string, CaseLess>;
 
-// What a content provider writes through: `write` returns false when the connection is gone (the
-// provider should then return false too). A write blocks until the peer has taken the bytes' room in
-// the socket buffer, so a slow reader slows the provider down instead of growing a buffer.
+// What a content provider writes through: `write` returns false when the response can take no more
+// (the provider should then return false too). The server calls the provider again only once the
+// peer has taken what the last call wrote, so a slow reader slows the provider down instead of growing
+// a buffer; while it waits, the connection holds that one piece and no worker.
 struct DataSink {
   std::function<bool(const char* data, size_t size)> write;
 };

@@ -172,7 +172,15 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   void arm(std::chrono::milliseconds after);
   void on_head();
   void serve();  // on a worker
-  bool write_response(Response& res, bool head_only, bool keep_alive);
+  // Starts the answer to the request just served: its head (and a small body) in out_.
+  void begin_response(bool head_only);
+  // Sends what out_ holds and asks the provider for more, on a worker, for as long as the socket
+  // takes bytes. When the peer stops reading, the connection waits on the loop for room (park) and
+  // the worker goes back to the pool: a stalled reader holds a buffer of one provider call, no thread.
+  void pump();
+  void park();
+  // The response is over (`ok`: all of it sent): on to the next request, or the connection ends.
+  void finish(bool ok);
   void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
   void close();
   int fd() { return sock_.native_handle(); }
@@ -197,6 +205,14 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   bool expect_continue_ = false, continue_sent_ = false;
   bool body_broken_ = false;  // the body stopped midway (peer gone, timeout, bad chunk)
   std::vector<char> chunk_;
+  // The response in progress (worker side while it runs, the loop's while parked).
+  Response res_;
+  std::string out_;       // bytes to send: the head, a small body, or what the provider's last call wrote
+  size_t out_sent_ = 0;   // of out_
+  uint64_t produced_ = 0; // body bytes the provider has written so far
+  uint64_t size_ = 0;     // body bytes announced
+  size_t body_left_ = 0;  // bytes of res_.body (a large plain body) still to send after out_
+  bool streaming_ = false, keep_ = false;
 };
 
 void Conn::close() {
@@ -382,8 +398,8 @@ bool Conn::read(const std::function<bool(const char*, size_t)>& sink) {
 }
 
 void Conn::serve() {
-  Response res;
-  srv_.router.handle(req_, res, this, unix_);
+  res_ = Response();
+  srv_.router.handle(req_, res_, this, unix_);
   bool stopping;
   {
     std::lock_guard<std::mutex> lock(srv_.mu);
@@ -391,22 +407,19 @@ void Conn::serve() {
   }
   // The connection goes on only when the request allows it, the handler did not end it, the body
   // was read to its end (else its rest would be taken for the next request) and no drain is on.
-  bool keep = keep_alive_ && !stopping && res.get_header_value("Connection") != "close" && parser_->is_done() &&
-              !body_broken_ && served_ < srv_.limits.max_requests;
-  const bool head_only = req_.method == "HEAD";
-  const bool ok = write_response(res, head_only, keep);
-  parser_.reset();
-  req_ = Request();
-  asio::post(strand_, [self = shared_from_this(), keep = keep && ok] {
-    if (!keep) return self->close();
-    self->next_request();
-  });
+  keep_ = keep_alive_ && !stopping && res_.get_header_value("Connection") != "close" && parser_->is_done() &&
+          !body_broken_ && served_ < srv_.limits.max_requests;
+  begin_response(req_.method == "HEAD");
+  pump();
 }
 
-bool Conn::write_response(Response& res, bool head_only, bool keep_alive) {
+void Conn::begin_response(bool head_only) {
+  Response& res = res_;
   if (res.status < 100) res.status = 500;
   const bool no_body = res.status < 200 || res.status == 204 || res.status == 304;
-  std::string head;
+  std::string& head = out_;
+  head.clear();
+  out_sent_ = 0;
   head.reserve(256);
   head += "HTTP/1.1 ";
   head += std::to_string(res.status);
@@ -424,7 +437,7 @@ bool Conn::write_response(Response& res, bool head_only, bool keep_alive) {
   }
   const uint64_t size = res.body_size();
   if (!no_body) head += "Content-Length: " + std::to_string(size) + "\r\n";
-  if (!keep_alive) {
+  if (!keep_) {
     head += "Connection: close\r\n";
   } else {
     // How long the connection may idle and how many requests it has left: the SDKs reconnect
@@ -434,41 +447,109 @@ bool Conn::write_response(Response& res, bool head_only, bool keep_alive) {
             ", max=" + std::to_string(srv_.limits.max_requests - served_) + "\r\n";
   }
   head += "\r\n";
-  const int ms = srv_.limits.gap_ms;
-  if (head_only || no_body || size == 0) return send_all(fd(), head.data(), head.size(), ms);
-  if (!res.provider) {
-    if (res.body.size() < 64 * 1024) {
-      head += res.body;
-      return send_all(fd(), head.data(), head.size(), ms);
-    }
-    return send_all(fd(), head.data(), head.size(), ms) && send_all(fd(), res.body.data(), res.body.size(), ms);
+  produced_ = 0;
+  size_ = 0;
+  body_left_ = 0;
+  streaming_ = false;
+  if (head_only || no_body || size == 0) return;
+  if (res.provider) {
+    streaming_ = true;
+    size_ = size;
+  } else if (res.body.size() < 64 * 1024) {
+    head += res.body;  // one send for a small answer
+    res.body.clear();
+  } else {
+    body_left_ = res.body.size();  // sent from res_.body after the head, without a copy
   }
-  if (!send_all(fd(), head.data(), head.size(), ms)) return false;
-  uint64_t written = 0;
-  bool broken = false;
-  DataSink sink;
-  sink.write = [&](const char* d, size_t n) {
-    if (broken) return false;
-    if (n > size - written || !send_all(fd(), d, n, ms)) {  // more than announced would corrupt the stream
-      broken = true;
-      return false;
+}
+
+void Conn::pump() {
+  for (;;) {
+    if (out_sent_ < out_.size()) {
+      ssize_t w = ::send(fd(), out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        out_sent_ += static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return park();
+      return finish(false);  // the peer is gone
     }
-    written += n;
-    return true;
-  };
-  while (written < size) {
-    const uint64_t before = written;
+    if (body_left_ > 0) {
+      const size_t off = res_.body.size() - body_left_;
+      ssize_t w = ::send(fd(), res_.body.data() + off, body_left_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        body_left_ -= static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return park();
+      return finish(false);
+    }
+    out_.clear();
+    out_sent_ = 0;
+    if (!streaming_ || produced_ >= size_) return finish(true);
+    // The provider writes its next piece into out_ (one call: a chunk of the object).
+    bool broken = false;
+    DataSink sink;
+    sink.write = [&](const char* d, size_t n) {
+      if (broken || n > size_ - produced_) {  // more than announced would corrupt the stream
+        broken = true;
+        return false;
+      }
+      out_.append(d, n);
+      produced_ += n;
+      return true;
+    };
+    const uint64_t before = produced_;
     bool more = false;
     try {
-      more = res.provider(static_cast<size_t>(written), static_cast<size_t>(size - written), sink);
+      more = res_.provider(static_cast<size_t>(produced_), static_cast<size_t>(size_ - produced_), sink);
     } catch (const std::exception& e) {
       log::error(std::string("response body failed midway: ") + e.what());
     }
-    // A provider that stops, fails or makes no progress ends the response short: the connection
-    // is cut, which the client sees as a short body.
-    if (!more || broken || written == before) return false;
+    // A provider that fails or makes no progress ends the response short, after what it wrote: the
+    // connection is cut, which the client sees as a short body. One that says "no more" after the
+    // last byte is done.
+    if (broken || produced_ == before || (!more && produced_ < size_)) {
+      streaming_ = false;
+      size_ = produced_;  // what was written still goes out, then the cut
+      keep_ = false;
+      if (out_.empty()) return finish(false);
+    }
   }
-  return true;
+}
+
+void Conn::park() {
+  // Worker side: nothing of this connection is touched here after the post; the loop owns it until
+  // it hands the response back to a worker.
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->closed_) return;
+    self->arm(std::chrono::milliseconds(self->srv_.limits.gap_ms));  // the peer's longest pause
+    self->sock_.async_wait(
+        asio::socket_base::wait_write,
+        asio::bind_executor(self->strand_, [self](const boost::system::error_code& ec) {
+          if (ec || self->closed_) return self->close();
+          ++self->timer_gen_;
+          self->timer_.cancel();
+          self->srv_.workers.submit([self] { self->pump(); });
+        }));
+  });
+}
+
+void Conn::finish(bool ok) {
+  const bool keep = keep_ && ok;
+  res_ = Response();  // the provider (and what it holds: an open object) goes now, on the worker
+  out_.clear();
+  out_.shrink_to_fit();
+  out_sent_ = 0;
+  body_left_ = 0;
+  parser_.reset();
+  req_ = Request();
+  asio::post(strand_, [self = shared_from_this(), keep] {
+    if (!keep) return self->close();
+    self->next_request();
+  });
 }
 
 }  // namespace

@@ -27,6 +27,14 @@ bool WorkerPool::try_submit(std::function<void()>& task) {
   return true;
 }
 
+void WorkerPool::submit(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
 size_t WorkerPool::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
   return tasks_.size();

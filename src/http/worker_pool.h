@@ -22,6 +22,9 @@ class WorkerPool {
 
   // Queues `task`; false (and `task` untouched) when every worker is busy and the queue is full.
   bool try_submit(std::function<void()>& task);
+  // Queues `task` whatever the bound: the continuation of a request already admitted (a response
+  // that goes on once a slow reader made room) is never refused halfway.
+  void submit(std::function<void()> task);
   // Tasks waiting for a worker (not counting running ones).
   size_t queued() const;
 
