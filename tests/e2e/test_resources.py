@@ -5,6 +5,7 @@ import os
 import random
 import threading
 import unittest
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -41,7 +42,17 @@ class ResourcesApiTest(ProxyTestCase):
         url = os.environ["ERA_STORAGE_URL"]
         resources = json.loads(urllib.request.urlopen(f"{url}/api/resources/list").read())
         self.assertGreaterEqual(resources["total"], 2)
+        # The whole listing, page by page: other suites' resources share the backend, so this app's
+        # keys need not be on the first page.
         found = {(r["type"], r["namespace"], r["key"]) for r in resources["resources"]}
+        cursor = resources.get("cursor")
+        pages = 1
+        while cursor and pages < 1000:
+            page = json.loads(urllib.request.urlopen(
+                f"{url}/api/resources/list?cursor={urllib.parse.quote(cursor)}").read())
+            found |= {(r["type"], r["namespace"], r["key"]) for r in page["resources"]}
+            cursor = page.get("cursor")
+            pages += 1
         self.assertIn(("kv", app, "k1"), found)
         app_resources = json.loads(urllib.request.urlopen(f"{url}/api/resources/list?namespace={app}").read())
         self.assertEqual(app_resources["total"], 2)

@@ -12,6 +12,7 @@
 #include "app/backends.h"
 #include "config/config.h"
 #include "obs/metrics.h"
+#include "store/cloudflare/cloudflare_backend.h"
 #include "store/cloudflare/cloudflare_registry.h"
 #include "support.h"
 
@@ -41,7 +42,7 @@ struct Opened {
   ~Opened() {
     if (backend) backend->close();
   }
-  cf::CloudflareRegistry& registry() { return dynamic_cast<cf::CloudflareRegistry&>(backend->registry()); }
+  cf::CloudflareRegistry& registry() { return dynamic_cast<cf::CloudflareBackend&>(*backend).cloudflare_registry(); }
 };
 
 uint64_t d1_calls() {

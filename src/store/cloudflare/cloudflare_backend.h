@@ -51,6 +51,8 @@ class CloudflareBackend : public Backend {
   // Resource discovery from tables of the D1 database that every replica shares (cloudflare_registry.h),
   // its stats from a copy in memory (stats_cache.h).
   ResourceRegistry& registry() override { return *stats_; }
+  // The registry itself, under the stats cache (its queue and flush, for tests and tools).
+  CloudflareRegistry& cloudflare_registry() { return *registry_; }
   // The registry's flusher and marker (cloudflare_registry.h).
   void start(const std::string& instance) override { registry_->start(instance); }
   void close() override { registry_->close(); }
