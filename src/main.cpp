@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -169,22 +170,29 @@ int serve(int argc, char** argv) {
     backend->start(std::string(host) + ":" + std::to_string(port));
   }
 
+  // The signal thread is joined before the server goes: its stop() touches the loop's internals
+  // (a post wakes the loop), which must not race with their destruction. When the server stopped for
+  // another reason, `leaving` and a SIGTERM of our own end its wait.
+  std::atomic<bool> leaving{false};
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
+    if (leaving.load()) return;
     if (sig == SIGINT || sig == SIGTERM) {
       era::log::info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                      ": finishing in-flight requests");
       server.stop();
     }
   });
-  signals.detach();
 
   const std::string where = config.backend == "cloudflare" ? "api base " + config.cf_api_base : "data dir " + config.data_dir;
   std::printf("era-storage-proxy listening on http://%s:%d (backend %s, %s)\n", config.host.c_str(), port,
               config.backend.c_str(), where.c_str());
   std::fflush(stdout);
   server.run();
+  leaving.store(true);
+  pthread_kill(signals.native_handle(), SIGTERM);  // no effect once the thread has returned
+  signals.join();
   authenticator.stop();
   backend->close();
   era::log::info("stopped cleanly");
