@@ -21,6 +21,11 @@ import uuid
 
 from harness import Proxy, backend
 
+# The connection layer does not depend on the backend: these suites run once, in the local run (the
+# cloudflare run of the same files leaves them out, by design).
+local_run_only = unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend: "
+                                 "the local run covers it")
+
 # Generous bounds for one event on a loaded 2-core machine (sanitized builds included).
 WAIT = 30.0
 MiB = 1 << 20
@@ -156,8 +161,7 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend: "
-                 "the local run covers it")
+@local_run_only
 class RawHttpTest(unittest.TestCase):
     """One proxy with small head limits for the cases that do not need settings of their own."""
 
@@ -443,7 +447,7 @@ class RawHttpTest(unittest.TestCase):
         self.assertEqual((status, len(got), got == block * (size // MiB)), (200, size, True))
 
 
-@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
+@local_run_only
 class ConnectionCapsTest(unittest.TestCase):
     def held(self, proxy, source="127.0.0.1"):
         """A connection that has been served once (so the proxy has surely accepted and counted it)."""
@@ -521,7 +525,7 @@ class ConnectionCapsTest(unittest.TestCase):
         self.assertEqual(json.loads(body)["value"], "over unix")
 
 
-@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
+@local_run_only
 class OverloadTest(unittest.TestCase):
     def test_busy_workers_and_full_queue_get_503_with_retry_after(self):
         proxy = Proxy.configured({WORKERS: "2", QUEUE: "1", "ERA_PROXY_D1_STATEMENT_TIMEOUT_MS": "120000"})
@@ -595,7 +599,7 @@ class OverloadTest(unittest.TestCase):
             self.assertEqual(other.response()[0], 404)
 
 
-@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
+@local_run_only
 class BodyGapTest(unittest.TestCase):
     def test_a_body_that_stops_is_cut_and_stores_nothing(self):
         proxy = Proxy.configured({"ERA_PROXY_READ_TIMEOUT": "1"})
@@ -618,7 +622,7 @@ class BodyGapTest(unittest.TestCase):
             self.assertEqual(c.response()[0], 404, f"a cut body stored {target}")
 
 
-@unittest.skipIf(backend() == "cloudflare", "the connection layer does not depend on the backend")
+@local_run_only
 class DrainTest(unittest.TestCase):
     def test_sigterm_finishes_in_flight_closes_idle_refuses_new(self):
         proxy = Proxy.configured({})
