@@ -84,24 +84,33 @@ bool wait_fd(int fd, short events, int ms) {
   }
 }
 
-// Blocking send of all of [data, data+n) on a (possibly non-blocking) socket, waiting at most `ms`
-// for each bit of room. False when the peer is gone or stalled past the limit.
-bool send_all(int fd, const char* data, size_t n, int ms) {
-  while (n > 0) {
-    ssize_t w = ::send(fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+enum class Sent { all, blocked, gone };
+
+// Sends what the socket takes of [data + sent, data + n) without waiting, advancing `sent`: all of
+// it, or blocked (the socket buffer is full), or gone (the peer closed or failed).
+Sent send_from(int fd, const char* data, size_t n, size_t& sent) {
+  while (sent < n) {
+    ssize_t w = ::send(fd, data + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w > 0) {
-      data += w;
-      n -= static_cast<size_t>(w);
+      sent += static_cast<size_t>(w);
       continue;
     }
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_fd(fd, POLLOUT, ms)) return false;
-      continue;
-    }
-    return false;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Sent::blocked;
+    return Sent::gone;
   }
-  return true;
+  return Sent::all;
+}
+
+// Blocking send of all of [data, data+n) on a (possibly non-blocking) socket, waiting at most `ms`
+// for each bit of room. False when the peer is gone or stalled past the limit.
+bool send_all(int fd, const char* data, size_t n, int ms) {
+  size_t sent = 0;
+  for (;;) {
+    const Sent r = send_from(fd, data, n, sent);
+    if (r == Sent::all) return true;
+    if (r == Sent::gone || !wait_fd(fd, POLLOUT, ms)) return false;
+  }
 }
 
 class Conn;
@@ -211,7 +220,8 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   size_t out_sent_ = 0;   // of out_
   uint64_t produced_ = 0; // body bytes the provider has written so far
   uint64_t size_ = 0;     // body bytes announced
-  size_t body_left_ = 0;  // bytes of res_.body (a large plain body) still to send after out_
+  size_t body_len_ = 0;   // bytes of res_.body to send after out_ (a large plain body; else 0)
+  size_t body_sent_ = 0;  // of them
   bool streaming_ = false, keep_ = false;
 };
 
@@ -449,7 +459,7 @@ void Conn::begin_response(bool head_only) {
   head += "\r\n";
   produced_ = 0;
   size_ = 0;
-  body_left_ = 0;
+  body_len_ = body_sent_ = 0;
   streaming_ = false;
   if (head_only || no_body || size == 0) return;
   if (res.provider) {
@@ -459,33 +469,17 @@ void Conn::begin_response(bool head_only) {
     head += res.body;  // one send for a small answer
     res.body.clear();
   } else {
-    body_left_ = res.body.size();  // sent from res_.body after the head, without a copy
+    body_len_ = res.body.size();  // sent from res_.body after the head, without a copy
   }
 }
 
 void Conn::pump() {
   for (;;) {
-    if (out_sent_ < out_.size()) {
-      ssize_t w = ::send(fd(), out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w > 0) {
-        out_sent_ += static_cast<size_t>(w);
-        continue;
-      }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return park();
-      return finish(false);  // the peer is gone
-    }
-    if (body_left_ > 0) {
-      const size_t off = res_.body.size() - body_left_;
-      ssize_t w = ::send(fd(), res_.body.data() + off, body_left_, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w > 0) {
-        body_left_ -= static_cast<size_t>(w);
-        continue;
-      }
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return park();
-      return finish(false);
-    }
+    // The head (or the provider's last piece) in out_, then a large plain body from res_.body.
+    Sent r = send_from(fd(), out_.data(), out_.size(), out_sent_);
+    if (r == Sent::all) r = send_from(fd(), res_.body.data(), body_len_, body_sent_);
+    if (r == Sent::blocked) return park();
+    if (r == Sent::gone) return finish(false);
     out_.clear();
     out_sent_ = 0;
     if (!streaming_ || produced_ >= size_) return finish(true);
@@ -543,7 +537,7 @@ void Conn::finish(bool ok) {
   out_.clear();
   out_.shrink_to_fit();
   out_sent_ = 0;
-  body_left_ = 0;
+  body_len_ = body_sent_ = 0;
   parser_.reset();
   req_ = Request();
   asio::post(strand_, [self = shared_from_this(), keep] {
