@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import warnings
 
@@ -186,6 +187,18 @@ class Proxy:
     def call(self, method, path, body=None, headers=None):
         """(status, parsed JSON body) for a raw request."""
         return call(method, f"http://127.0.0.1:{self.port}{path}", body, headers)
+
+    def wait_in_flight(self, n, timeout):
+        """Waits until the proxy handles at least `n` requests besides the /metrics scrape that asks
+        (an event to wait on before signalling a proxy mid-request); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, _, body = self.request("GET", "/metrics")
+            for line in body.decode().splitlines():
+                if line.startswith("era_http_requests_in_flight ") and float(line.split()[1]) >= n + 1:
+                    return True
+            time.sleep(0.02)
+        return False
 
 
 class ProxyTestCase(unittest.TestCase):

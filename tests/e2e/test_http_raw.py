@@ -640,6 +640,9 @@ class DrainTest(unittest.TestCase):
         busy.send(f"PUT /api/storage/r2/{ns}/obj HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
                   f"Content-Length: {len(blob)}\r\n\r\n")
         busy.send(blob[:MiB])
+        # The proxy has taken the upload in (a worker runs its handler) before the signal: a head
+        # not yet read would count as an idle connection, which the drain closes at once.
+        self.assertTrue(proxy.wait_in_flight(1, WAIT), "the upload never reached a handler")
         proxy.proc.send_signal(signal.SIGTERM)
         # The idle connection is closed at once (well within the keep-alive timeout it had).
         self.assertTrue(idle.closed_by_peer())

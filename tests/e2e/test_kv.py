@@ -341,20 +341,11 @@ class KvDurabilityTest(unittest.TestCase):
                 resp.read()
                 conn.close()
 
-            def in_flight():
-                _, _, body = proxy.request("GET", "/metrics")
-                for line in body.decode().splitlines():
-                    if line.startswith("era_http_requests_in_flight "):
-                        return float(line.split()[1])
-                return 0
-
             t = threading.Thread(target=slow_put)
             t.start()
-            # The proxy is handling the PUT (the scrape counts itself too) before the signal is sent:
-            # an event, not a guess of how long a loaded machine takes to get there.
-            deadline = time.monotonic() + slack(60)
-            while in_flight() < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            # The proxy is handling the PUT before the signal is sent: an event, not a guess of how
+            # long a loaded machine takes to get there.
+            proxy.wait_in_flight(1, slack(60))
             proxy.proc.send_signal(signal.SIGTERM)
             signalled.set()
             t.join(slack(60))
