@@ -1,25 +1,23 @@
-// The upstream client against a small misbehaving server on loopback: retries, backoff, Retry-After,
+// The upstream client against a small misbehaving server on loopback (the shared FakeUpstream,
+// fake_upstream.h; a raw socket where the bytes on the wire matter): retries, backoff, Retry-After,
 // timeouts, resets mid-body, error mapping, keep-alive, and never a second copy of a non-idempotent
 // request whose fate is unknown.
 #include <doctest/doctest.h>
 
-#include <atomic>
+#include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <functional>
-#include <mutex>
-#include <set>
 #include <string>
-#include <vector>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fake_upstream.h"
 #include "store/cloudflare/call_budget.h"
-#include "http/server.h"
 #include "store/cloudflare/http_client.h"
 #include "util/text.h"
 
@@ -28,103 +26,11 @@ using era::cf::HttpClient;
 using era::cf::HttpOptions;
 using era::cf::HttpRequest;
 using era::cf::Retry;
+using era::test::Captured;
+using era::test::FakeUpstream;
+using era::test::fast_http;
 
 namespace {
-
-// A loopback server (the proxy's own, http/server.h) whose one route answers by a script: call n
-// (0-based) -> what to do. The script sees the request with its body read whole.
-class FakeUpstream {
- public:
-  using Script = std::function<void(int n, const era::http::Request&, era::http::Response&)>;
-  explicit FakeUpstream(Script s) : script_(std::move(s)), config_(upstream_config()), server_(config_) {
-    auto h = [this](era::http::Ctx& c) {
-      era::http::Request req = c.req;
-      req.body = c.body(64u << 20);
-      int n;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        n = calls_++;
-        ++active_;
-        ports_.insert(req.remote_port);
-      }
-      script_(n, req, c.res);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        --active_;
-      }
-      cv_.notify_all();
-    };
-    for (const char* method : {"GET", "POST", "PUT"})
-      server_.router().add(method, "/{path...}", era::http::Access::open(), h);
-    // bind() listens already: connections queue until the loop accepts them, so nothing needs to
-    // wait for the server to run.
-    port_ = server_.bind();
-    thread_ = std::thread([this] { server_.run(); });
-  }
-  ~FakeUpstream() {
-    release();
-    server_.stop();
-    thread_.join();
-  }
-  // A handler may hold its answer until the test releases it (an event, not a sleep).
-  void hold() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return released_; });
-  }
-  void release() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      released_ = true;
-    }
-    cv_.notify_all();
-  }
-  // Waits until every request the server has begun handling has been answered.
-  void wait_idle() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return active_ == 0; });
-  }
-  std::string url(const std::string& path = "/x") const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
-  int calls() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return calls_;
-  }
-  size_t connections() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ports_.size();
-  }
-
- private:
-  static era::Config upstream_config() {
-    era::Config c;
-    c.host = "127.0.0.1";
-    c.port = 0;
-    c.workers = 8;
-    c.io_threads = 1;
-    return c;
-  }
-
-  Script script_;
-  era::Config config_;
-  era::http::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int calls_ = 0;
-  int active_ = 0;
-  bool released_ = false;
-  std::set<int> ports_;
-};
-
-HttpOptions fast() {
-  HttpOptions o;
-  o.connect_timeout_ms = 1000;
-  o.timeout_ms = 2000;
-  o.max_attempts = 3;
-  o.backoff_base_ms = 10;
-  o.backoff_max_ms = 40;
-  return o;
-}
 
 const char* kEnvelope500 = R"({"success":false,"errors":[{"code":7500,"message":"internal trouble"}],"result":null})";
 
@@ -151,8 +57,8 @@ TEST_CASE("http client: Retry-After in seconds and as an HTTP date") {
 }
 
 TEST_CASE("http client: 429 with Retry-After is waited out and retried") {
-  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-    if (n == 0) {
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) {
       res.status = 429;
       res.set_header("Retry-After", "1");
       res.set_content(R"({"success":false,"errors":[{"code":971,"message":"Please wait"}]})", "application/json");
@@ -160,7 +66,7 @@ TEST_CASE("http client: 429 with Retry-After is waited out and retried") {
       res.set_content("ok", "text/plain");
     }
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto t0 = std::chrono::steady_clock::now();
@@ -173,26 +79,26 @@ TEST_CASE("http client: 429 with Retry-After is waited out and retried") {
 
 TEST_CASE("http client: idempotent calls retry 500s; the final error keeps the upstream code and message") {
   SUBCASE("recovers") {
-    FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-      if (n < 2) {
+    FakeUpstream up([](const Captured& c, era::http::Response& res) {
+      if (c.index < 2) {
         res.status = 500;
         res.set_content(kEnvelope500, "application/json");
       } else {
         res.set_content("fine", "text/plain");
       }
     });
-    HttpClient client(fast());
+    HttpClient client(fast_http());
     HttpRequest req;
     req.url = up.url();
     CHECK(client.send(req).body == "fine");
     CHECK(up.calls() == 3);
   }
   SUBCASE("gives up with 502") {
-    FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+    FakeUpstream up([](const Captured&, era::http::Response& res) {
       res.status = 500;
       res.set_content(kEnvelope500, "application/json");
     });
-    HttpClient client(fast());
+    HttpClient client(fast_http());
     HttpRequest req;
     req.url = up.url();
     req.what = "KV get";
@@ -214,11 +120,11 @@ TEST_CASE("http client: idempotent calls retry 500s; the final error keeps the u
 
 TEST_CASE("http client: a non-idempotent write is never sent twice once it may have run") {
   SUBCASE("500") {
-    FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+    FakeUpstream up([](const Captured&, era::http::Response& res) {
       res.status = 500;
       res.set_content(kEnvelope500, "application/json");
     });
-    HttpClient client(fast());
+    HttpClient client(fast_http());
     HttpRequest req;
     req.method = "POST";
     req.url = up.url();
@@ -234,13 +140,9 @@ TEST_CASE("http client: a non-idempotent write is never sent twice once it may h
     CHECK(up.calls() == 1);
   }
   SUBCASE("slow answer: timeout, one copy") {
-    FakeUpstream* server = nullptr;
-    FakeUpstream up([&server](int, const era::http::Request&, era::http::Response& res) {
-      server->hold();  // answers only after the client gave up
-      res.set_content("late", "text/plain");
-    });
-    server = &up;
-    HttpOptions o = fast();
+    FakeUpstream up([](const Captured&, era::http::Response& res) { res.set_content("late", "text/plain"); });
+    up.hold();  // answers only after the client gave up
+    HttpOptions o = fast_http();
     o.timeout_ms = 200;
     HttpClient client(o);
     HttpRequest req;
@@ -262,15 +164,15 @@ TEST_CASE("http client: a non-idempotent write is never sent twice once it may h
     CHECK(up.calls() == 1);
   }
   SUBCASE("429 means refused unexecuted: retried") {
-    FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-      if (n == 0) {
+    FakeUpstream up([](const Captured& c, era::http::Response& res) {
+      if (c.index == 0) {
         res.status = 429;
         res.set_header("Retry-After", "0");
       } else {
         res.set_content("done", "text/plain");
       }
     });
-    HttpClient client(fast());
+    HttpClient client(fast_http());
     HttpRequest req;
     req.method = "POST";
     req.url = up.url();
@@ -282,13 +184,9 @@ TEST_CASE("http client: a non-idempotent write is never sent twice once it may h
 }
 
 TEST_CASE("http client: a slow idempotent call times out per attempt and is retried, then 504") {
-  FakeUpstream* server = nullptr;
-  FakeUpstream up([&server](int, const era::http::Request&, era::http::Response& res) {
-    server->hold();
-    res.set_content("late", "text/plain");
-  });
-  server = &up;
-  HttpOptions o = fast();
+  FakeUpstream up([](const Captured&, era::http::Response& res) { res.set_content("late", "text/plain"); });
+  up.hold();
+  HttpOptions o = fast_http();
   o.timeout_ms = 150;
   o.max_attempts = 2;
   HttpClient client(o);
@@ -308,15 +206,15 @@ TEST_CASE("http client: a slow idempotent call times out per attempt and is retr
 }
 
 TEST_CASE("http client: a connection reset mid-body is retried for a read") {
-  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-    res.set_content_provider(1000, "text/plain", [n](size_t offset, size_t, era::http::DataSink& sink) {
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    res.set_content_provider(1000, "text/plain", [n = c.index](size_t offset, size_t, era::http::DataSink& sink) {
       if (n == 0 && offset >= 100) return false;  // drop the connection after 100 of 1000 bytes
       std::string chunk(100, char('a' + offset / 100));
       sink.write(chunk.data(), chunk.size());
       return true;
     });
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto r = client.send(req);
@@ -326,14 +224,14 @@ TEST_CASE("http client: a connection reset mid-body is retried for a read") {
 }
 
 TEST_CASE("http client: a stream already handed to the client is not retried; the break is an error") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.set_content_provider(1000, "text/plain", [](size_t offset, size_t, era::http::DataSink& sink) {
       if (offset >= 100) return false;
       sink.write(std::string(100, 'x').data(), 100);
       return true;
     });
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   std::string got;
@@ -352,11 +250,11 @@ TEST_CASE("http client: a stream already handed to the client is not retried; th
 }
 
 TEST_CASE("http client: a long Retry-After is passed on as 503 instead of waited") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.status = 429;
     res.set_header("Retry-After", "120");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   try {
@@ -382,7 +280,7 @@ TEST_CASE("http client: unreachable upstream is retried (never sent) and reporte
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   const int port = ntohs(addr.sin_port);
   ::close(fd);
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.method = "POST";
   req.body = "x";
@@ -399,8 +297,8 @@ TEST_CASE("http client: unreachable upstream is retried (never sent) and reporte
 }
 
 TEST_CASE("http client: connections are kept alive and reused") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) { res.set_content("k", "text/plain"); });
-  HttpClient client(fast());
+  FakeUpstream up([](const Captured&, era::http::Response& res) { res.set_content("k", "text/plain"); });
+  HttpClient client(fast_http());
   for (int i = 0; i < 5; ++i) {
     HttpRequest req;
     req.url = up.url();
@@ -411,12 +309,10 @@ TEST_CASE("http client: connections are kept alive and reused") {
 }
 
 TEST_CASE("http client: a streamed request body goes out whole; a partly read one is not retried") {
-  std::string received;
-  FakeUpstream up([&](int n, const era::http::Request& req, era::http::Response& res) {
-    received = req.body;
-    if (n == 0) res.status = 500;
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) res.status = 500;
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.method = "PUT";
   req.url = up.url();
@@ -430,8 +326,9 @@ TEST_CASE("http client: a streamed request body goes out whole; a partly read on
     return n;
   };
   CHECK_THROWS_AS(client.send(req), ApiError);
-  CHECK(up.calls() == 1);
-  CHECK(received == payload);
+  const auto seen = up.requests();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].body == payload);
 }
 
 // A loopback server that records each request's head as received (a parsed request cannot show
@@ -488,7 +385,7 @@ class RawUpstream {
 
 TEST_CASE("http client: an empty header value is sent as empty, by send() and by open() alike") {
   RawUpstream up(2);
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   req.headers.emplace_back("X-Empty", "");
@@ -515,7 +412,7 @@ TEST_CASE("http client: an empty header value is sent as empty, by send() and by
 TEST_CASE("http client: an empty response header value reads as empty, by send() and open() alike") {
   // libcurl 7.88's curl_easy_header gives an empty value as "\r"; a value is what HTTP says it is.
   RawUpstream up(2, "HTTP/1.1 200 OK\r\nX-Blank:\r\nX-Pad:   p  \r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody");
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto r = client.send(req);
@@ -531,14 +428,14 @@ TEST_CASE("http client: an empty response header value reads as empty, by send()
 }
 
 TEST_CASE("http client: response headers (repeated, empty, mixed case) read the same by send() and open()") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.set_header("X-Multi", "one");
     res.set_header("X-Multi", "two");
     res.set_header("X-Blank", "");
     res.set_header("X-Spaced", "  v  ");
     res.set_content("payload", "text/plain");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto r = client.send(req);
@@ -570,15 +467,15 @@ TEST_CASE("http client: response headers (repeated, empty, mixed case) read the 
 
 TEST_CASE("http client: open() retries like send() before the body, then streams a large body whole") {
   const std::string big(3 << 20, 'b');  // larger than the pull buffer: the transfer pauses and resumes
-  FakeUpstream up([&](int n, const era::http::Request&, era::http::Response& res) {
-    if (n == 0) {
+  FakeUpstream up([&](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) {
       res.status = 503;
       res.set_header("Retry-After", "0");
       return;
     }
     res.set_content(big, "application/octet-stream");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto stream = client.open(req);
@@ -592,12 +489,12 @@ TEST_CASE("http client: open() retries like send() before the body, then streams
 }
 
 TEST_CASE("http client: open() maps a final 429 like send(): 503 with the delay as meaning") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.status = 429;
     res.set_header("Retry-After", "120");
     res.set_content(kEnvelope500, "application/json");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   for (bool stream : {false, true}) {
     HttpRequest req;
     req.url = up.url();
@@ -616,11 +513,11 @@ TEST_CASE("http client: open() maps a final 429 like send(): 503 with the delay 
 }
 
 TEST_CASE("http client: an error answer comes back from open() with its body read") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.status = 404;
     res.set_content("<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>", "application/xml");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   auto stream = client.open(req);
@@ -629,27 +526,20 @@ TEST_CASE("http client: an error answer comes back from open() with its body rea
 }
 
 TEST_CASE("http client: every attempt carries User-Agent era-storage-proxy/<version>") {
-  std::mutex mu;
-  std::vector<std::string> agents;
-  FakeUpstream up([&](int n, const era::http::Request& req, era::http::Response& res) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      agents.push_back(req.get_header_value("User-Agent"));
-    }
-    if (n == 0) res.status = 500;
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) res.status = 500;
     else res.set_content("ok", "text/plain");
   });
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   CHECK(client.send(req).status == 200);
   HttpRequest req2;
   req2.url = up.url();
   CHECK(client.open(req2)->response().status == 200);
-  up.wait_idle();
-  std::lock_guard<std::mutex> lock(mu);
-  REQUIRE(agents.size() == 3);
-  for (const auto& a : agents) CHECK(a == std::string("era-storage-proxy/") + ERA_VERSION);
+  const auto seen = up.requests();
+  REQUIRE(seen.size() == 3);
+  for (const auto& r : seen) CHECK(r.header("User-Agent") == std::string("era-storage-proxy/") + ERA_VERSION);
   CHECK(std::string(era::cf::user_agent()) == std::string("era-storage-proxy/") + ERA_VERSION);
 }
 
@@ -658,11 +548,11 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
   for (int s : {200, 204, 304, 400, 401, 403, 404, 409, 412, 413}) CHECK_FALSE(era::cf::is_transient_status(s));
   for (int edge : {520, 522, 524, 527}) {
     CAPTURE(edge);
-    FakeUpstream up([edge](int n, const era::http::Request&, era::http::Response& res) {
-      if (n == 0) res.status = edge;
+    FakeUpstream up([edge](const Captured& c, era::http::Response& res) {
+      if (c.index == 0) res.status = edge;
       else res.set_content("ok", "text/plain");
     });
-    HttpClient client(fast());
+    HttpClient client(fast_http());
     HttpRequest req;
     req.url = up.url();
     CHECK(client.send(req).status == 200);
@@ -671,8 +561,8 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
   // Given up on: a timeout at the edge (522, 524) is a 504, the others a 502.
   for (auto [edge, want] : {std::pair{522, 504}, std::pair{524, 504}, std::pair{520, 502}, std::pair{526, 502}}) {
     CAPTURE(edge);
-    FakeUpstream up([edge = edge](int, const era::http::Request&, era::http::Response& res) { res.status = edge; });
-    HttpClient client(fast());
+    FakeUpstream up([edge = edge](const Captured&, era::http::Response& res) { res.status = edge; });
+    HttpClient client(fast_http());
     HttpRequest req;
     req.url = up.url();
     try {
@@ -686,14 +576,14 @@ TEST_CASE("http client: every 5xx is transient, Cloudflare's edge 520-527 includ
 }
 
 TEST_CASE("http client: a budgeted call spends one call per attempt; a request without a budget spends none") {
-  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-    if (n == 0) res.status = 502;
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) res.status = 502;
     else res.set_content("ok", "text/plain");
   });
   era::cf::BudgetOptions bo;
   bo.calls = 100;
   era::cf::CallBudget budget(bo);
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   req.budget = &budget;
@@ -706,7 +596,7 @@ TEST_CASE("http client: a budgeted call spends one call per attempt; a request w
 }
 
 TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is sent until it ends: 503 + Retry-After") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.status = 429;
     res.set_header("Retry-After", "30");
     res.set_content(R"({"success":false,"errors":[{"code":971,"message":"Please wait"}]})", "application/json");
@@ -714,7 +604,7 @@ TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is s
   era::cf::BudgetOptions bo;
   bo.max_wait_ms = 2000;
   era::cf::CallBudget budget(bo);
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   for (int i = 0; i < 3; ++i) {
     HttpRequest req;
     req.url = up.url();
@@ -735,8 +625,8 @@ TEST_CASE("http client: a 429 on a budgeted call pauses the budget; no call is s
 }
 
 TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in the budget, then retried once") {
-  FakeUpstream up([](int n, const era::http::Request&, era::http::Response& res) {
-    if (n == 0) {
+  FakeUpstream up([](const Captured& c, era::http::Response& res) {
+    if (c.index == 0) {
       res.status = 429;
       res.set_header("Retry-After", "1");
     } else {
@@ -744,7 +634,7 @@ TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in
     }
   });
   era::cf::CallBudget budget{era::cf::BudgetOptions{}};
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   req.budget = &budget;
@@ -754,7 +644,7 @@ TEST_CASE("http client: a budgeted 429 with a short Retry-After is waited out in
 }
 
 TEST_CASE("http client: Cloudflare's Ratelimit header on an answer feeds the budget") {
-  FakeUpstream up([](int, const era::http::Request&, era::http::Response& res) {
+  FakeUpstream up([](const Captured&, era::http::Response& res) {
     res.set_header("Ratelimit", R"("default";r=0;t=120)");
     res.set_header("Ratelimit-Policy", R"("default";q=1200;w=300)");
     res.set_content("ok", "text/plain");
@@ -762,7 +652,7 @@ TEST_CASE("http client: Cloudflare's Ratelimit header on an answer feeds the bud
   era::cf::BudgetOptions bo;
   bo.calls = 1100;
   era::cf::CallBudget budget(bo);
-  HttpClient client(fast());
+  HttpClient client(fast_http());
   HttpRequest req;
   req.url = up.url();
   req.budget = &budget;

@@ -2,6 +2,8 @@
 // build tree, so a failed run leaves its files where the build is), `status_of`, the HTTP status an
 // operation ends with (200 when it returns, the ApiError's status when it throws one), and
 // `wait_until`, for an event a test can only observe by looking (a file another process writes).
+// The scripted fake upstream (Cloudflare's stand-in) and the short-timeout client options the tests
+// against it share are in fake_upstream.h, apart: it brings libcurl's and the server's headers.
 #pragma once
 
 #include <unistd.h>

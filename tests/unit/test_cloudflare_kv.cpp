@@ -1,13 +1,11 @@
 // CloudflareKv against a loopback server that records every request and answers like Workers KV's REST
-// API: the exact requests (method, path, query, headers, body) pinned against Cloudflare's API
-// reference (developers.cloudflare.com/api/resources/kv/subresources/namespaces/...), the group commit
-// of writes (rounds, folding, order, failure fan-out), coalesced and cached reads, and the upstream
-// calls each operation costs.
+// API (FakeUpstream, fake_upstream.h): the exact requests (method, path, query, headers, body) pinned
+// against Cloudflare's API reference (developers.cloudflare.com/api/resources/kv/subresources/
+// namespaces/...), the group commit of writes (rounds, folding, order, failure fan-out), coalesced and
+// cached reads, and the upstream calls each operation costs.
 #include <doctest/doctest.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include <condition_variable>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -16,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "fake_upstream.h"
 #include "store/cloudflare/cloudflare_kv.h"
 #include "store/cloudflare/kv_cache.h"
 #include "support.h"
@@ -25,10 +24,13 @@ using era::ApiError;
 using era::KvValue;
 using era::cf::CloudflareKv;
 using era::cf::HttpClient;
-using era::cf::HttpOptions;
 using era::cf::KvOptions;
 using era::cf::KvReadCache;
 using era::cf::RestApi;
+using era::http::Response;
+using era::test::Captured;
+using era::test::FakeUpstream;
+using era::test::fast_http;
 using era::test::status_of;
 using nlohmann::json;
 
@@ -36,11 +38,6 @@ namespace {
 
 const std::string kNs = "0123456789abcdef0123456789abcdef";
 const std::string kPath = "/accounts/acc/storage/kv/namespaces/" + kNs;
-
-struct Seen {
-  std::string method, target, body, content_type, authorization, accept;
-  std::multimap<std::string, httplib::MultipartFormData> parts;
-};
 
 std::string envelope(const json& result) {
   return json{{"success", true}, {"errors", json::array()}, {"messages", json::array()}, {"result", result}}.dump();
@@ -52,90 +49,8 @@ std::string error_envelope(int code, const std::string& message) {
       .dump();
 }
 
-// A loopback upstream: records each request, answers with `answer` (default: a KV success for what
-// was asked), and can hold its answers until released.
-class Upstream {
- public:
-  using Answer = std::function<bool(const Seen&, httplib::Response&)>;  // true: answered
-
-  Upstream() {
-    auto h = [this](const httplib::Request& req, httplib::Response& res) {
-      Seen s{req.method, req.target, req.body, req.get_header_value("Content-Type"),
-             req.get_header_value("Authorization"), req.get_header_value("Accept"), {}};
-      for (const auto& [name, part] : req.files) s.parts.emplace(name, part);
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        seen_.push_back(s);
-        cv_.notify_all();
-        cv_.wait(lock, [&] { return !held_; });
-      }
-      Answer a;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        a = answer_;
-      }
-      if (a && a(s, res)) return;
-      res.set_content(envelope(json::object()), "application/json");
-    };
-    server_.Get(".*", h);
-    server_.Post(".*", h);
-    server_.Put(".*", h);
-    server_.Delete(".*", h);
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~Upstream() {
-    release();
-    server_.stop();
-    thread_.join();
-  }
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_) + "/accounts/acc"; }
-  void answer(Answer a) {
-    std::lock_guard<std::mutex> lock(mu_);
-    answer_ = std::move(a);
-  }
-  void hold() {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ = true;
-  }
-  void release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ = false;
-    cv_.notify_all();
-  }
-  void wait_calls(size_t n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return seen_.size() >= n; });
-  }
-  std::vector<Seen> seen() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return seen_;
-  }
-  size_t calls() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return seen_.size();
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Seen> seen_;
-  Answer answer_;
-  bool held_ = false;
-};
-
-HttpOptions quick(int attempts = 1) {
-  HttpOptions o;
-  o.connect_timeout_ms = 2000;
-  o.timeout_ms = 10000;
-  o.max_attempts = attempts;
-  o.backoff_base_ms = 1;
-  o.backoff_max_ms = 2;
-  return o;
-}
+// What the upstream answers when a test scripted nothing else: a KV success with an empty result.
+void kv_success(const Captured&, Response& res) { res.set_content(envelope(json::object()), "application/json"); }
 
 KvOptions no_cache() {
   KvOptions o;
@@ -151,25 +66,35 @@ KvOptions cached() {
 }
 
 struct Rig {
-  Upstream up;
-  HttpClient http{quick()};
-  RestApi api{http, up.base(), "TOKEN"};
+  FakeUpstream up{kv_success};
+  HttpClient http{fast_http(1)};
+  RestApi api{http, up.url("/accounts/acc"), "TOKEN"};
   std::unique_ptr<CloudflareKv> kv;
   explicit Rig(KvOptions o = no_cache(), era::cf::ResourceRecorder* rec = nullptr)
       : kv(std::make_unique<CloudflareKv>(api, kNs, rec, o)) {}
 };
 
-// The answer of bulk/get for names -> stored values (absent: null).
-bool answer_bulk_get(const Seen& s, httplib::Response& res, const std::map<std::string, json>& store) {
-  if (s.target != kPath + "/bulk/get") return false;
-  json values = json::object();
-  const json asked = json::parse(s.body);
-  for (const auto& k : asked["keys"]) {
-    auto it = store.find(k.get<std::string>());
-    values[k.get<std::string>()] = it == store.end() ? json(nullptr) : it->second;
-  }
-  res.set_content(envelope(json{{"values", values}}), "application/json");
-  return true;
+// Answers POST bulk/get as KV does for `store`: names -> stored values (absent: null).
+void serve_bulk_get(FakeUpstream& up, std::map<std::string, json> store) {
+  up.on("POST", kPath + "/bulk/get", [store = std::move(store)](const Captured& s, Response& res) {
+    json values = json::object();
+    const json asked = json::parse(s.body);
+    for (const auto& k : asked["keys"]) {
+      auto it = store.find(k.get<std::string>());
+      values[k.get<std::string>()] = it == store.end() ? json(nullptr) : it->second;
+    }
+    res.set_content(envelope(json{{"values", values}}), "application/json");
+  });
+}
+
+// Answers PUT bulk and POST bulk/delete as KV does when every key in them succeeded.
+void serve_bulk_writes(FakeUpstream& up) {
+  auto all_done = [](const Captured& s, Response& res) {
+    res.set_content(envelope(json{{"successful_key_count", json::parse(s.body).size()}, {"unsuccessful_keys", json::array()}}),
+                    "application/json");
+  };
+  up.on("PUT", kPath + "/bulk", all_done);
+  up.on("POST", kPath + "/bulk/delete", all_done);
 }
 
 int64_t now_s() { return int64_t(std::time(nullptr)); }
@@ -209,29 +134,31 @@ TEST_CASE("put without metadata: PUT values/<key> with the raw bytes, as wrangle
   Rig r;
   const std::string bytes("a\0b\xff\xfe", 5);
   r.kv->put("app", "a/b c%", KvValue{bytes, std::nullopt, std::nullopt, std::nullopt});
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 1);
   CHECK(seen[0].method == "PUT");
   CHECK(seen[0].target == kPath + "/values/app%3Aa%2Fb%20c%25");  // one path segment, no query
-  CHECK(seen[0].content_type == "application/octet-stream");
-  CHECK(seen[0].authorization == "Bearer TOKEN");
+  CHECK(seen[0].header("Content-Type") == "application/octet-stream");
+  CHECK(seen[0].header("Authorization") == "Bearer TOKEN");
   CHECK(seen[0].body == bytes);
 }
 
 TEST_CASE("put with metadata: multipart with `value` as a plain form field and `metadata` as JSON text") {
   Rig r;
   r.kv->put("app", "k", KvValue{"héllo", std::string(R"({"a":1})"), std::nullopt, std::nullopt});
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 1);
   CHECK(seen[0].method == "PUT");
   CHECK(seen[0].target == kPath + "/values/app%3Ak");
-  CHECK(seen[0].content_type.rfind("multipart/form-data; boundary=", 0) == 0);
-  REQUIRE(seen[0].parts.count("value") == 1);
-  REQUIRE(seen[0].parts.count("metadata") == 1);
-  const auto& value = seen[0].parts.find("value")->second;
+  CHECK(seen[0].header("Content-Type").rfind("multipart/form-data; boundary=", 0) == 0);
+  const auto parts = seen[0].parts();
+  REQUIRE(parts.size() == 2);
+  REQUIRE(parts.count("value") == 1);
+  REQUIRE(parts.count("metadata") == 1);
+  const auto& value = parts.find("value")->second;
   CHECK(value.content == "héllo");
   CHECK(value.filename.empty());  // a plain field, not a file
-  CHECK(seen[0].parts.find("metadata")->second.content == R"({"a":1})");
+  CHECK(parts.find("metadata")->second.content == R"({"a":1})");
 }
 
 TEST_CASE("multipart body: text as a plain field; bytes that are not UTF-8 as a file part") {
@@ -249,7 +176,7 @@ TEST_CASE("multipart body: text as a plain field; bytes that are not UTF-8 as a 
 TEST_CASE("expiration_ttl is passed through as expiration_ttl, never turned into a time") {
   Rig r;
   r.kv->put("app", "t", KvValue{"v", std::nullopt, now_s() + 60, 60});
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 1);
   CHECK(seen[0].target == kPath + "/values/app%3At?expiration_ttl=60");
   // A TTL under Cloudflare's minimum never leaves.
@@ -267,7 +194,7 @@ TEST_CASE("an absolute expiration near Cloudflare's 60 s minimum is moved later 
   const int64_t before = now_s();
   r.kv->put("app", "near", KvValue{"v", std::nullopt, before + 60, std::nullopt});
   const int64_t after = now_s();
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 2);
   CHECK(seen[0].target == kPath + "/values/app%3Afar?expiration=" + std::to_string(far));
   const std::string q = seen[1].target.substr(seen[1].target.find("?expiration=") + 12);
@@ -278,19 +205,17 @@ TEST_CASE("an absolute expiration near Cloudflare's 60 s minimum is moved later 
 
 TEST_CASE("get: one POST bulk/get with withMetadata brings value, metadata and expiration") {
   Rig r;
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    return answer_bulk_get(s, res, {{"app:k", {{"value", "v1"}, {"metadata", {{"m", 1}}}, {"expiration", 4102444800.0}}}});
-  });
+  serve_bulk_get(r.up, {{"app:k", {{"value", "v1"}, {"metadata", {{"m", 1}}}, {"expiration", 4102444800.0}}}});
   auto v = r.kv->get("app", "k");
   REQUIRE(v);
   CHECK(v->value == "v1");
   CHECK(v->metadata == std::string(R"({"m":1})"));
   CHECK(v->expiration == 4102444800);
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 1);
   CHECK(seen[0].method == "POST");
   CHECK(seen[0].target == kPath + "/bulk/get");
-  CHECK(seen[0].content_type == "application/json");
+  CHECK(seen[0].header("Content-Type") == "application/json");
   CHECK(json::parse(seen[0].body) == json{{"keys", {"app:k"}}, {"type", "text"}, {"withMetadata", true}});
   // A missing key is null in the answer.
   CHECK_FALSE(r.kv->get("app", "missing"));
@@ -299,52 +224,41 @@ TEST_CASE("get: one POST bulk/get with withMetadata brings value, metadata and e
 
 TEST_CASE("get: a value bulk/get cannot carry as text is read again raw, with its expiration header") {
   Rig r;
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    if (answer_bulk_get(s, res, {{"app:bin", {{"value", "\xEF\xBF\xBD\x01"}, {"metadata", {{"b", true}}}}}}))
-      return true;
-    if (s.method == "GET" && s.target == kPath + "/values/app%3Abin") {
-      res.set_header("expiration", "4102444800");
-      res.set_content(std::string("\xff\x01", 2), "application/octet-stream");
-      return true;
-    }
-    return false;
+  serve_bulk_get(r.up, {{"app:bin", {{"value", "\xEF\xBF\xBD\x01"}, {"metadata", {{"b", true}}}}}});
+  r.up.on("GET", kPath + "/values/app%3Abin", [](const Captured&, Response& res) {
+    res.set_header("expiration", "4102444800");
+    res.set_content(std::string("\xff\x01", 2), "application/octet-stream");
   });
   auto v = r.kv->get("app", "bin");
   REQUIRE(v);
   CHECK(v->value == std::string("\xff\x01", 2));
   CHECK(v->metadata == std::string(R"({"b":true})"));
   CHECK(v->expiration == 4102444800);
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 2);
-  CHECK(seen[1].accept == "application/octet-stream");
+  CHECK(seen[1].header("Accept") == "application/octet-stream");
 }
 
 TEST_CASE("get: if bulk/get is refused, GET values + GET metadata; a 404 is no such key only with 10009") {
   Rig r;
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    if (s.target == kPath + "/bulk/get") {
-      res.status = 400;
-      res.set_content(error_envelope(10001, "Keys must contain text-based values"), "application/json");
-      return true;
-    }
-    if (s.target == kPath + "/values/app%3Ak") {
-      res.set_content("raw", "application/octet-stream");
-      return true;
-    }
-    if (s.target == kPath + "/metadata/app%3Ak") {
-      res.set_content(envelope(json{{"m", 2}}), "application/json");
-      return true;
-    }
+  r.up.on("POST", kPath + "/bulk/get", [](const Captured&, Response& res) {
+    res.status = 400;
+    res.set_content(error_envelope(10001, "Keys must contain text-based values"), "application/json");
+  });
+  r.up.on("GET", kPath + "/values/app%3Ak",
+          [](const Captured&, Response& res) { res.set_content("raw", "application/octet-stream"); });
+  r.up.on("GET", kPath + "/metadata/app%3Ak",
+          [](const Captured&, Response& res) { res.set_content(envelope(json{{"m", 2}}), "application/json"); });
+  r.up.otherwise([](const Captured&, Response& res) {
     res.status = 404;
     res.set_content(error_envelope(10009, "get: 'key not found'"), "application/json");
-    return true;
   });
   auto v = r.kv->get("app", "k");
   REQUIRE(v);
   CHECK(v->value == "raw");
   CHECK(v->metadata == std::string(R"({"m":2})"));
   CHECK_FALSE(r.kv->get("app", "nope"));
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 5);
   CHECK(seen[1].method == "GET");
   CHECK(seen[1].target == kPath + "/values/app%3Ak");
@@ -356,10 +270,9 @@ TEST_CASE("a namespace error is a 502 that names the namespace, for reads and wr
   Rig r;
   for (int code : {10013, 0}) {  // namespace not found; and a 404 without 10009 at all
     CAPTURE(code);
-    r.up.answer([code](const Seen&, httplib::Response& res) {
+    r.up.otherwise([code](const Captured&, Response& res) {
       res.status = 404;
       res.set_content(code ? error_envelope(code, "get: 'namespace not found'") : "Not Found", "text/plain");
-      return true;
     });
     for (const auto& op : std::vector<std::function<void()>>{
              [&] { r.kv->get("app", "k"); },
@@ -378,13 +291,12 @@ TEST_CASE("a namespace error is a 502 that names the namespace, for reads and wr
 
 TEST_CASE("delete: DELETE values/<key>; a 404 with 10009 is already done") {
   Rig r;
-  r.up.answer([](const Seen&, httplib::Response& res) {
+  r.up.otherwise([](const Captured&, Response& res) {
     res.status = 404;
     res.set_content(error_envelope(10009, "delete: 'key not found'"), "application/json");
-    return true;
   });
   r.kv->remove("app", "gone");
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 1);
   CHECK(seen[0].method == "DELETE");
   CHECK(seen[0].target == kPath + "/values/app%3Agone");
@@ -423,25 +335,20 @@ TEST_CASE("concurrent writes go together: one PUT bulk and one POST bulk/delete 
   });
   start_burst(dels, [&](size_t i) { r.kv->remove("app", "d" + std::to_string(i)); });
   r.kv->wait_writes_queued(8);
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    if (s.target != kPath + "/bulk" && s.target != kPath + "/bulk/delete") return false;
-    res.set_content(envelope(json{{"successful_key_count", json::parse(s.body).size()}, {"unsuccessful_keys", json::array()}}),
-                    "application/json");
-    return true;
-  });
+  serve_bulk_writes(r.up);
   r.up.release();
   first.join();
   puts.join();
   dels.join();
   for (int s : puts.status) CHECK(s == 200);
   for (int s : dels.status) CHECK(s == 200);
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 3);
   CHECK(seen[0].target == kPath + "/values/app%3Afirst");
-  const Seen& bulk = seen[1].target == kPath + "/bulk" ? seen[1] : seen[2];
-  const Seen& bulk_delete = seen[1].target == kPath + "/bulk" ? seen[2] : seen[1];
+  const Captured& bulk = seen[1].target == kPath + "/bulk" ? seen[1] : seen[2];
+  const Captured& bulk_delete = seen[1].target == kPath + "/bulk" ? seen[2] : seen[1];
   CHECK(bulk.method == "PUT");
-  CHECK(bulk.content_type == "application/json");
+  CHECK(bulk.header("Content-Type") == "application/json");
   json items = json::parse(bulk.body);
   REQUIRE(items.size() == 5);
   std::map<std::string, json> by_key;
@@ -451,7 +358,7 @@ TEST_CASE("concurrent writes go together: one PUT bulk and one POST bulk/delete 
   CHECK(by_key["app:p2"] == json{{"key", "app:p2"}, {"value", "v2"}, {"expiration_ttl", 120}});
   CHECK(by_key["app:p3"] == json{{"key", "app:p3"}, {"value", "v3"}});
   CHECK(bulk_delete.method == "POST");
-  CHECK(bulk_delete.content_type == "application/json");
+  CHECK(bulk_delete.header("Content-Type") == "application/json");
   json names = json::parse(bulk_delete.body);
   std::sort(names.begin(), names.end());
   CHECK(names == json{"app:d0", "app:d1", "app:d2"});
@@ -466,17 +373,12 @@ TEST_CASE("a failed bulk call fails exactly the writes it carried; unsuccessful 
   start_burst(puts, [&](size_t i) { r.kv->put("app", "p" + std::to_string(i), KvValue{"v", {}, {}, {}}); });
   start_burst(dels, [&](size_t i) { r.kv->remove("app", "d" + std::to_string(i)); });
   r.kv->wait_writes_queued(6);
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    if (s.target == kPath + "/bulk") {
-      res.status = 500;
-      res.set_content(error_envelope(10000, "internal"), "application/json");
-      return true;
-    }
-    if (s.target == kPath + "/bulk/delete") {
-      res.set_content(envelope(json{{"successful_key_count", 1}, {"unsuccessful_keys", {"app:d1"}}}), "application/json");
-      return true;
-    }
-    return false;
+  r.up.on("PUT", kPath + "/bulk", [](const Captured&, Response& res) {
+    res.status = 500;
+    res.set_content(error_envelope(10000, "internal"), "application/json");
+  });
+  r.up.on("POST", kPath + "/bulk/delete", [](const Captured&, Response& res) {
+    res.set_content(envelope(json{{"successful_key_count", 1}, {"unsuccessful_keys", {"app:d1"}}}), "application/json");
   });
   r.up.release();
   first.join();
@@ -510,9 +412,9 @@ TEST_CASE("writes to one key in one round fold: the last wins and every one of t
   first.join();
   for (auto& t : ts) t.join();
   for (int s : st) CHECK(s == 200);
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 3);  // the lone first, then one put and one delete: nothing else
-  std::map<std::string, Seen> by_method;
+  std::map<std::string, Captured> by_method;
   for (size_t i = 1; i < seen.size(); ++i) by_method[seen[i].method] = seen[i];
   CHECK(by_method["PUT"].target == kPath + "/values/app%3Ak");
   CHECK(by_method["PUT"].body == "v3");
@@ -546,7 +448,7 @@ TEST_CASE("a key written less than the interval ago waits for a later round; oth
   first.join();
   again.join();
   other.join();
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 3);
   CHECK(seen[0].body == "v1");
   CHECK(seen[1].target == kPath + "/values/app%3Aj");  // not held back by k
@@ -557,16 +459,16 @@ TEST_CASE("a key written less than the interval ago waits for a later round; oth
 TEST_CASE("a failed put leaves its registry row and reads nothing to second-guess it") {
   Recorded rec;
   Rig r(cached(), &rec);
-  r.up.answer([](const Seen&, httplib::Response& res) {
+  r.up.otherwise([](const Captured&, Response& res) {
     res.status = 500;
     res.set_content(error_envelope(10000, "internal"), "application/json");
-    return true;
   });
   CHECK(status_of([&] { r.kv->put("app", "k", KvValue{"vvv", {}, {}, {}}); }) == 502);
   CHECK(r.up.calls() == 1);  // no read: a miss may be KV's cached negative lookup
   CHECK(rec.log == std::vector<std::string>{"put app:k 3"});
   // The cache forgot the key: the next read goes upstream.
-  r.up.answer([](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, {}); });
+  r.up.otherwise(kv_success);
+  serve_bulk_get(r.up, {});
   CHECK_FALSE(r.kv->get("app", "k"));
   CHECK(r.up.calls() == 2);
 }
@@ -585,7 +487,7 @@ TEST_CASE("read cache: a write through this proxy is read back at once without a
   CHECK_FALSE(r.kv->get("app", "k"));
   CHECK(r.up.calls() == 2);  // the put and the delete; no read
   // A miss read upstream is cached too (KV caches its negative lookups for as long).
-  r.up.answer([](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, {}); });
+  serve_bulk_get(r.up, {});
   CHECK_FALSE(r.kv->get("app", "other"));
   CHECK_FALSE(r.kv->get("app", "other"));
   CHECK(r.up.calls() == 3);
@@ -593,9 +495,7 @@ TEST_CASE("read cache: a write through this proxy is read back at once without a
 
 TEST_CASE("read cache off (ttl 0): every read goes upstream") {
   Rig r(no_cache());
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    return answer_bulk_get(s, res, {{"app:k", {{"value", "v"}, {"metadata", nullptr}}}});
-  });
+  serve_bulk_get(r.up, {{"app:k", {{"value", "v"}, {"metadata", nullptr}}}});
   r.kv->put("app", "k", KvValue{"v", {}, {}, {}});
   CHECK(r.kv->get("app", "k")->value == "v");
   CHECK(r.kv->get("app", "k")->value == "v");
@@ -604,9 +504,7 @@ TEST_CASE("read cache off (ttl 0): every read goes upstream") {
 
 TEST_CASE("an expired value reads as absent, from the cache and from upstream") {
   Rig r(cached());
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    return answer_bulk_get(s, res, {{"app:old", {{"value", "v"}, {"metadata", nullptr}, {"expiration", 1000}}}});
-  });
+  serve_bulk_get(r.up, {{"app:old", {{"value", "v"}, {"metadata", nullptr}, {"expiration", 1000}}}});
   CHECK_FALSE(r.kv->get("app", "old"));
   CHECK_FALSE(r.kv->get("app", "old"));
   CHECK(r.up.calls() == 1);
@@ -616,7 +514,7 @@ TEST_CASE("concurrent misses are coalesced into bulk/get calls of at most 100 ke
   Rig r(no_cache());
   std::map<std::string, json> store;
   for (int i = 0; i < 150; ++i) store["app:k" + std::to_string(i)] = {{"value", "v" + std::to_string(i)}, {"metadata", nullptr}};
-  r.up.answer([&](const Seen& s, httplib::Response& res) { return answer_bulk_get(s, res, store); });
+  serve_bulk_get(r.up, store);
   r.up.hold();
   std::thread first([&] { CHECK(r.kv->get("app", "k0")->value == "v0"); });
   r.up.wait_calls(1);
@@ -628,7 +526,7 @@ TEST_CASE("concurrent misses are coalesced into bulk/get calls of at most 100 ke
   r.up.release();
   first.join();
   for (auto& t : readers) t.join();
-  auto seen = r.up.seen();
+  auto seen = r.up.requests();
   REQUIRE(seen.size() == 3);  // k0 alone, then 149 names in calls of 100 and 49
   std::vector<size_t> sizes;
   for (const auto& s : seen) {
@@ -682,12 +580,7 @@ TEST_CASE("read cache: bounded by bytes, least recently used out first") {
 
 TEST_CASE("upstream calls per operation: 64 concurrent writers and a hot read set") {
   Rig r(cached());
-  r.up.answer([](const Seen& s, httplib::Response& res) {
-    if (s.target != kPath + "/bulk" && s.target != kPath + "/bulk/delete") return false;
-    res.set_content(envelope(json{{"successful_key_count", json::parse(s.body).size()}, {"unsuccessful_keys", json::array()}}),
-                    "application/json");
-    return true;
-  });
+  serve_bulk_writes(r.up);
   r.up.hold();
   std::thread first([&] { r.kv->put("app", "first", KvValue{"1", {}, {}, {}}); });
   r.up.wait_calls(1);
