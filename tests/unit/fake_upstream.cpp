@@ -12,11 +12,8 @@ namespace era::test {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using text::lower;
+using text::trim;
 
 // `value; a=b; c="d"` -> the first item and the parameters by lowercased name (quotes removed).
 std::pair<std::string, std::map<std::string, std::string>> split_params(std::string_view header) {
@@ -34,14 +31,14 @@ std::pair<std::string, std::map<std::string, std::string>> split_params(std::str
     if (quoted) throw std::runtime_error("multipart: an unterminated quoted parameter in '" + std::string(header) + "'");
     std::string_view item = trim(header.substr(i, j - i));
     if (first) {
-      out.first = text::lower(std::string(item));
+      out.first = lower(item);
       first = false;
     } else if (!item.empty()) {
       const size_t eq = item.find('=');
       if (eq == std::string_view::npos) throw std::runtime_error("multipart: a parameter without '=': " + std::string(item));
       std::string_view value = trim(item.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-      out.second[text::lower(std::string(trim(item.substr(0, eq))))] = std::string(value);
+      out.second[lower(trim(item.substr(0, eq)))] = std::string(value);
     }
     i = j + 1;
   }
@@ -77,7 +74,7 @@ std::multimap<std::string, FormPart> parse_multipart(const std::string& content_
       line = eol + 2;
       const size_t colon = field.find(':');
       if (colon == std::string_view::npos) throw std::runtime_error("multipart: a part header without ':'");
-      const std::string name = text::lower(std::string(trim(field.substr(0, colon))));
+      const std::string name = lower(trim(field.substr(0, colon)));
       const std::string_view value = trim(field.substr(colon + 1));
       if (name == "content-type") {
         part.content_type = std::string(value);
