@@ -244,7 +244,7 @@ TEST_CASE("D1: a statement within the SQL limit that the rewrite makes longer th
   st.sql = "SELECT 'marker_long" + std::string(99000, 'x') + "'";
   for (int i = 0; i < 100; ++i) {
     st.sql += ", ?";
-    st.params.push_back(int64_t(INT64_MIN));
+    st.params.emplace_back(int64_t(INT64_MIN));
   }
   REQUIRE(st.sql.size() < 100000);
   std::string code;
