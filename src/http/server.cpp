@@ -206,6 +206,8 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
  private:
   // Bytes asked of the socket by the read that waits for a request: what an idle connection holds.
   static constexpr size_t kFirstRead = 2048;
+  // Bodies up to this size (by Content-Length) are read on the loop before a worker takes the request.
+  static constexpr size_t kSmallBody = 64 * 1024;
 
   // On the loop, under m_ (the functions below that do not say "worker").
   void new_request();  // a fresh parser and per-request state
@@ -213,6 +215,12 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   void on_read(const boost::system::error_code& ec, size_t n);
   void parse_head();
   void on_head();
+  // Reads the rest of a small body (`length` bytes in all) into buf_, then dispatch().
+  void read_body(size_t length);
+  // Hands the request to a worker, or answers 503 when none can take it.
+  void dispatch();
+  // 400 incomplete_body for a small body that stopped (as the handler answers for a larger one).
+  void refuse_incomplete();
   void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
   void on_timer(const boost::system::error_code& ec, uint64_t gen);
   // Arms the timer for deadline_ if it would fire later than that (or not at all).
@@ -245,6 +253,7 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   std::mutex m_;
   bool loop_owned_ = true;
   bool in_flight_ = false;  // a request admitted and its response not finished
+  bool reading_body_ = false;  // the loop reads a small body before dispatching
   bool closed_ = false;
   Clock::time_point deadline_{};                     // while the loop owns it: close when passed
   Clock::time_point timer_at_ = Clock::time_point::max();  // when the armed timer fires (max: none)
@@ -300,7 +309,7 @@ void Conn::on_timer(const boost::system::error_code& ec, uint64_t gen) {
   // Too slow: an idle keep-alive ends quietly; a head that does not finish in time is cut too
   // (answering would only help a slow client hold the connection longer), and so is a peer that
   // does not take a response or a refusal.
-  if (Clock::now() >= deadline_) return close();
+  if (Clock::now() >= deadline_) return reading_body_ ? refuse_incomplete() : close();
   ensure_timer();
 }
 
@@ -382,15 +391,52 @@ void Conn::on_head() {
   req_.local_addr = local_addr;
   req_.local_port = local_port;
   const auto expect = msg[bhttp::field::expect];
-  expect_continue_ = !expect.empty() && boost::beast::iequals(expect, "100-continue") && !parser_->is_done();
+  if (!expect.empty() && !boost::beast::iequals(expect, "100-continue"))
+    return refuse(417, "expectation_failed",
+                  "unsupported Expect: '" + std::string(expect.substr(0, 64)) + "' (only 100-continue is understood)");
+  expect_continue_ = !expect.empty() && !parser_->is_done();
   keep_alive_ = parser_->keep_alive();
   ++served_;
-  in_flight_ = true;
+  in_flight_ = true;  // a drain lets it finish (its body included)
+  // A small body that has not all come with the head is read here first, so a client that sends
+  // it slowly holds no worker (each pause at most the read gap). Larger bodies, chunked ones and
+  // ones the client holds back for 100 Continue are read by the handler, as it streams them.
+  const auto length = parser_->content_length();
+  if (!parser_->is_done() && !expect_continue_ && length && *length <= kSmallBody && buf_.size() < *length)
+    return read_body(static_cast<size_t>(*length));
+  dispatch();
+}
+
+void Conn::refuse_incomplete() {
+  reading_body_ = false;
+  refuse(400, "incomplete_body", "the request body ended before its declared length (or stopped arriving for " +
+                                     std::to_string(srv_.limits.gap_ms / 1000) + " s)");
+}
+
+void Conn::read_body(size_t length) {
+  reading_body_ = true;
+  deadline_ = Clock::now() + std::chrono::milliseconds(srv_.limits.gap_ms);
+  ensure_timer();
+  sock_.async_read_some(buf_.prepare(length - buf_.size()),
+                        [self = shared_from_this(), length](const boost::system::error_code& ec, size_t n) {
+                          std::lock_guard<std::mutex> lock(self->m_);
+                          if (self->closed_ || !self->reading_body_) return;  // closed, or refused on time
+                          if (ec == asio::error::eof) return self->refuse_incomplete();  // half-closed
+                          if (ec) return self->close();  // the client went away before its body was in
+                          self->buf_.commit(n);
+                          if (self->buf_.size() < length) return self->read_body(length);
+                          self->dispatch();
+                        });
+}
+
+void Conn::dispatch() {
+  reading_body_ = false;
   loop_owned_ = false;
   std::function<void()> task = [self = shared_from_this()] { self->serve(); };
   if (!srv_.workers.try_submit(task)) {
     loop_owned_ = true;
-    log::warn("req=- " + req_.method + " - 503 code=server_busy: every worker is busy and the queue is full");
+    log::warn("req=- " + req_.method + " " + req_.path + " 503 code=server_busy: every worker is busy and the queue is full");
+    obs::metrics().throttled(obs::surface_of_route(req_.path), "server_busy");
     return refuse(503, "server_busy", "the proxy is busy: every worker is occupied; retry shortly", true);
   }
   // From here the worker owns the request: nothing of it is touched on the loop.
@@ -401,6 +447,16 @@ void Conn::refuse(int status, const std::string& code, const std::string& messag
   loop_owned_ = true;
   auto text = std::make_shared<std::string>(refusal(status, code, message, retry_after));
   if (status != 503) log::info("req=- - - " + std::to_string(status) + " code=" + code);
+  // Counted like any answer (no handler ran: surface and method as far as the head told them).
+  obs::Surface surface = obs::Surface::other;
+  obs::Method method = obs::Method::other;
+  if (parser_ && parser_->is_header_done()) {
+    const auto& msg = parser_->get();
+    const std::string_view target(msg.target().data(), msg.target().size());
+    surface = obs::surface_of_route(target.substr(0, target.find('?')));
+    method = obs::method_of(std::string_view(msg.method_string().data(), msg.method_string().size()));
+  }
+  obs::metrics().request_refused(surface, method, status);
   // The rest of what the client sends is never read: the answer is written, then the connection ends.
   deadline_ = Clock::now() + std::chrono::milliseconds(srv_.limits.gap_ms);
   ensure_timer();
@@ -653,6 +709,8 @@ void Server::Impl::admit(asio::io_context& loop, Socket socket, std::string peer
     socket.shutdown(asio::socket_base::shutdown_send, ec);
     socket.close(ec);
     obs::metrics().connection_closed();
+    obs::metrics().request_refused(obs::Surface::other, obs::Method::other, 503);
+    obs::metrics().throttled(obs::Surface::other, "too_many_connections");
     return;
   }
   c->peer = std::move(peer);
