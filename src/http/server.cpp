@@ -268,7 +268,7 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   std::optional<Parser> parser_;
   Request req_;
   uint64_t served_ = 0;
-  bool head_started_ = false, head_deadline_ = false;
+  bool head_deadline_ = false;  // the head timeout runs (a head that did not come in one read)
   bool keep_alive_ = true;
   bool expect_continue_ = false, continue_sent_ = false;
   bool body_broken_ = false;  // the body stopped midway (peer gone, timeout, bad chunk)
@@ -322,7 +322,7 @@ void Conn::new_request() {
   parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.limits.max_head_bytes, UINT32_MAX)));
   parser_->body_limit(boost::none);  // bodies are limited per route, by the handler (Ctx::stream_body)
   expect_continue_ = continue_sent_ = body_broken_ = false;
-  head_started_ = head_deadline_ = false;
+  head_deadline_ = false;
 }
 
 void Conn::read_head(size_t chunk) {
@@ -335,7 +335,6 @@ void Conn::on_read(const boost::system::error_code& ec, size_t n) {
   if (closed_) return;
   if (ec) return close();  // EOF, reset, or cancelled
   buf_.commit(n);
-  head_started_ = true;
   parse_head();
 }
 
@@ -362,7 +361,7 @@ void Conn::parse_head() {
   if (buf_.size() >= srv_.limits.max_head_bytes)
     return refuse(431, "header_too_large",
                   "the request head is larger than " + std::to_string(srv_.limits.max_head_bytes) + " bytes");
-  if (head_started_ && !head_deadline_) {
+  if (!head_deadline_) {
     // From its first byte, the whole head must come in time (only a head that did not come in one
     // read gets this far: the usual request never touches the timer).
     head_deadline_ = true;
@@ -648,7 +647,6 @@ void Conn::finish(bool ok) {
     asio::post(loop_, [self = shared_from_this()] {
       std::lock_guard<std::mutex> held(self->m_);
       if (self->closed_) return;
-      self->head_started_ = true;
       self->parse_head();
     });
     return;
