@@ -77,6 +77,7 @@ class LocalD1 : public sqlfront::GuardedSqlStore {
 
  private:
   struct Space;
+  struct Conn;
   class Use;
   class Exec;
   class Reader;
