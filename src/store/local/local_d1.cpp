@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <optional>
 
 #include "ns/names.h"
 #include "store/sql/guarded_sql.h"
@@ -81,11 +82,49 @@ size_t value_bytes(const SqlValue& v) {
   return 16;
 }
 
-void finish_meta(sqlite::Db& db, std::vector<SqlResult>& results) {
+// The database's size now: page_count * page_size. (SQLite prepares a PRAGMA statement again at
+// every run, cached or not: it is marked to run only once.)
+int64_t database_size(sqlite::Db& db) {
   sqlite::StmtUse pages(db.cached("PRAGMA page_count"));
   int64_t size = pages->step() ? pages->int64(0) : 0;
   sqlite::StmtUse page_size(db.cached("PRAGMA page_size"));
-  size *= page_size->step() ? page_size->int64(0) : 0;
+  return size * (page_size->step() ? page_size->int64(0) : 0);
+}
+
+// The "data version" of the connection's view of its file: it changes whenever the content it sees
+// changes, by its own commits or (noticed when it next starts reading) by another connection's.
+uint32_t data_version(sqlite3* db) {
+  unsigned int v = 0;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK) return 0;
+  return v;
+}
+
+}  // namespace
+
+// One connection to a namespace's file, and the statements kept on it across calls.
+struct LocalD1::Conn {
+  Conn(const std::string& path, bool read_only) : db(path, read_only) {}
+  sqlite::Db db;
+  sqlfront::StatementCache statements;  // after `db`: finalized before the connection closes
+  // A reader's last database size, and the data version it was measured at.
+  std::optional<std::pair<uint32_t, int64_t>> size;
+};
+
+namespace {
+
+// meta.size_after of a call's results. A read-only connection whose view of the file has not changed
+// since it last measured (same data version: nothing committed that it has seen) answers from that
+// measure; the writer, whose uncommitted pages the version does not count, always measures.
+void finish_meta(LocalD1::Conn& conn, bool reader, std::vector<SqlResult>& results) {
+  int64_t size = 0;
+  const uint32_t version = reader ? data_version(conn.db.handle()) : 0;
+  if (reader && conn.size && conn.size->first == version) {
+    size = conn.size->second;
+  } else {
+    size = database_size(conn.db);
+    // Measured in a read of its own, which may have seen a newer commit: keyed by the version after.
+    if (reader) conn.size.emplace(data_version(conn.db.handle()), size);
+  }
   for (auto& r : results) r.meta.size_after = size;
 }
 
@@ -101,13 +140,6 @@ const std::string kCreateObjects = std::string("CREATE TABLE IF NOT EXISTS ") + 
                                    "WITHOUT ROWID";
 
 }  // namespace
-
-// One connection to a namespace's file, and the statements kept on it across calls.
-struct LocalD1::Conn {
-  Conn(const std::string& path, bool read_only) : db(path, read_only) {}
-  sqlite::Db db;
-  sqlfront::StatementCache statements;  // after `db`: finalized before the connection closes
-};
 
 // One namespace's file and its connections.
 struct LocalD1::Space {
@@ -404,7 +436,7 @@ std::vector<SqlResult> LocalD1::write(Space& s, const std::string& ns, const std
         st->bind_text(1, o.physical).run();
       }
     }
-    finish_meta(db, ex.results);
+    finish_meta(*s.writer, false, ex.results);
     db.exec("COMMIT");
   } catch (...) {
     if (!sqlite3_get_autocommit(h)) {
@@ -460,7 +492,7 @@ std::vector<SqlResult> LocalD1::call(const std::string& ns, const std::vector<sq
     sqlfront::Overlay overlay(registry_);
     Exec ex(**reader, false, ns, limits_, deadline);
     if (sqlfront::run_guarded(ns, units, ex, overlay, deadline) == sqlfront::Outcome::done) {
-      finish_meta((*reader)->db, ex.results);
+      finish_meta(**reader, true, ex.results);
       return std::move(ex.results);
     }
   }
