@@ -241,6 +241,9 @@ TEST_CASE("kept statements: reused while the guard's decision holds, checked aga
     call("n", "SELECT name FROM sqlite_master");
   }
   CHECK(ex.cache.size() == kept);
+  // Nor are long texts (memory: every connection of every open namespace keeps some).
+  call("n", "SELECT 1" + std::string(StatementCache::kMaxText, ' '));
+  CHECK(ex.cache.size() == kept);
 
   // A change of ownership anywhere retires every kept statement: SQLite would not prepare it again
   // (this connection's schema did not change), the registry version makes the front do it. Here a

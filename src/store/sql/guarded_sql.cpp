@@ -275,7 +275,8 @@ Outcome run_unit(const std::string& ns, const std::vector<Unit>& units, size_t u
         guard.begin_statement();
         // The rules of reuse: StatementCache's comment. The version is read before the prepare, so a
         // change of ownership during it retires the entry.
-        StatementCache* cache = at == rw.sql.data() && rw.statements == 1 && !rw.reads_schema && overlay.empty()
+        StatementCache* cache = at == rw.sql.data() && rw.statements == 1 && !rw.reads_schema && overlay.empty() &&
+                                        rw.sql.size() <= StatementCache::kMaxText
                                     ? ex.statements()
                                     : nullptr;
         const uint64_t version = cache ? overlay.base_version() : 0;

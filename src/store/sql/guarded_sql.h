@@ -131,10 +131,12 @@ class Overlay : public sql::ObjectOwners {
 // - a schema change of the connection (DDL, even rolled back) makes SQLite itself prepare the
 //   statement again at its next step, under the Guard of the call that steps it, which checks it
 //   exactly like a new one.
-// Bounded: the least recently used entry goes past `capacity`. Not thread-safe (one per connection).
+// Bounded: texts of at most kMaxText bytes, and the least recently used entry goes past `capacity`.
+// Not thread-safe (one per connection).
 class StatementCache {
  public:
-  explicit StatementCache(size_t capacity = 32) : capacity_(capacity) {}
+  static constexpr size_t kMaxText = 4096;
+  explicit StatementCache(size_t capacity = 16) : capacity_(capacity) {}
   StatementCache(const StatementCache&) = delete;
   StatementCache& operator=(const StatementCache&) = delete;
   size_t size() const { return entries_.size(); }
