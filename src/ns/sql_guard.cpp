@@ -162,10 +162,11 @@ Guard::Slot& Guard::slot_of(sqlite3* db) {
     std::lock_guard<std::mutex> lock(slots_mu);
     slots()[db] = slot;
   }
-  // The function's name is not on the allow-list: tenant SQL that calls it is refused like any other.
-  // On failure SQLite runs drop_slot itself.
-  if (sqlite3_create_function_v2(db, "era_guard_slot", 0, SQLITE_UTF8, slot, &never_called, nullptr, nullptr,
-                                 &Guard::drop_slot) != SQLITE_OK)
+  // The function's name is not on the allow-list: tenant SQL that calls it is refused like any other,
+  // and DIRECTONLY keeps it out of views, triggers, defaults and generated columns as well. On failure
+  // SQLite runs drop_slot itself.
+  if (sqlite3_create_function_v2(db, "era_guard_slot", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, slot, &never_called,
+                                 nullptr, nullptr, &Guard::drop_slot) != SQLITE_OK)
     throw ApiError(500, "internal_error", "cannot install the SQL guard on a connection");
   sqlite3_set_authorizer(db, &Guard::dispatch, slot);
   return *slot;

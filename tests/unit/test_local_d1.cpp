@@ -195,6 +195,12 @@ TEST_CASE("hostile SQL is denied and changes nothing") {
       "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
       "CREATE TABLE r (k REFERENCES victim_secret (id))",
       "CREATE TABLE d (x DEFAULT (sqlite_version()))",
+      // The guard's own helper function (registered on every guarded connection).
+      "SELECT era_guard_slot()",
+      "CREATE VIEW gv AS SELECT era_guard_slot()",
+      "CREATE TABLE g (x, y AS (era_guard_slot()))",
+      "CREATE TABLE g2 (x DEFAULT (era_guard_slot()))",
+      "CREATE TRIGGER gt AFTER INSERT ON mine BEGIN SELECT era_guard_slot(); END",
   };
   // Twice, each time after the attacker's own statements ran: connections keep statements across
   // calls, and a refused statement must be refused again, never served from what was kept.
