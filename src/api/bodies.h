@@ -27,6 +27,17 @@ SqlStatement d1_statement(const nlohmann::json& body, const char* where);
 // D1 batch: {"statements": [statement, ...]} (at least one).
 std::vector<SqlStatement> d1_batch(const nlohmann::json& body);
 
+// D1 answers, written straight into `out` (building an ordered_json tree per row cost more than a
+// select by key itself), byte for byte what nlohmann's ordered_json dump gives (ensure_ascii off,
+// invalid UTF-8 replaced by U+FFFD). A result: {"success":true,"results":[rows],"meta":{...}}, each row
+// an object whose keys are the columns in the SELECT's order (a repeated name keeps its first place
+// and takes the last value, as a JavaScript object does); integers exact, non-finite reals null,
+// BLOBs arrays of byte values.
+void append_d1_result(std::string& out, const SqlResult& r);
+// {"changes":...,"last_row_id":...,"duration":...,"rows_read":...,"rows_written":...,"changed_db":...,
+// "size_after":...,"served_by":"era-storage-proxy"}
+void append_d1_meta(std::string& out, const SqlMeta& m);
+
 // KV PUT: {"value": string, "metadata": object|null, "expiration" | "expiration_ttl": integer}, with
 // Cloudflare's limits (25 MiB values, 1024 bytes of metadata, TTL >= 60 s); `now` in unix seconds.
 KvValue kv_put(const nlohmann::json& body, int64_t now);
