@@ -9,11 +9,25 @@
 #include "util/encoding.h"
 
 namespace era::crypto {
+namespace {
+
+// SHA-256 fetched from the provider once: EVP_sha256() makes every EVP_Digest look the algorithm
+// up again (OpenSSL 3's implicit fetch, a lock and a hash-table search per call). The object is
+// shared, read-only, by every thread, and lives as long as the process.
+const EVP_MD* sha256_md() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+
+}  // namespace
 
 std::string sha256(std::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (!EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr))
+  if (!EVP_Digest(data.data(), data.size(), md, &len, sha256_md(), nullptr))
     throw std::runtime_error("SHA-256 failed");
   return std::string(reinterpret_cast<char*>(md), len);
 }
