@@ -44,7 +44,10 @@ Claims claims_for(const SessionRecord& s) {
 }
 
 Authenticator::Authenticator(AuthSettings settings, SessionStore& store, std::function<int64_t()> now)
-    : settings_(std::move(settings)), store_(store), now_(std::move(now)) {}
+    : settings_(std::move(settings)),
+      admin_sha256_(settings_.admin_token ? crypto::sha256(*settings_.admin_token) : std::string()),
+      store_(store),
+      now_(std::move(now)) {}
 
 Authenticator::~Authenticator() { stop(); }
 
@@ -177,7 +180,8 @@ Principal Authenticator::authenticate(const std::optional<std::string>& header) 
   }
   auto token = bearer(*header);
   if (!token) throw unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'");
-  if (settings_.admin_token && constant_time_equal(*token, *settings_.admin_token)) return Principal::administrator();
+  if (settings_.admin_token && crypto::constant_time_equal_sha256(*token, admin_sha256_))
+    return Principal::administrator();
   const int64_t now = now_();
   Verified v;
   if (auto claims = cached_claims(*token)) {

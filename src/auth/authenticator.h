@@ -86,6 +86,7 @@ class Authenticator {
   void loop(std::function<void()> tick);
 
   AuthSettings settings_;
+  std::string admin_sha256_;  // sha256 of the admin credential, when there is one
   SessionStore& store_;
   std::function<int64_t()> now_;
 

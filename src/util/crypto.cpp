@@ -43,9 +43,11 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  const std::string ha = sha256(a), hb = sha256(b);
-  return CRYPTO_memcmp(ha.data(), hb.data(), ha.size()) == 0;
+bool constant_time_equal(std::string_view a, std::string_view b) { return constant_time_equal_sha256(a, sha256(b)); }
+
+bool constant_time_equal_sha256(std::string_view a, std::string_view b_sha256) {
+  const std::string ha = sha256(a);
+  return b_sha256.size() == ha.size() && CRYPTO_memcmp(ha.data(), b_sha256.data(), ha.size()) == 0;
 }
 
 }  // namespace era::crypto
