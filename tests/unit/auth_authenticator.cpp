@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 #include <unistd.h>
 
 #include <filesystem>
@@ -343,4 +344,31 @@ TEST_CASE("token cache: bounded, and the admin credential never enters it") {
   CHECK(p.session_id == "b0");
   CHECK(p.may_access("a"));
   CHECK_FALSE(p.may_access("c"));
+}
+
+TEST_CASE("token cache: threads sharing it see the same answers, and a revocation among them") {
+  Fixture f("cache-threads");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 8; ++i) tokens.push_back(a.mint(claims_for(record("t" + std::to_string(i), 5000))));
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < 400; ++n) {
+        const size_t i = static_cast<size_t>(n + t) % tokens.size();
+        std::string code;
+        const int status = status_of(a, "Bearer " + tokens[i], &code);
+        // t7 may be revoked at any moment; every other token stays good throughout.
+        if (!(status == 200 || (i == 7 && code == "token_revoked"))) ++wrong;
+      }
+    });
+  a.revoke("t7");
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+  std::string code;
+  CHECK(status_of(a, "Bearer " + tokens[7], &code) == 401);
+  CHECK(code == "token_revoked");
+  CHECK(status_of(a, "Bearer " + tokens[0]) == 200);
 }
