@@ -180,11 +180,14 @@ Principal Authenticator::authenticate(const std::optional<std::string>& header) 
   }
   auto token = bearer(*header);
   if (!token) throw unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'");
-  if (settings_.admin_token && crypto::constant_time_equal_sha256(*token, admin_sha256_))
+  // A cached token is never the admin credential (it entered the cache only after the compare below
+  // said so), so a hit skips that compare's SHA-256; a miss makes it as before.
+  auto claims = cached_claims(*token);
+  if (!claims && settings_.admin_token && crypto::constant_time_equal_sha256(*token, admin_sha256_))
     return Principal::administrator();
   const int64_t now = now_();
   Verified v;
-  if (auto claims = cached_claims(*token)) {
+  if (claims) {
     // Verified before under the same secret: the MAC and claims hold; the expiry is checked as
     // verify_token checks it, the revocation below as for any token.
     v.claims = std::move(*claims);

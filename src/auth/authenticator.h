@@ -7,7 +7,8 @@
 //
 // A token whose MAC and claims were verified once is kept in a bounded cache keyed by the whole token
 // string (compared in constant time), so a client that sends the same token on every request costs
-// one hash lookup instead of an HMAC and a JSON parse. Only what the MAC proves is cached (the claims,
+// one hash lookup instead of an HMAC and a JSON parse (and the admin compare: a token is cached only
+// once that compare said it is not the admin credential). Only what the MAC proves is cached (the claims,
 // which the secret fixes for good); the expiry and the revocation set are checked on every request,
 // cache hit or not, so an expired or revoked token is refused exactly when it would be without it.
 // That set is loaded from the SessionStore at start, updated at once by revoke(), and checked every

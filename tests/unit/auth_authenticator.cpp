@@ -332,6 +332,15 @@ TEST_CASE("token cache: bounded, and the admin credential never enters it") {
   a.start();
   CHECK(a.authenticate(std::string("Bearer the-admin-credential")).admin);
   CHECK(a.cached_tokens() == 0);
+  {
+    // Even an admin credential that is also a valid session token (an operator's odd choice) stays
+    // the admin on every use: it is compared before the token is verified, so it is never cached.
+    AuthSettings s = f.settings();
+    s.admin_token = a.mint(claims_for(record("both", 5000)));
+    Authenticator both(s, f.store, [&] { return f.now.load(); });
+    for (int i = 0; i < 3; ++i) CHECK(both.authenticate("Bearer " + *s.admin_token).admin);
+    CHECK(both.cached_tokens() == 0);
+  }
   std::string first;
   for (size_t i = 0; i < Authenticator::kMaxCachedTokens + 10; ++i) {
     const std::string t = a.mint(claims_for(record("b" + std::to_string(i), 5000)));
