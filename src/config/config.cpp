@@ -95,7 +95,8 @@ std::vector<Setting> make_settings() {
                           "threads running requests' handlers (idle connections need none)", &Config::workers, 1,
                           4096));
   t.push_back(int_setting("server.io_threads", "ERA_PROXY_IO_THREADS", "io-threads",
-                          "event-loop threads that own the connections", &Config::io_threads, 1, 64));
+                          "event-loop threads that own the connections (0: one per 4 cores, at least one)",
+                          &Config::io_threads, 0, 64));
   t.push_back(int_setting("server.queue", "ERA_PROXY_QUEUE", "queue",
                           "requests that may wait for a busy worker; past it they get 503 at once", &Config::queue,
                           0, 1000000));

@@ -27,7 +27,7 @@ struct Config {
   std::string host = "127.0.0.1";
   int port = 8787;
   int workers = 64;                   // threads running handlers (server.threads is its old name)
-  int io_threads = 2;                 // event-loop threads owning the connections
+  int io_threads = 0;                 // event-loop threads owning the connections (0: one per 4 cores, at least 1)
   int queue = 1024;                   // requests waiting for a worker before 503s
   int head_timeout_ms = 10000;        // a request head must arrive within this from its first byte
   int max_head_bytes = 65536;         // request line and headers

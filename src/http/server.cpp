@@ -21,7 +21,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -29,7 +28,6 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -46,7 +44,6 @@ namespace {
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using Socket = asio::generic::stream_protocol::socket;
-using Strand = asio::strand<asio::io_context::executor_type>;
 using Parser = bhttp::request_parser<bhttp::buffer_body>;
 
 constexpr size_t kReadChunk = 16 * 1024;   // bytes asked of the socket per read while a head arrives
@@ -114,6 +111,19 @@ bool send_all(int fd, const char* data, size_t n, int ms) {
 }
 
 class Conn;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::unique_ptr<asio::io_context>> make_loops(int n) {
+  // 0: one loop per 4 cores, at least one. A loop's share of a request (a read and a parse) is small;
+  // on 2 cores one loop cost less CPU per request than two (fewer threads to switch between).
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 4));
+  log::info("serving connections on " + std::to_string(n) + " I/O thread(s)");
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  // Each loop is run by one thread only (concurrency hint 1): its handlers need no strand and its
+  // scheduler never wakes a second thread.
+  for (int i = 0; i < std::max(1, n); ++i) loops.push_back(std::make_unique<asio::io_context>(1));
+  return loops;
+}
 
 }  // namespace
 
@@ -121,51 +131,74 @@ class Server::Impl {
  public:
   Impl(const Config& config, Router& router);
 
+  asio::io_context& next_loop() { return *loops[next.fetch_add(1, std::memory_order_relaxed) % loops.size()]; }
   void accept_tcp();
   void accept_unix();
-  void admit(Socket socket, std::string peer, std::string local_addr, int local_port, int peer_port, bool unix_socket);
-  void closed(Conn* c, const std::string& peer, bool unix_socket);
+  void admit(asio::io_context& loop, Socket socket, std::string peer, std::string local_addr, int local_port,
+             int peer_port, bool unix_socket);
+  void closed(Conn* c, const std::string& peer, bool unix_socket, asio::io_context& loop);
   void stop();
   void run();
+  bool stopping() const { return stopping_flag.load(std::memory_order_acquire); }
 
   const Config& config;
   Router& router;
   Limits limits;
-  asio::io_context ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  // One io_context per I/O thread; a connection lives on one of them (round robin at accept) for
+  // its whole life. The acceptors are on the first.
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::atomic<size_t> next{0};
   asio::ip::tcp::acceptor tcp;
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor;
   WorkerPool workers;
-  bool stopping = false;  // on the loop's threads only (under mu)
-  std::mutex mu;          // guards stopping, conns, per_peer
+  std::atomic<bool> stopping_flag{false};
+  std::mutex mu;  // guards guards, conns, per_peer
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::list<std::shared_ptr<Conn>> conns;
   std::unordered_map<std::string, size_t> per_peer;
 };
 
 namespace {
 
-// One connection. Its I/O-side handlers run on its strand; while a worker serves a request, the
-// worker alone touches the socket and the buffer (no operation is pending on the loop then).
+// One connection, on one loop. At any time either the loop or a worker owns it:
+// - the loop while it waits for (or reads) a request head, writes a refusal, or waits for a slow
+//   reader to make room for the rest of a response;
+// - a worker from the moment a head is complete until the response is sent (or blocked).
+// The owner alone touches the socket, the buffer and the request. m_ guards the hand-overs and
+// what both sides read (ownership, deadline, timer, closed): the loop's handlers hold it while they
+// run, a worker while it hands the connection back (and starts the loop's next wait itself, from
+// its own thread: an edge-triggered read costs no system call to arm, and no wake-up of the loop).
+//
+// Timeouts are lazy: one timer per connection, armed for the connection's deadline only when that
+// deadline comes sooner than the timer; a timer that fires early re-arms for the deadline. So a
+// request on a kept-alive connection costs no timer operation (the deadline only moves later).
 class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
  public:
-  Conn(Server::Impl& server, Socket socket, bool unix_socket)
-      : srv_(server), strand_(asio::make_strand(server.ioc)), sock_(std::move(socket)), timer_(strand_),
-        unix_(unix_socket) {}
+  Conn(Server::Impl& server, asio::io_context& loop, Socket socket, bool unix_socket)
+      : srv_(server), loop_(loop), sock_(std::move(socket)), timer_(loop), unix_(unix_socket) {}
 
   std::string peer, local_addr;
   int peer_port = -1, local_port = -1;
   std::list<std::shared_ptr<Conn>>::iterator self_it;
 
   void start() {
-    boost::system::error_code ec;
-    sock_.non_blocking(true, ec);  // reads on the loop never block (a readable socket may still have nothing)
-    asio::post(strand_, [self = shared_from_this()] { self->next_request(); });
+    asio::post(loop_, [self = shared_from_this()] {
+      std::lock_guard<std::mutex> lock(self->m_);
+      if (self->closed_) return;
+      boost::system::error_code ec;
+      self->sock_.non_blocking(true, ec);  // reads never block (a readable socket may still have nothing)
+      self->new_request();
+      self->deadline_ = Clock::now() + self->srv_.limits.head_timeout;  // the first head, from accept
+      self->ensure_timer();
+      self->read_head(kFirstRead);
+    });
   }
 
   // Graceful drain: an idle connection (waiting for, or in the middle of, a head) ends now; one
   // with a request in flight ends after its response.
   void drain() {
-    asio::post(strand_, [self = shared_from_this()] {
+    asio::post(loop_, [self = shared_from_this()] {
+      std::lock_guard<std::mutex> lock(self->m_);
       if (!self->in_flight_) self->close();
     });
   }
@@ -175,41 +208,67 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   bool awaiting_continue() const override { return expect_continue_ && !continue_sent_; }
 
  private:
-  void next_request();
+  // Bytes asked of the socket by the read that waits for a request: what an idle connection holds.
+  static constexpr size_t kFirstRead = 2048;
+  // Bodies up to this size (by Content-Length) are read on the loop before a worker takes the request.
+  static constexpr size_t kSmallBody = 64 * 1024;
+
+  // On the loop, under m_ (the functions below that do not say "worker").
+  void new_request();  // a fresh parser and per-request state
+  void read_head(size_t chunk);
+  void on_read(const boost::system::error_code& ec, size_t n);
   void parse_head();
-  void read_head();
-  void arm(std::chrono::milliseconds after);
   void on_head();
-  void serve();  // on a worker
+  // Reads the rest of a small body (`length` bytes in all) into buf_, then dispatch().
+  void read_body(size_t length);
+  // Hands the request to a worker, or answers 503 when none can take it.
+  void dispatch();
+  // 400 incomplete_body for a small body that stopped (as the handler answers for a larger one).
+  void refuse_incomplete();
+  void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
+  void on_timer(const boost::system::error_code& ec, uint64_t gen);
+  // Arms the timer for deadline_ if it would fire later than that (or not at all).
+  void ensure_timer();
+  void close();  // under m_, on either side
+
+  // On a worker.
+  void serve();
   // Starts the answer to the request just served: its head (and a small body) in out_.
   void begin_response(bool head_only);
-  // Sends what out_ holds and asks the provider for more, on a worker, for as long as the socket
-  // takes bytes. When the peer stops reading, the connection waits on the loop for room (park) and
-  // the worker goes back to the pool: a stalled reader holds a buffer of one provider call, no thread.
+  // Sends what out_ holds and asks the provider for more, for as long as the socket takes bytes.
+  // When the peer stops reading, the connection waits on the loop for room (park) and the worker
+  // goes back to the pool: a stalled reader holds a buffer of one provider call, no thread.
   void pump();
   void park();
-  // The response is over (`ok`: all of it sent): on to the next request, or the connection ends.
+  // The response is over (`ok`: all of it sent): the connection goes back to the loop to wait for
+  // the next request, or ends.
   void finish(bool ok);
-  void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
-  void close();
   int fd() { return sock_.native_handle(); }
   // Reads what the socket has into buf_ (at most `cap` bytes), waiting up to the gap limit; false on
   // EOF, error or timeout.
   bool fill(size_t cap);
 
   Server::Impl& srv_;
-  Strand strand_;
+  asio::io_context& loop_;
   Socket sock_;
   asio::steady_timer timer_;
   const bool unix_;
+
+  std::mutex m_;
+  bool loop_owned_ = true;
+  bool in_flight_ = false;  // a request admitted and its response not finished
+  bool reading_body_ = false;  // the loop reads a small body before dispatching
+  bool closed_ = false;
+  Clock::time_point deadline_{};                     // while the loop owns it: close when passed
+  Clock::time_point timer_at_ = Clock::time_point::max();  // when the armed timer fires (max: none)
+  uint64_t timer_gen_ = 0;
+
+  // The owner's (see above).
   boost::beast::flat_buffer buf_;
   std::optional<Parser> parser_;
   Request req_;
   uint64_t served_ = 0;
-  uint64_t timer_gen_ = 0;
-  bool head_started_ = false;
-  bool in_flight_ = false;
-  bool closed_ = false;
+  bool head_deadline_ = false;  // the head timeout runs (a head that did not come in one read)
   bool keep_alive_ = true;
   bool expect_continue_ = false, continue_sent_ = false;
   bool body_broken_ = false;  // the body stopped midway (peer gone, timeout, bad chunk)
@@ -230,65 +289,53 @@ void Conn::close() {
   closed_ = true;
   ++timer_gen_;
   timer_.cancel();
+  timer_at_ = Clock::time_point::max();
   boost::system::error_code ec;
   sock_.shutdown(asio::socket_base::shutdown_both, ec);
   sock_.close(ec);
-  srv_.closed(this, peer, unix_);
+  srv_.closed(this, peer, unix_, loop_);
 }
 
-void Conn::arm(std::chrono::milliseconds after) {
+void Conn::ensure_timer() {
+  if (timer_at_ <= deadline_) return;  // it fires first, then re-arms for the rest
+  timer_at_ = deadline_;
   const uint64_t gen = ++timer_gen_;
-  timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this(), gen](const boost::system::error_code& ec) {
-    if (ec || gen != self->timer_gen_) return;
-    // Too slow: an idle keep-alive ends quietly; a head that does not finish in time is cut too
-    // (answering would only help a slow client hold the connection longer).
-    self->close();
-  });
+  timer_.expires_at(deadline_);
+  timer_.async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) { self->on_timer(ec, gen); });
 }
 
-void Conn::next_request() {
-  in_flight_ = false;
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> lock(srv_.mu);
-    stopping = srv_.stopping;
-  }
-  if (stopping) return close();
-  if (served_ >= srv_.limits.max_requests) return close();
-  if (buf_.size() == 0) buf_.shrink_to_fit();  // frees it: an idle connection holds no buffer
+void Conn::on_timer(const boost::system::error_code& ec, uint64_t gen) {
+  std::lock_guard<std::mutex> lock(m_);
+  if (ec || closed_ || gen != timer_gen_) return;
+  timer_at_ = Clock::time_point::max();
+  if (!loop_owned_) return;  // a worker has it: it re-arms when it hands the connection back
+  // Too slow: an idle keep-alive ends quietly; a head that does not finish in time is cut too
+  // (answering would only help a slow client hold the connection longer), and so is a peer that
+  // does not take a response or a refusal.
+  if (Clock::now() >= deadline_) return reading_body_ ? refuse_incomplete() : close();
+  ensure_timer();
+}
+
+void Conn::new_request() {
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(srv_.limits.max_head_bytes, UINT32_MAX)));
   parser_->body_limit(boost::none);  // bodies are limited per route, by the handler (Ctx::stream_body)
   expect_continue_ = continue_sent_ = body_broken_ = false;
-  head_started_ = buf_.size() > 0;
-  if (head_started_) {
-    arm(srv_.limits.head_timeout);
-    return parse_head();  // a pipelined request is already here
-  }
-  // Waiting for a new request: the keep-alive timeout after a response, the head timeout before the first.
-  arm(served_ == 0 ? srv_.limits.head_timeout : srv_.limits.keep_alive);
-  read_head();
+  head_deadline_ = false;
 }
 
-void Conn::read_head() {
-  // Wait for the socket to be readable before taking a buffer: an idle kept-alive connection then
-  // holds no buffer at all, only its socket, timer and parser.
-  sock_.async_wait(
-      asio::socket_base::wait_read,
-      asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
-        if (ec || self->closed_) return self->close();
-        boost::system::error_code rec;
-        const size_t n = self->sock_.read_some(self->buf_.prepare(kReadChunk), rec);
-        if (rec == asio::error::would_block || rec == asio::error::try_again) return self->read_head();
-        if (rec) return self->close();
-        self->buf_.commit(n);
-        if (!self->head_started_) {
-          self->head_started_ = true;
-          self->arm(self->srv_.limits.head_timeout);  // from the first byte, the whole head must come in time
-        }
-        self->parse_head();
-      }));
+void Conn::read_head(size_t chunk) {
+  sock_.async_read_some(buf_.prepare(chunk), [self = shared_from_this()](const boost::system::error_code& ec,
+                                                                           size_t n) { self->on_read(ec, n); });
+}
+
+void Conn::on_read(const boost::system::error_code& ec, size_t n) {
+  std::lock_guard<std::mutex> lock(m_);
+  if (closed_) return;
+  if (ec) return close();  // EOF, reset, or cancelled
+  buf_.commit(n);
+  parse_head();
 }
 
 void Conn::parse_head() {
@@ -314,12 +361,17 @@ void Conn::parse_head() {
   if (buf_.size() >= srv_.limits.max_head_bytes)
     return refuse(431, "header_too_large",
                   "the request head is larger than " + std::to_string(srv_.limits.max_head_bytes) + " bytes");
-  read_head();
+  if (!head_deadline_) {
+    // From its first byte, the whole head must come in time (only a head that did not come in one
+    // read gets this far: the usual request never touches the timer).
+    head_deadline_ = true;
+    deadline_ = Clock::now() + srv_.limits.head_timeout;
+    ensure_timer();
+  }
+  read_head(kReadChunk);
 }
 
 void Conn::on_head() {
-  ++timer_gen_;
-  timer_.cancel();
   auto& msg = parser_->get();
   size_t count = 0;
   for (auto it = msg.begin(); it != msg.end(); ++it) ++count;
@@ -342,28 +394,79 @@ void Conn::on_head() {
   req_.local_addr = local_addr;
   req_.local_port = local_port;
   const auto expect = msg[bhttp::field::expect];
-  expect_continue_ = !expect.empty() && boost::beast::iequals(expect, "100-continue") && !parser_->is_done();
+  if (!expect.empty() && !boost::beast::iequals(expect, "100-continue"))
+    return refuse(417, "expectation_failed",
+                  "unsupported Expect: '" + std::string(expect.substr(0, 64)) + "' (only 100-continue is understood)");
+  expect_continue_ = !expect.empty() && !parser_->is_done();
   keep_alive_ = parser_->keep_alive();
   ++served_;
-  in_flight_ = true;
+  in_flight_ = true;  // a drain lets it finish (its body included)
+  // A small body that has not all come with the head is read here first, so a client that sends
+  // it slowly holds no worker (each pause at most the read gap). Larger bodies, chunked ones and
+  // ones the client holds back for 100 Continue are read by the handler, as it streams them.
+  const auto length = parser_->content_length();
+  if (!parser_->is_done() && !expect_continue_ && length && *length <= kSmallBody && buf_.size() < *length)
+    return read_body(static_cast<size_t>(*length));
+  dispatch();
+}
+
+void Conn::refuse_incomplete() {
+  reading_body_ = false;
+  refuse(400, "incomplete_body", "the request body ended before its declared length (or stopped arriving for " +
+                                     std::to_string(srv_.limits.gap_ms / 1000) + " s)");
+}
+
+void Conn::read_body(size_t length) {
+  reading_body_ = true;
+  deadline_ = Clock::now() + std::chrono::milliseconds(srv_.limits.gap_ms);
+  ensure_timer();
+  sock_.async_read_some(buf_.prepare(length - buf_.size()),
+                        [self = shared_from_this(), length](const boost::system::error_code& ec, size_t n) {
+                          std::lock_guard<std::mutex> lock(self->m_);
+                          if (self->closed_ || !self->reading_body_) return;  // closed, or refused on time
+                          if (ec == asio::error::eof) return self->refuse_incomplete();  // half-closed
+                          if (ec) return self->close();  // the client went away before its body was in
+                          self->buf_.commit(n);
+                          if (self->buf_.size() < length) return self->read_body(length);
+                          self->dispatch();
+                        });
+}
+
+void Conn::dispatch() {
+  reading_body_ = false;
+  loop_owned_ = false;
   std::function<void()> task = [self = shared_from_this()] { self->serve(); };
   if (!srv_.workers.try_submit(task)) {
-    log::warn("req=- " + req_.method + " - 503 code=server_busy: every worker is busy and the queue is full");
+    loop_owned_ = true;
+    log::warn("req=- " + req_.method + " " + req_.path + " 503 code=server_busy: every worker is busy and the queue is full");
+    obs::metrics().throttled(obs::surface_of_route(req_.path), "server_busy");
     return refuse(503, "server_busy", "the proxy is busy: every worker is occupied; retry shortly", true);
   }
+  // From here the worker owns the request: nothing of it is touched on the loop.
 }
 
 void Conn::refuse(int status, const std::string& code, const std::string& message, bool retry_after) {
-  ++timer_gen_;
-  timer_.cancel();
   in_flight_ = true;  // a drain must not cut the answer short
+  loop_owned_ = true;
   auto text = std::make_shared<std::string>(refusal(status, code, message, retry_after));
   if (status != 503) log::info("req=- - - " + std::to_string(status) + " code=" + code);
+  // Counted like any answer (no handler ran: surface and method as far as the head told them).
+  obs::Surface surface = obs::Surface::other;
+  obs::Method method = obs::Method::other;
+  if (parser_ && parser_->is_header_done()) {
+    const auto& msg = parser_->get();
+    const std::string_view target(msg.target().data(), msg.target().size());
+    surface = obs::surface_of_route(target.substr(0, target.find('?')));
+    method = obs::method_of(std::string_view(msg.method_string().data(), msg.method_string().size()));
+  }
+  obs::metrics().request_refused(surface, method, status);
   // The rest of what the client sends is never read: the answer is written, then the connection ends.
-  arm(std::chrono::milliseconds(srv_.limits.gap_ms));
-  asio::async_write(sock_, asio::buffer(*text),
-                    asio::bind_executor(strand_, [self = shared_from_this(), text](const boost::system::error_code&,
-                                                                                    size_t) { self->close(); }));
+  deadline_ = Clock::now() + std::chrono::milliseconds(srv_.limits.gap_ms);
+  ensure_timer();
+  asio::async_write(sock_, asio::buffer(*text), [self = shared_from_this(), text](const boost::system::error_code&, size_t) {
+    std::lock_guard<std::mutex> lock(self->m_);
+    self->close();
+  });
 }
 
 bool Conn::fill(size_t cap) {
@@ -410,19 +513,13 @@ bool Conn::read(const std::function<bool(const char*, size_t)>& sink) {
 void Conn::serve() {
   res_ = Response();
   srv_.router.handle(req_, res_, this, unix_);
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> lock(srv_.mu);
-    stopping = srv_.stopping;
-  }
   // The connection goes on only when the request allows it, the handler did not end it, the body
   // was read to its end (else its rest would be taken for the next request) and no drain is on.
-  keep_ = keep_alive_ && !stopping && res_.get_header_value("Connection") != "close" && parser_->is_done() &&
+  keep_ = keep_alive_ && !srv_.stopping() && res_.get_header_value("Connection") != "close" && parser_->is_done() &&
           !body_broken_ && served_ < srv_.limits.max_requests;
   begin_response(req_.method == "HEAD");
   pump();
 }
-
 void Conn::begin_response(bool head_only) {
   Response& res = res_;
   if (res.status < 100) res.status = 500;
@@ -515,19 +612,18 @@ void Conn::pump() {
 }
 
 void Conn::park() {
-  // Worker side: nothing of this connection is touched here after the post; the loop owns it until
-  // it hands the response back to a worker.
-  asio::post(strand_, [self = shared_from_this()] {
+  // The loop waits for room; the worker goes back to the pool. Nothing of the response is touched
+  // here after the wait is started: the loop owns the connection until it resubmits pump().
+  std::lock_guard<std::mutex> lock(m_);
+  loop_owned_ = true;
+  deadline_ = Clock::now() + std::chrono::milliseconds(srv_.limits.gap_ms);  // the peer's longest pause
+  ensure_timer();
+  sock_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const boost::system::error_code& ec) {
+    std::lock_guard<std::mutex> held(self->m_);
     if (self->closed_) return;
-    self->arm(std::chrono::milliseconds(self->srv_.limits.gap_ms));  // the peer's longest pause
-    self->sock_.async_wait(
-        asio::socket_base::wait_write,
-        asio::bind_executor(self->strand_, [self](const boost::system::error_code& ec) {
-          if (ec || self->closed_) return self->close();
-          ++self->timer_gen_;
-          self->timer_.cancel();
-          self->srv_.workers.submit([self] { self->pump(); });
-        }));
+    if (ec) return self->close();
+    self->loop_owned_ = false;
+    self->srv_.workers.submit([self] { self->pump(); });
   });
 }
 
@@ -538,18 +634,35 @@ void Conn::finish(bool ok) {
   out_.shrink_to_fit();
   out_sent_ = 0;
   body_len_ = body_sent_ = 0;
-  parser_.reset();
   req_ = Request();
-  asio::post(strand_, [self = shared_from_this(), keep] {
-    if (!keep) return self->close();
-    self->next_request();
-  });
+  std::lock_guard<std::mutex> lock(m_);
+  in_flight_ = false;
+  loop_owned_ = true;
+  // A drain that began during the response did not close this connection (it was in flight): the
+  // check here does.
+  if (!keep || srv_.stopping() || served_ >= srv_.limits.max_requests) return close();
+  new_request();
+  if (buf_.size() > 0) {
+    // A pipelined request is already here: the loop parses it (and hands it to a worker in turn).
+    asio::post(loop_, [self = shared_from_this()] {
+      std::lock_guard<std::mutex> held(self->m_);
+      if (self->closed_) return;
+      self->parse_head();
+    });
+    return;
+  }
+  // Waiting for the next request: the keep-alive timeout. The read is started from here: on the
+  // edge-triggered socket that costs no system call, and its completion runs on the loop.
+  deadline_ = Clock::now() + srv_.limits.keep_alive;
+  ensure_timer();
+  if (buf_.capacity() > kFirstRead) buf_.shrink_to_fit();  // an idle connection holds a small buffer only
+  read_head(kFirstRead);
 }
 
 }  // namespace
 
 Server::Impl::Impl(const Config& c, Router& r)
-    : config(c), router(r), ioc(std::max(1, c.io_threads)), tcp(ioc),
+    : config(c), router(r), loops(make_loops(c.io_threads)), tcp(*loops[0]),
       workers(static_cast<size_t>(c.workers), static_cast<size_t>(c.queue)) {
   limits.head_timeout = std::chrono::milliseconds(c.head_timeout_ms);
   limits.keep_alive = std::chrono::milliseconds(int64_t(c.keep_alive_timeout) * 1000);
@@ -559,7 +672,7 @@ Server::Impl::Impl(const Config& c, Router& r)
   limits.max_connections = static_cast<size_t>(c.max_connections);
   limits.max_per_peer = static_cast<size_t>(c.max_connections_per_peer);
   limits.max_requests = static_cast<uint64_t>(c.keep_alive_max_count);
-  guard.emplace(ioc.get_executor());
+  for (auto& l : loops) guards.emplace_back(l->get_executor());
   // Each connection is a descriptor: make room for the connection cap if the hard limit allows.
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -571,20 +684,20 @@ Server::Impl::Impl(const Config& c, Router& r)
   }
 }
 
-void Server::Impl::admit(Socket socket, std::string peer, std::string local, int local_port, int peer_port,
-                         bool unix_socket) {
+void Server::Impl::admit(asio::io_context& loop, Socket socket, std::string peer, std::string local, int local_port,
+                         int peer_port, bool unix_socket) {
   obs::metrics().connection_opened();
   const char* refused = nullptr;
   std::shared_ptr<Conn> c;
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (stopping) refused = "the proxy is shutting down";
+    if (stopping()) refused = "the proxy is shutting down";
     else if (conns.size() >= limits.max_connections) refused = "too many open connections";
     else if (!unix_socket && limits.max_per_peer && per_peer[peer] >= limits.max_per_peer)
       refused = "too many open connections from this address";
     if (!refused) {
       if (!unix_socket) ++per_peer[peer];
-      c = std::make_shared<Conn>(*this, std::move(socket), unix_socket);
+      c = std::make_shared<Conn>(*this, loop, std::move(socket), unix_socket);
       conns.push_front(c);
       c->self_it = conns.begin();
     }
@@ -598,6 +711,8 @@ void Server::Impl::admit(Socket socket, std::string peer, std::string local, int
     socket.shutdown(asio::socket_base::shutdown_send, ec);
     socket.close(ec);
     obs::metrics().connection_closed();
+    obs::metrics().request_refused(obs::Surface::other, obs::Method::other, 503);
+    obs::metrics().throttled(obs::Surface::other, "too_many_connections");
     return;
   }
   c->peer = std::move(peer);
@@ -607,7 +722,7 @@ void Server::Impl::admit(Socket socket, std::string peer, std::string local, int
   c->start();
 }
 
-void Server::Impl::closed(Conn* c, const std::string& peer, bool unix_socket) {
+void Server::Impl::closed(Conn* c, const std::string& peer, bool unix_socket, asio::io_context& loop) {
   obs::metrics().connection_closed();
   std::shared_ptr<Conn> keep;  // destroyed after the lock is released
   std::lock_guard<std::mutex> lock(mu);
@@ -617,12 +732,15 @@ void Server::Impl::closed(Conn* c, const std::string& peer, bool unix_socket) {
     auto it = per_peer.find(peer);
     if (it != per_peer.end() && --it->second == 0) per_peer.erase(it);
   }
-  if (stopping && conns.empty()) guard.reset();
-  asio::post(ioc, [keep] {});  // the last reference goes on the loop, after this handler returns
+  if (stopping() && conns.empty()) guards.clear();
+  // The last reference goes on the connection's loop, after whatever handler closed it returned
+  // (it may be a worker's or a loop handler's, which still runs on the object).
+  asio::post(loop, [keep] {});
 }
 
 void Server::Impl::accept_tcp() {
-  tcp.async_accept(asio::make_strand(ioc), [this](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
+  asio::io_context& loop = next_loop();
+  tcp.async_accept(loop, [this, &loop](const boost::system::error_code& ec, asio::ip::tcp::socket s) {
     if (ec == asio::error::operation_aborted || !tcp.is_open()) return;
     if (!ec) {
       boost::system::error_code e2;
@@ -634,7 +752,7 @@ void Server::Impl::accept_tcp() {
                              : remote.address().to_string();
       auto proto = s.local_endpoint(e2).protocol();
       Socket g(s.get_executor(), asio::generic::stream_protocol(proto), s.release(e2));
-      admit(std::move(g), std::move(peer), local.address().to_string(), local.port(), remote.port(), false);
+      admit(loop, std::move(g), std::move(peer), local.address().to_string(), local.port(), remote.port(), false);
     } else {
       log::warn("accept failed: " + ec.message());  // e.g. out of descriptors: go on, the next may succeed
     }
@@ -643,29 +761,30 @@ void Server::Impl::accept_tcp() {
 }
 
 void Server::Impl::accept_unix() {
-  unix_acceptor->async_accept(
-      asio::make_strand(ioc), [this](const boost::system::error_code& ec, asio::local::stream_protocol::socket s) {
-        if (ec == asio::error::operation_aborted || !unix_acceptor->is_open()) return;
-        if (!ec) {
-          boost::system::error_code e2;
-          Socket g(s.get_executor(), asio::generic::stream_protocol(AF_UNIX, 0), s.release(e2));
-          admit(std::move(g), "", "", -1, -1, true);
-        } else {
-          log::warn("accept on the Unix socket failed: " + ec.message());
-        }
-        accept_unix();
-      });
+  asio::io_context& loop = next_loop();
+  unix_acceptor->async_accept(loop, [this, &loop](const boost::system::error_code& ec,
+                                                  asio::local::stream_protocol::socket s) {
+    if (ec == asio::error::operation_aborted || !unix_acceptor->is_open()) return;
+    if (!ec) {
+      boost::system::error_code e2;
+      Socket g(s.get_executor(), asio::generic::stream_protocol(AF_UNIX, 0), s.release(e2));
+      admit(loop, std::move(g), "", "", -1, -1, true);
+    } else {
+      log::warn("accept on the Unix socket failed: " + ec.message());
+    }
+    accept_unix();
+  });
 }
 
 void Server::Impl::stop() {
-  asio::post(ioc, [this] {
+  asio::post(*loops[0], [this] {
     std::vector<std::shared_ptr<Conn>> all;
     {
       std::lock_guard<std::mutex> lock(mu);
-      if (stopping) return;
-      stopping = true;
+      if (stopping()) return;
+      stopping_flag.store(true, std::memory_order_release);
       all.assign(conns.begin(), conns.end());
-      if (conns.empty()) guard.reset();
+      if (conns.empty()) guards.clear();
     }
     boost::system::error_code ec;
     tcp.close(ec);
@@ -678,8 +797,8 @@ void Server::Impl::run() {
   if (tcp.is_open()) accept_tcp();
   if (unix_acceptor) accept_unix();
   std::vector<std::thread> threads;
-  for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([this] { ioc.run(); });
-  ioc.run();
+  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([this, i] { loops[i]->run(); });
+  loops[0]->run();
   for (auto& t : threads) t.join();
 }
 
@@ -736,7 +855,7 @@ Server::~Server() {
 
 void Server::listen_unix(const std::string& path) {
   const int fd = unix_listener(path, impl_->config.listen_backlog);
-  impl_->unix_acceptor.emplace(impl_->ioc, asio::local::stream_protocol(), fd);
+  impl_->unix_acceptor.emplace(*impl_->loops[0], asio::local::stream_protocol(), fd);
   unix_path_ = path;
 }
 
@@ -749,7 +868,7 @@ int Server::bind() {
   if (!ec) {
     ep = asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(c.port));
   } else {
-    asio::ip::tcp::resolver resolver(impl_->ioc);
+    asio::ip::tcp::resolver resolver(*impl_->loops[0]);
     auto results = resolver.resolve(c.host, std::to_string(c.port), ec);
     if (ec || results.empty()) throw std::runtime_error("cannot resolve " + c.host + ": " + ec.message());
     ep = results.begin()->endpoint();

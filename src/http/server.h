@@ -4,9 +4,13 @@
 // - A few I/O threads (server.io_threads) own every connection: accepting, reading request heads,
 //   keep-alive waits, refusals. An idle kept-alive connection costs its buffer and no thread.
 // - Each request whose head is complete runs on a worker (server.workers) with a bounded queue
-//   (server.queue); when both are full the request is answered 503 + Retry-After at once. The
-//   worker reads the body as the handler asks for it (Ctx::stream_body) and writes the response,
-//   blocking on the socket: a slow peer makes that worker wait, never a buffer grow.
+//   (server.queue); when both are full the request is answered 503 + Retry-After at once. A small
+//   body (<= 64 KiB by Content-Length) is read on the loop first; a larger one the worker reads as
+//   the handler asks for it (Ctx::stream_body). The worker writes the response while the socket
+//   takes it; a peer that stops reading parks the connection on the loop (no worker, no growing
+//   buffer). After the response the worker starts the connection's next read itself.
+// - Every connection lives on one loop (one io_context per I/O thread); timeouts are lazy (a
+//   timer is re-armed only when a deadline comes sooner). Expect other than 100-continue: 417.
 // - Hostile clients: the head must arrive within server.head_timeout_ms and fit server.max_head_bytes
 //   and server.max_headers; a body may pause at most server.read_timeout; connections are capped in
 //   total (server.max_connections) and per peer address (server.max_connections_per_peer, not on

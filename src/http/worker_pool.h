@@ -1,14 +1,19 @@
 // WorkerPool: the threads that run handlers (which block: SQLite, libcurl, the runner), apart from
 // the server's I/O threads, with a bounded queue. try_submit() never waits: when every worker is
 // busy and `queue` tasks already wait, it refuses, and the server answers 503 at once.
+//
+// Wake-ups are what a short request costs most (a futex wake and a context switch each), so the pool
+// wakes as few threads as it can: the most recently idle worker first (its stack and caches are
+// warm), and only one at a time — a worker that was woken and has not taken a task yet counts as
+// on its way, and a burst of tasks is fanned out by each worker waking the next as it takes one. A
+// worker that finishes a task takes the next queued one without sleeping.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 namespace era::http {
@@ -29,17 +34,38 @@ class WorkerPool {
   size_t queued() const;
 
  private:
-  void run();
+  struct Worker;
+  void run(Worker& self);
+  // Under mu_: the worker to wake for a task just queued, if one should be (nullptr: none sleeps, or
+  // one is already on its way and will wake the next if more is queued).
+  Worker* to_wake();
+
+  // A mutex that spins a little before it sleeps (glibc's adaptive kind): it is held for a few
+  // instructions at a time, by the I/O threads and every worker, and going to the kernel when a
+  // holder is merely running elsewhere cost more than the work it guards.
+  class Lock {
+   public:
+    Lock();
+    ~Lock();
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+    void lock();
+    void unlock();
+
+   private:
+    alignas(64) unsigned char m_[64];  // a pthread_mutex_t (kept out of this header)
+  };
 
   const size_t queue_bound_;
+  mutable Lock mu_;
+  std::deque<std::function<void()>> tasks_;
   // Workers not running a task (counted from the start, so a task submitted before a thread reaches
   // its wait is not refused).
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
   size_t idle_;
+  std::vector<Worker*> sleeping_;  // a stack: the last to sleep is the first woken
+  size_t waking_ = 0;              // woken, not yet back at the queue
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Worker>> workers_;
 };
 
 }  // namespace era::http

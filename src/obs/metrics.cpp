@@ -312,6 +312,12 @@ void Metrics::request_finished(Surface s, Method m, int status, double seconds, 
   in_flight_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void Metrics::request_refused(Surface s, Method m, int status) {
+  int cls = status / 100;
+  if (cls < 1 || cls > 5) cls = 5;
+  requests_[size_t(s)][size_t(m)][size_t(cls - 1)].fetch_add(1, std::memory_order_relaxed);
+}
+
 uint64_t Metrics::requests(Surface s, Method m, int status_class) const {
   return requests_[size_t(s)][size_t(m)][size_t(status_class - 1)].load(std::memory_order_relaxed);
 }

@@ -136,6 +136,9 @@ class Metrics {
   void request_started() { in_flight_.fetch_add(1, std::memory_order_relaxed); }
   // A finished request: counted, timed, its body bytes added; in flight again one fewer.
   void request_finished(Surface s, Method m, int status, double seconds, uint64_t bytes_in, uint64_t bytes_out);
+  // A request the server answered itself before any handler (400, 417, 431, 503): counted in
+  // era_http_requests_total only (never in flight, not timed).
+  void request_refused(Surface s, Method m, int status);
   // A refusal: 401/403 (reason: the error code) or a throttle (429 and upstream throttling).
   void auth_failure(std::string_view reason) { auth_failures_.inc({reason}); }
   void throttled(Surface s, std::string_view reason) { throttled_.inc({to_string(s), reason}); }

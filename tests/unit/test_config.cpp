@@ -67,7 +67,7 @@ TEST_CASE("the event-loop server's settings: file, environment, flags, old names
   Env none;
   Config d = load_config("", {}, none.fn());
   CHECK(d.workers == 64);
-  CHECK(d.io_threads == 2);
+  CHECK(d.io_threads == 0);  // auto: one per 4 cores
   CHECK(d.queue == 1024);
   CHECK(d.head_timeout_ms == 10000);
   CHECK(d.max_head_bytes == 65536);

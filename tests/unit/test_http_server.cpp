@@ -20,6 +20,7 @@
 
 #include "http/server.h"
 #include "http/worker_pool.h"
+#include "obs/metrics.h"
 #include "support.h"
 
 using namespace era;
@@ -128,6 +129,7 @@ class Client {
   ~Client() { ::close(fd_); }
 
   void send(const std::string& s) { REQUIRE(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size())); }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
   struct Reply {
     int status = 0;
@@ -283,6 +285,85 @@ TEST_CASE("http server: hostile heads are refused with the JSON envelope and the
     CHECK(r.has("Connection: close"));
     CHECK(c.closed());
   }
+}
+
+TEST_CASE("http server: an Expect other than 100-continue gets 417, before any body is read") {
+  TestServer s(test_config());
+  for (const std::string expect : {"200-ok", "100-continue, foo", "x"}) {
+    CAPTURE(expect);
+    Client c(s.port());
+    c.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: " + expect + "\r\n\r\n");
+    auto r = c.read();
+    CHECK(r.status == 417);
+    CHECK(r.body.find("\"code\":\"expectation_failed\"") != std::string::npos);
+    CHECK(r.has("Connection: close"));
+    CHECK(c.closed());
+  }
+  Client ok(s.port());  // the one expectation there is, in any case
+  ok.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n");
+  auto r = ok.read();
+  CHECK(r.status == 100);
+  ok.send("abc");
+  CHECK(ok.read().status == 200);
+}
+
+TEST_CASE("http server: a small body sent slowly holds no worker; the request runs once it is in") {
+  Config cfg = test_config();
+  cfg.workers = 1;
+  cfg.queue = 0;
+  TestServer s(cfg);
+  Client slow(s.port());
+  slow.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nab");
+  // With the body still arriving, the one worker is free for others (before, the handler read the
+  // body on it, and every other request got 503 server_busy). A worker counts as busy until its task
+  // returns, a moment after its answer went out: a 503 in that moment is retried.
+  auto served = [&](const std::string& request) {
+    for (int i = 0; i < 1000; ++i) {
+      Client c(s.port());
+      c.send(request);
+      const int status = c.read().status;
+      if (status != 503) return status == 200;
+    }
+    return false;
+  };
+  for (int i = 0; i < 3; ++i) CHECK(served(get("/echo/free")));
+  slow.send("cd");
+  slow.send("ef");
+  auto r = slow.read();
+  CHECK(r.status == 200);
+  CHECK(r.body.find("\"body\":\"abcdef\"") != std::string::npos);
+}
+
+TEST_CASE("http server: a small body that stops arriving gets 400 incomplete_body, half-closed or timed out") {
+  Config cfg = test_config();
+  cfg.read_timeout = 1;
+  TestServer s(cfg);
+  Client c(s.port());
+  c.send("POST /body HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+  c.shutdown_write();  // the rest can never come
+  auto r = c.read();
+  CHECK(r.status == 400);
+  CHECK(r.body.find("incomplete_body") != std::string::npos);
+  CHECK(c.closed());
+}
+
+TEST_CASE("http server: the server's own refusals are counted in the request metrics") {
+  TestServer s(test_config());
+  auto& m = obs::metrics();
+  const uint64_t bad = m.requests(obs::Surface::other, obs::Method::other, 4);
+  const uint64_t expect = m.requests(obs::Surface::kv, obs::Method::put, 4);
+  {
+    Client c(s.port());
+    c.send("HELLO\r\n\r\n");
+    CHECK(c.read().status == 400);
+  }
+  {
+    Client c(s.port());
+    c.send("PUT /api/storage/kv/ns/k HTTP/1.1\r\nContent-Length: 1\r\nExpect: nope\r\n\r\n");
+    CHECK(c.read().status == 417);
+  }
+  CHECK(m.requests(obs::Surface::other, obs::Method::other, 4) == bad + 1);
+  CHECK(m.requests(obs::Surface::kv, obs::Method::put, 4) == expect + 1);
 }
 
 TEST_CASE("http server: a head that does not arrive in time ends the connection") {
