@@ -210,6 +210,26 @@ int64_t integer_field(const json& body, const char* name) {
 
 }  // namespace
 
+std::string kv_get_answer(KvValue v) {
+  constexpr auto replace = json::error_handler_t::replace;
+  std::string value = json(std::move(v.value)).dump(-1, ' ', false, replace);
+  std::string out;
+  out.reserve(value.size() + (v.metadata ? v.metadata->size() : 0) + 64);
+  out += '{';
+  if (v.expiration) {
+    out += "\"expiration\":";
+    out += std::to_string(*v.expiration);
+    out += ',';
+  }
+  out += "\"metadata\":";
+  // Stored as compact JSON (kv_put); parsed and written again, as the object answer always did.
+  out += v.metadata ? json::parse(*v.metadata).dump(-1, ' ', false, replace) : "null";
+  out += ",\"value\":";
+  out += value;
+  out += '}';
+  return out;
+}
+
 KvValue kv_put(const json& body, int64_t now) {
   for (const auto& [k, _] : body.items())
     if (k != "value" && k != "metadata" && k != "expiration" && k != "expiration_ttl")

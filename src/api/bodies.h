@@ -41,6 +41,10 @@ void append_d1_meta(std::string& out, const SqlMeta& m);
 // KV PUT: {"value": string, "metadata": object|null, "expiration" | "expiration_ttl": integer}, with
 // Cloudflare's limits (25 MiB values, 1024 bytes of metadata, TTL >= 60 s); `now` in unix seconds.
 KvValue kv_put(const nlohmann::json& body, int64_t now);
+// KV GET's answer: {"expiration"?: integer, "metadata": object|null, "value": string}, compact, keys
+// sorted, invalid UTF-8 replaced (byte for byte what Ctx::ok would write for that JSON object), built
+// without the intermediate object (it is every KV read's answer).
+std::string kv_get_answer(KvValue v);
 
 // R2 custom metadata: a JSON object of strings, at most 8192 bytes of names and values.
 std::map<std::string, std::string> r2_metadata(const nlohmann::json& j, const std::string& where);

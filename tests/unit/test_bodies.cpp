@@ -159,3 +159,27 @@ TEST_CASE("D1 answers are written byte for byte as the ordered_json tree gave th
   api::append_d1_result(out, none);
   CHECK(out == d1_result_reference(none));
 }
+
+TEST_CASE("bodies: KV GET's answer is byte for byte the JSON object it replaced") {
+  // What the handler wrote before: the object, dumped as Ctx::send_json dumps.
+  auto reference = [](const KvValue& v) {
+    json out = {{"value", v.value}, {"metadata", v.metadata ? json::parse(*v.metadata) : json(nullptr)}};
+    if (v.expiration) out["expiration"] = *v.expiration;
+    return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  std::vector<KvValue> cases = {
+      {"", std::nullopt, std::nullopt},
+      {std::string(64, 'v'), std::nullopt, std::nullopt},
+      {"quote \" backslash \\ slash / newline \n tab \t nul " + std::string(1, '\0') + " \x01\x1f\x7f", std::nullopt,
+       std::nullopt},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", R"({"b":[1,2.5,"x"],"a":{"z":null}})", int64_t(1999999999)},
+      {"invalid \xff\xfe utf-8 \xc3", R"({"k":"v"})", std::nullopt},
+      {"neg", std::nullopt, int64_t(-1)},
+      {"{\"looks\":\"like json\"}", "{}", int64_t(0)},
+  };
+  for (const auto& v : cases) {
+    const std::string got = api::kv_get_answer(v);
+    CHECK(got == reference(v));
+    CHECK(json::parse(got)["value"].is_string());
+  }
+}
