@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <charconv>
+#include <cmath>
 #include <limits>
 #include <set>
 
@@ -90,6 +92,110 @@ std::vector<SqlStatement> d1_batch(const json& body) {
   return list;
 }
 
+// ---- D1 answers
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+void append_string(std::string& out, std::string_view v) {
+  // Printable ASCII without '"' and '\\' is written as is by nlohmann too; anything else goes through it.
+  for (unsigned char c : v)
+    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) {
+      out += ojson(std::string(v)).dump(-1, ' ', false, ojson::error_handler_t::replace);
+      return;
+    }
+  out += '"';
+  out.append(v);
+  out += '"';
+}
+
+void append_int(std::string& out, int64_t n) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, r.ptr);
+}
+
+void append_real(std::string& out, double d) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  out += ojson(d).dump();
+}
+
+void append_value(std::string& out, const SqlValue& v) {
+  if (auto n = std::get_if<int64_t>(&v)) append_int(out, *n);
+  else if (auto d = std::get_if<double>(&v)) append_real(out, *d);
+  else if (auto t = std::get_if<std::string>(&v)) append_string(out, *t);
+  else if (auto b = std::get_if<SqlBlob>(&v)) {
+    out += '[';
+    for (size_t i = 0; i < b->bytes.size(); ++i) {
+      if (i) out += ',';
+      append_int(out, static_cast<unsigned char>(b->bytes[i]));
+    }
+    out += ']';
+  } else {
+    out += "null";
+  }
+}
+
+}  // namespace
+
+void append_d1_meta(std::string& out, const SqlMeta& m) {
+  out += "{\"changes\":";
+  append_int(out, m.changes);
+  out += ",\"last_row_id\":";
+  append_int(out, m.last_row_id);
+  out += ",\"duration\":";
+  out += ojson(m.duration_ms).dump();  // as a number (null if not finite), exactly as nlohmann writes it
+  out += ",\"rows_read\":";
+  append_int(out, m.rows_read);
+  out += ",\"rows_written\":";
+  append_int(out, m.rows_written);
+  out += m.changed_db ? ",\"changed_db\":true" : ",\"changed_db\":false";
+  out += ",\"size_after\":";
+  append_int(out, m.size_after);
+  out += ",\"served_by\":\"era-storage-proxy\"}";
+}
+
+void append_d1_result(std::string& out, const SqlResult& r) {
+  // Each distinct column name in the order of its first appearance, with the index of its last.
+  std::vector<std::pair<size_t, size_t>> keys;
+  for (size_t i = 0; i < r.columns.size(); ++i) {
+    bool repeated = false;
+    for (auto& k : keys)
+      if (r.columns[k.first] == r.columns[i]) {
+        k.second = i;
+        repeated = true;
+        break;
+      }
+    if (!repeated) keys.emplace_back(i, i);
+  }
+  std::vector<std::string> names;  // each key written once, reused for every row
+  names.reserve(keys.size());
+  for (const auto& k : keys) {
+    std::string n;
+    append_string(n, r.columns[k.first]);
+    names.push_back(std::move(n));
+  }
+  out += "{\"success\":true,\"results\":[";
+  for (size_t row = 0; row < r.rows.size(); ++row) {
+    if (row) out += ',';
+    out += '{';
+    for (size_t k = 0; k < keys.size(); ++k) {
+      if (k) out += ',';
+      out += names[k];
+      out += ':';
+      append_value(out, r.rows[row].at(keys[k].second));
+    }
+    out += '}';
+  }
+  out += "],\"meta\":";
+  append_d1_meta(out, r.meta);
+  out += '}';
+}
+
 // ---- KV
 
 namespace {
@@ -103,6 +209,26 @@ int64_t integer_field(const json& body, const char* name) {
 }
 
 }  // namespace
+
+std::string kv_get_answer(KvValue v) {
+  constexpr auto replace = json::error_handler_t::replace;
+  std::string value = json(std::move(v.value)).dump(-1, ' ', false, replace);
+  std::string out;
+  out.reserve(value.size() + (v.metadata ? v.metadata->size() : 0) + 64);
+  out += '{';
+  if (v.expiration) {
+    out += "\"expiration\":";
+    out += std::to_string(*v.expiration);
+    out += ',';
+  }
+  out += "\"metadata\":";
+  // Stored as compact JSON (kv_put); parsed and written again, as the object answer always did.
+  out += v.metadata ? json::parse(*v.metadata).dump(-1, ' ', false, replace) : "null";
+  out += ",\"value\":";
+  out += value;
+  out += '}';
+  return out;
+}
 
 KvValue kv_put(const json& body, int64_t now) {
   for (const auto& [k, _] : body.items())

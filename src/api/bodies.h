@@ -27,9 +27,24 @@ SqlStatement d1_statement(const nlohmann::json& body, const char* where);
 // D1 batch: {"statements": [statement, ...]} (at least one).
 std::vector<SqlStatement> d1_batch(const nlohmann::json& body);
 
+// D1 answers, written straight into `out` (building an ordered_json tree per row cost more than a
+// select by key itself), byte for byte what nlohmann's ordered_json dump gives (ensure_ascii off,
+// invalid UTF-8 replaced by U+FFFD). A result: {"success":true,"results":[rows],"meta":{...}}, each row
+// an object whose keys are the columns in the SELECT's order (a repeated name keeps its first place
+// and takes the last value, as a JavaScript object does); integers exact, non-finite reals null,
+// BLOBs arrays of byte values.
+void append_d1_result(std::string& out, const SqlResult& r);
+// {"changes":...,"last_row_id":...,"duration":...,"rows_read":...,"rows_written":...,"changed_db":...,
+// "size_after":...,"served_by":"era-storage-proxy"}
+void append_d1_meta(std::string& out, const SqlMeta& m);
+
 // KV PUT: {"value": string, "metadata": object|null, "expiration" | "expiration_ttl": integer}, with
 // Cloudflare's limits (25 MiB values, 1024 bytes of metadata, TTL >= 60 s); `now` in unix seconds.
 KvValue kv_put(const nlohmann::json& body, int64_t now);
+// KV GET's answer: {"expiration"?: integer, "metadata": object|null, "value": string}, compact, keys
+// sorted, invalid UTF-8 replaced (byte for byte what Ctx::ok would write for that JSON object), built
+// without the intermediate object (it is every KV read's answer).
+std::string kv_get_answer(KvValue v);
 
 // R2 custom metadata: a JSON object of strings, at most 8192 bytes of names and values.
 std::map<std::string, std::string> r2_metadata(const nlohmann::json& j, const std::string& where);

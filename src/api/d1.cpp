@@ -7,7 +7,6 @@
 // not the method, decides whether a call writes); each statement carries read_only, and the store
 // refuses one that would write with 403 read_only_token before it runs.
 #include <algorithm>
-#include <cmath>
 #include <limits>
 
 #include "api/api.h"
@@ -19,9 +18,6 @@ namespace era::api {
 namespace {
 
 using http::json;
-// A row is an object whose keys are the SELECT's columns in the SELECT's order, as D1 gives them:
-// nlohmann::json sorts an object's keys, so every body that holds rows is built as ordered_json.
-using ojson = nlohmann::ordered_json;
 
 // A D1 request's JSON is parsed within these bounds (docs/api.md "Request limits"): D1 takes 100 KB
 // of SQL and 100 parameters per statement, and strings and BLOBs of up to 2,000,000 bytes. A BLOB
@@ -37,44 +33,10 @@ http::JsonLimits body_limits(const Config& config) {
   return http::JsonLimits{bytes, 8, kMaxValues, bytes};
 }
 
-ojson value_json(const SqlValue& v) {
-  if (auto n = std::get_if<int64_t>(&v)) return *n;
-  if (auto d = std::get_if<double>(&v)) return std::isfinite(*d) ? ojson(*d) : ojson(nullptr);
-  if (auto t = std::get_if<std::string>(&v)) return *t;
-  if (auto b = std::get_if<SqlBlob>(&v)) {
-    ojson a = ojson::array();
-    for (unsigned char c : b->bytes) a.push_back(int(c));
-    return a;
-  }
-  return nullptr;
-}
-
-ojson meta_json(const SqlMeta& m) {
-  return {{"changes", m.changes},
-          {"last_row_id", m.last_row_id},
-          {"duration", m.duration_ms},
-          {"rows_read", m.rows_read},
-          {"rows_written", m.rows_written},
-          {"changed_db", m.changed_db},
-          {"size_after", m.size_after},
-          {"served_by", "era-storage-proxy"}};
-}
-
-ojson rows_json(SqlResult& r) {
-  ojson rows = ojson::array();
-  for (auto& row : r.rows) {
-    ojson o = ojson::object();
-    // A repeated name keeps its first place and takes the last value (as a JavaScript object does).
-    for (size_t i = 0; i < row.size(); ++i) o[r.columns[i]] = value_json(row[i]);
-    rows.push_back(std::move(o));
-  }
-  return rows;
-}
-
-// Sends a 200 whose body keeps its keys in the order they were added (Ctx::ok would sort them).
-void ok_ordered(http::Ctx& c, const ojson& body) {
+// Sends a 200 with a JSON body already written (bodies.h: append_d1_result and friends).
+void ok_json(http::Ctx& c, std::string body) {
   c.res.status = 200;
-  c.res.set_content(body.dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+  c.res.set_content(std::move(body), "application/json");
 }
 
 }  // namespace
@@ -90,7 +52,9 @@ void register_d1(http::Router& router, Services& services) {
     st.read_only = !c.principal.may_write();
     SqlResult r = d1.query(ns, st);
     c.audit.wrote = r.meta.changed_db;
-    ok_ordered(c, {{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
+    std::string out;
+    append_d1_result(out, r);
+    ok_json(c, std::move(out));
   });
 
   router.add("POST", "/api/storage/d1/{ns}/exec", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
@@ -101,7 +65,10 @@ void register_d1(http::Router& router, Services& services) {
     int count = 0;
     SqlResult r = d1.exec(ns, st, count);
     c.audit.wrote = r.meta.changed_db;
-    ok_ordered(c, {{"success", true}, {"count", count}, {"meta", meta_json(r.meta)}});
+    std::string out = "{\"success\":true,\"count\":" + std::to_string(count) + ",\"meta\":";
+    append_d1_meta(out, r.meta);
+    out += '}';
+    ok_json(c, std::move(out));
   });
 
   router.add("POST", "/api/storage/d1/{ns}/batch", http::Access::in_namespace(http::Access::Op::statement), [&d1, limits](http::Ctx& c) {
@@ -111,10 +78,13 @@ void register_d1(http::Router& router, Services& services) {
     for (auto& st : list) st.read_only = !c.principal.may_write();
     auto results = d1.batch(ns, list);
     c.audit.wrote = summed_meta(results).changed_db;
-    ojson out = ojson::array();
-    for (auto& r : results)
-      out.push_back({{"success", true}, {"results", rows_json(r)}, {"meta", meta_json(r.meta)}});
-    ok_ordered(c, {{"success", true}, {"results", std::move(out)}});
+    std::string out = "{\"success\":true,\"results\":[";
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (i) out += ',';
+      append_d1_result(out, results[i]);
+    }
+    out += "]}";
+    ok_json(c, std::move(out));
   });
 }
 

@@ -53,9 +53,8 @@ void register_kv(http::Router& router, Services& services) {
     ns::check_kv_key(key);
     auto v = kv.get(ns, key);
     if (!v) throw not_found("key_not_found", "key not found");
-    json out = {{"value", std::move(v->value)}, {"metadata", metadata_json(v->metadata)}};
-    if (v->expiration) out["expiration"] = *v->expiration;
-    c.ok(out);
+    c.res.status = 200;
+    c.res.set_content(kv_get_answer(std::move(*v)), "application/json");
   });
 
   router.add("DELETE", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&kv](http::Ctx& c) {

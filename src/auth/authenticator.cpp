@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include <openssl/crypto.h>
+
 #include "store/call_priority.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -42,7 +44,10 @@ Claims claims_for(const SessionRecord& s) {
 }
 
 Authenticator::Authenticator(AuthSettings settings, SessionStore& store, std::function<int64_t()> now)
-    : settings_(std::move(settings)), store_(store), now_(std::move(now)) {}
+    : settings_(std::move(settings)),
+      admin_sha256_(settings_.admin_token ? crypto::sha256(*settings_.admin_token) : std::string()),
+      store_(store),
+      now_(std::move(now)) {}
 
 Authenticator::~Authenticator() { stop(); }
 
@@ -136,6 +141,37 @@ Scope Authenticator::stored_scope(const Claims& claims) const {
   return scope;
 }
 
+bool Authenticator::ConstantTimeEqual::operator()(const std::string& a, const std::string& b) const {
+  // Reached only for tokens whose hashes are equal; the length of a token is no secret.
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::optional<Claims> Authenticator::cached_claims(std::string_view token) const {
+  if (token.size() > kMaxCachedTokenBytes) return std::nullopt;
+  const std::string key(token);
+  std::shared_lock<std::shared_mutex> lock(claims_mu_);
+  auto it = claims_.find(key);
+  if (it == claims_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Authenticator::remember_claims(std::string_view token, const Claims& claims) const {
+  if (token.size() > kMaxCachedTokenBytes) return;
+  std::unique_lock<std::shared_mutex> lock(claims_mu_);
+  if (claims_.size() >= kMaxCachedTokens) claims_.clear();  // bounded; live tokens come back on their next use
+  claims_.emplace(std::string(token), claims);
+}
+
+void Authenticator::forget_claims(std::string_view token) const {
+  std::unique_lock<std::shared_mutex> lock(claims_mu_);
+  claims_.erase(std::string(token));
+}
+
+size_t Authenticator::cached_tokens() const {
+  std::shared_lock<std::shared_mutex> lock(claims_mu_);
+  return claims_.size();
+}
+
 Principal Authenticator::authenticate(const std::optional<std::string>& header) const {
   if (!header) {
     if (!settings_.required) return Principal::administrator();
@@ -144,8 +180,23 @@ Principal Authenticator::authenticate(const std::optional<std::string>& header) 
   }
   auto token = bearer(*header);
   if (!token) throw unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'");
-  if (settings_.admin_token && constant_time_equal(*token, *settings_.admin_token)) return Principal::administrator();
-  Verified v = verify_token(*token, settings_.secret, now_());
+  // A cached token is never the admin credential (it entered the cache only after the compare below
+  // said so), so a hit skips that compare's SHA-256; a miss makes it as before.
+  auto claims = cached_claims(*token);
+  if (!claims && settings_.admin_token && crypto::constant_time_equal_sha256(*token, admin_sha256_))
+    return Principal::administrator();
+  const int64_t now = now_();
+  Verified v;
+  if (claims) {
+    // Verified before under the same secret: the MAC and claims hold; the expiry is checked as
+    // verify_token checks it, the revocation below as for any token.
+    v.claims = std::move(*claims);
+    v.status = v.claims.expires_at <= now ? TokenStatus::expired : TokenStatus::ok;
+    if (v.status == TokenStatus::expired) forget_claims(*token);
+  } else {
+    v = verify_token(*token, settings_.secret, now);
+    if (v.status == TokenStatus::ok) remember_claims(*token, v.claims);
+  }
   switch (v.status) {
     case TokenStatus::ok: break;
     case TokenStatus::expired: throw unauthorized("token_expired", "the session token has expired");

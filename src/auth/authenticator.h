@@ -4,6 +4,13 @@
 // is checked by its MAC and expiry (auth/token.h), and revocation is one lookup in an in-memory set.
 // Only a token that carries its scope by digest (a scope too long for a header) needs the session's
 // record, read once and then kept in a small in-memory cache (a session's scope never changes).
+//
+// A token whose MAC and claims were verified once is kept in a bounded cache keyed by the whole token
+// string (compared in constant time), so a client that sends the same token on every request costs
+// one hash lookup instead of an HMAC and a JSON parse (and the admin compare: a token is cached only
+// once that compare said it is not the admin credential). Only what the MAC proves is cached (the claims,
+// which the secret fixes for good); the expiry and the revocation set are checked on every request,
+// cache hit or not, so an expired or revoked token is refused exactly when it would be without it.
 // That set is loaded from the SessionStore at start, updated at once by revoke(), and checked every
 // `refresh_seconds` by a background thread (which is how a revocation made by another replica sharing
 // the store arrives): one cheap version-stamp read, the set read again only when it moved
@@ -50,6 +57,12 @@ class Authenticator {
   // Loads the revocation set and starts the refresh thread. `tick` (optional) runs on each refresh
   // too (the rate limiter's housekeeping).
   void start(std::function<void()> tick = nullptr);
+
+  // Bounds of the verified-token cache: at most this many tokens, of at most kMaxCachedTokenBytes
+  // each (a longer one is verified every time); when full, the cache starts over.
+  static constexpr size_t kMaxCachedTokens = 1024;
+  static constexpr size_t kMaxCachedTokenBytes = 4096;
+  size_t cached_tokens() const;
   void stop();
 
   bool required() const { return settings_.required; }
@@ -74,6 +87,7 @@ class Authenticator {
   void loop(std::function<void()> tick);
 
   AuthSettings settings_;
+  std::string admin_sha256_;  // sha256 of the admin credential, when there is one
   SessionStore& store_;
   std::function<int64_t()> now_;
 
@@ -82,6 +96,16 @@ class Authenticator {
   std::unordered_set<std::string> recent_;  // revoked here since the last reload began
   std::mutex stamp_mu_;
   int64_t stamp_ = -1;  // the store's revocation version the set in memory reflects (-1: none yet)
+
+  // Claims of tokens that verified, by the whole token (see the top of this file).
+  std::optional<Claims> cached_claims(std::string_view token) const;
+  void remember_claims(std::string_view token, const Claims& claims) const;
+  void forget_claims(std::string_view token) const;
+  struct ConstantTimeEqual {
+    bool operator()(const std::string& a, const std::string& b) const;
+  };
+  mutable std::shared_mutex claims_mu_;
+  mutable std::unordered_map<std::string, Claims, std::hash<std::string>, ConstantTimeEqual> claims_;
 
   mutable std::mutex scope_mu_;
   // By session id, for digest tokens: (digest, scope).

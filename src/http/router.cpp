@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <stdexcept>
 #include <random>
 
@@ -21,7 +22,10 @@ std::string new_request_id() {
     return std::string(buf);
   }();
   static std::atomic<uint64_t> counter{0};
-  return prefix + "-" + std::to_string(++counter);
+  char buf[48];
+  const int n = std::snprintf(buf, sizeof buf, "%s-%llu", prefix.c_str(),
+                              static_cast<unsigned long long>(counter.fetch_add(1, std::memory_order_relaxed) + 1));
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 std::vector<std::string_view> split_path(std::string_view path) {
@@ -48,8 +52,9 @@ std::optional<std::string> Ctx::query(const std::string& name) const {
 }
 
 const std::string* Ctx::param_named(std::string_view name) const {
-  for (size_t i = 0; i < param_names.size() && i < params.size(); ++i)
-    if (param_names[i] == name) return &params[i];
+  if (!param_names) return nullptr;
+  for (size_t i = 0; i < param_names->size() && i < params.size(); ++i)
+    if ((*param_names)[i] == name) return &params[i];
   return nullptr;
 }
 
@@ -314,7 +319,7 @@ void Router::dispatch(const Request& req, Response& res, BodyReader* reader, boo
     }
     ctx.params = std::move(params);
     ctx.route = found->pattern;
-    ctx.param_names = found->param_names;
+    ctx.param_names = &found->param_names;
     ctx.access = &found->access;
     for (const auto& m : middleware_) m(ctx);
     found->handler(ctx);

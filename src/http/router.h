@@ -41,7 +41,8 @@ class Ctx {
   // must always bring a token (auth "off" makes token-less callers the admin, which sandboxed code
   // must never be).
   bool from_sandbox = false;
-  std::vector<std::string> param_names;  // the pattern's parameter names, in order
+  // The pattern's parameter names, in order (the matched route's own list; null before routing).
+  const std::vector<std::string>* param_names = nullptr;
   // The matched route's access declaration (http/access.h), enforced by the auth middleware.
   const Access* access = nullptr;
   // Who is calling, set by the auth middleware before the handler runs (auth/middleware.h). Handlers

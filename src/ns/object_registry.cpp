@@ -46,11 +46,13 @@ std::vector<std::string> ObjectRegistry::namespaces_with(std::string_view type) 
 void ObjectRegistry::add(const SchemaObject& o) {
   std::unique_lock lock(mu_);
   by_lower_[ascii_lower(o.physical)] = o;
+  changed();
 }
 
 void ObjectRegistry::remove(std::string_view physical) {
   std::unique_lock lock(mu_);
   by_lower_.erase(ascii_lower(physical));
+  changed();
 }
 
 void ObjectRegistry::replace_all(const std::vector<SchemaObject>& objects) {
@@ -58,11 +60,13 @@ void ObjectRegistry::replace_all(const std::vector<SchemaObject>& objects) {
   for (const auto& o : objects) next[ascii_lower(o.physical)] = o;
   std::unique_lock lock(mu_);
   by_lower_.swap(next);
+  changed();
 }
 
 void ObjectRegistry::clear() {
   std::unique_lock lock(mu_);
   by_lower_.clear();
+  changed();
 }
 
 }  // namespace era::sql

@@ -3,6 +3,8 @@
 // that merely starts with a namespace's prefix proves nothing about who owns it.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <shared_mutex>
@@ -43,8 +45,14 @@ class ObjectRegistry : public ObjectOwners {
   void clear();
   // Replaces every entry at once (readers see the old set or the new one, never a partial one).
   void replace_all(const std::vector<SchemaObject>& objects);
+  // Counts every change of the registry (add, remove, clear, replace_all): equal versions mean the
+  // same owners. What was decided against ownership (a statement the guard let through) holds only
+  // while the version is the one it was decided at.
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
+  void changed() { version_.fetch_add(1, std::memory_order_acq_rel); }
+  std::atomic<uint64_t> version_{0};
   mutable std::shared_mutex mu_;
   std::map<std::string, SchemaObject> by_lower_;  // key: lower-cased physical name
 };

@@ -1,6 +1,8 @@
 #include "ns/sql_guard.h"
 
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "ns/names.h"
@@ -121,12 +123,67 @@ std::vector<std::vector<std::string>> rows(sqlite3* db, const std::string& sql, 
 
 }  // namespace
 
-Guard::Guard(sqlite3* db, std::string ns, const ObjectOwners& owners, bool allow_schema_read)
-    : db_(db), ns_(std::move(ns)), owners_(owners), allow_schema_read_(allow_schema_read) {
-  sqlite3_set_authorizer(db_, &Guard::callback, this);
+// The authorizer of one connection: the Guard that checks it now (null: none does).
+struct Guard::Slot {
+  sqlite3* db;
+  Guard* active = nullptr;
+};
+
+namespace {
+// Which connections carry the guard's authorizer. An entry lives exactly as long as its connection:
+// it is removed by the destructor of a (never called) SQL function registered on the connection,
+// which SQLite runs when the connection closes, so a later connection at the same address is never
+// taken for one that has the authorizer.
+std::mutex slots_mu;
+std::unordered_map<sqlite3*, void*>& slots() {
+  static auto* m = new std::unordered_map<sqlite3*, void*>;  // never destroyed: connections may close at exit
+  return *m;
+}
+void never_called(sqlite3_context* c, int, sqlite3_value**) { sqlite3_result_null(c); }
+}  // namespace
+
+void Guard::drop_slot(void* p) {
+  auto* slot = static_cast<Slot*>(p);
+  {
+    std::lock_guard<std::mutex> lock(slots_mu);
+    auto it = slots().find(slot->db);
+    if (it != slots().end() && it->second == slot) slots().erase(it);
+  }
+  delete slot;
 }
 
-Guard::~Guard() { sqlite3_set_authorizer(db_, nullptr, nullptr); }
+Guard::Slot& Guard::slot_of(sqlite3* db) {
+  {
+    std::lock_guard<std::mutex> lock(slots_mu);
+    if (auto it = slots().find(db); it != slots().end()) return *static_cast<Slot*>(it->second);
+  }
+  auto* slot = new Slot{db};
+  {
+    std::lock_guard<std::mutex> lock(slots_mu);
+    slots()[db] = slot;
+  }
+  // The function's name is not on the allow-list: tenant SQL that calls it is refused like any other,
+  // and DIRECTONLY keeps it out of views, triggers, defaults and generated columns as well. On failure
+  // SQLite runs drop_slot itself.
+  if (sqlite3_create_function_v2(db, "era_guard_slot", 0, SQLITE_UTF8 | SQLITE_DIRECTONLY, slot, &never_called,
+                                 nullptr, nullptr, &Guard::drop_slot) != SQLITE_OK)
+    throw ApiError(500, "internal_error", "cannot install the SQL guard on a connection");
+  sqlite3_set_authorizer(db, &Guard::dispatch, slot);
+  return *slot;
+}
+
+int Guard::dispatch(void* p, int action, const char* a, const char* b, const char* db, const char* trig) {
+  Guard* g = static_cast<Slot*>(p)->active;
+  return g ? callback(g, action, a, b, db, trig) : SQLITE_OK;
+}
+
+Guard::Guard(sqlite3* db, std::string ns, const ObjectOwners& owners, bool allow_schema_read)
+    : slot_(slot_of(db)), previous_(slot_.active), ns_(std::move(ns)), owners_(owners),
+      allow_schema_read_(allow_schema_read) {
+  slot_.active = this;
+}
+
+Guard::~Guard() { slot_.active = previous_; }
 
 void Guard::begin_statement() {
   created_.clear();

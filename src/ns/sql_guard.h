@@ -40,8 +40,12 @@
 
 namespace era::sql {
 
-// Installs the authorizer on `db` for its lifetime (RAII; the previous authorizer is not restored:
-// the guard owns the authorizer slot of its connection while it lives).
+// Checks every statement prepared on `db` while it lives (RAII). The authorizer itself is installed
+// on a connection once, by the first Guard built on it, and stays for the connection's life: a Guard
+// only points it at itself (restoring the previous Guard, if any, when it dies); while no Guard lives,
+// it allows everything, exactly as no authorizer would (the stores' own bookkeeping statements).
+// Why: setting an authorizer expires every prepared statement of the connection, so installing one
+// per statement would re-prepare the stores' cached statements on every call.
 class Guard {
  public:
   // allow_schema_read: the statement holds the rewriter's sqlite_master subquery
@@ -65,7 +69,13 @@ class Guard {
   int missing(std::string_view kind, std::string_view physical);
   bool mine(std::string_view physical) const;
 
-  sqlite3* db_;
+  struct Slot;
+  static Slot& slot_of(sqlite3* db);
+  static int dispatch(void* slot, int action, const char* a, const char* b, const char* db, const char* trig);
+  static void drop_slot(void* slot);
+
+  Slot& slot_;
+  Guard* previous_;
   std::string ns_;
   const ObjectOwners& owners_;
   bool allow_schema_read_;

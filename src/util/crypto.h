@@ -13,5 +13,8 @@ std::string hmac_sha256(std::string_view key, std::string_view data);  // 32 raw
 // Constant-time equality of two byte strings (the time depends on neither's contents; both are hashed
 // first, so unequal lengths leak nothing either).
 bool constant_time_equal(std::string_view a, std::string_view b);
+// The same against a value known only by its sha256() (`b_sha256`, 32 raw bytes): a secret compared
+// on every request is hashed once, not on each compare.
+bool constant_time_equal_sha256(std::string_view a, std::string_view b_sha256);
 
 }  // namespace era::crypto

@@ -375,6 +375,31 @@ class Sessions(unittest.TestCase):
         self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", live["token"])[0], 200)
 
 
+    def test_a_token_in_use_is_refused_from_its_revocation_and_its_expiry_on(self):
+        # The authenticator keeps the claims of tokens it has verified (auth/authenticator.h); a token
+        # used many times must still be refused at once when revoked, and from its expiry on.
+        _, s, _ = self.create({"namespaces": ["a"], "permissions": "read"})
+        _, short, _ = self.create({"namespaces": ["a"], "permissions": "read", "ttl_seconds": 2})
+        for _ in range(3):
+            self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", s["token"])[0], 200)
+            self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", short["token"])[0], 200)
+        # Still only its scope and its permissions.
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/b", s["token"])[1]["code"], "namespace_forbidden")
+        self.assertEqual(self.proxy.api("PUT", "/api/storage/kv/a/k", s["token"], {"value": "v"})[1]["code"],
+                         "read_only_token")
+        self.assertEqual(self.proxy.api("DELETE", "/api/sessions/" + s["session_id"], ADMIN)[0], 200)
+        self.assertEqual(self.proxy.api("GET", "/api/storage/kv/a", s["token"])[1]["code"], "token_revoked")
+        # The short session expires (there is no grace period): wait for that, bounded.
+        deadline = time.monotonic() + 60
+        while True:
+            status, body, _ = self.proxy.api("GET", "/api/storage/kv/a", short["token"])
+            if status != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual((status, body.get("code")), (401, "token_expired"))
+        self.assertGreaterEqual(time.time(), short["expires_at"])
+
+
 class StartUpPolicy(unittest.TestCase):
     def start(self, args, env=None):
         with tempfile.TemporaryDirectory() as d:

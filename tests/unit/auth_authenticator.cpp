@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
 #include <unistd.h>
 
 #include <filesystem>
@@ -242,4 +245,139 @@ TEST_CASE("small scopes stay inside the token: no store lookup") {
   CHECK(v.claims.scope.namespaces == c.scope.namespaces);
   for (const auto& n : widest_scope('q')) c.scope.namespaces.insert(n);
   CHECK_FALSE(scope_fits_in_token(c.scope));
+}
+
+// The verified-token cache (auth/authenticator.h): a token served from it is refused exactly when a
+// freshly verified one would be.
+TEST_CASE("token cache: a cached token still expires, is revoked at once, and keeps its scope") {
+  Fixture f("cache");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  const std::string token = a.mint(claims_for(record("c1", 2000)));
+  CHECK(a.cached_tokens() == 0);
+  Principal first = a.authenticate("Bearer " + token);
+  CHECK(a.cached_tokens() == 1);
+  Principal again = a.authenticate("Bearer " + token);  // from the cache
+  CHECK(a.cached_tokens() == 1);
+  CHECK(again.session_id == first.session_id);
+  CHECK(again.scope.namespaces == std::set<std::string>{"a", "b"});
+  CHECK_FALSE(again.scope.all);
+  CHECK_FALSE(again.may_access("c"));
+  CHECK_FALSE(again.may_write());
+  CHECK(again.expires_at == 2000);
+
+  // A token one byte away from the cached one (same length, last MAC character changed) is not it.
+  std::string forged = token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  std::string code;
+  CHECK(status_of(a, "Bearer " + forged, &code) == 401);
+  CHECK(code == "invalid_token");
+  // Nor is a longer or shorter one, nor one whose payload names another scope under the same MAC.
+  CHECK(status_of(a, "Bearer " + token.substr(0, token.size() - 1), &code) == 401);
+  CHECK(code == "invalid_token");
+  const std::string wider = a.mint(claims_for([] {
+    SessionRecord r = record("c1", 2000);
+    r.all_namespaces = true;
+    return r;
+  }()));
+  const std::string spliced = wider.substr(0, wider.rfind('.')) + token.substr(token.rfind('.'));
+  CHECK(status_of(a, "Bearer " + spliced, &code) == 401);
+  CHECK(code == "invalid_token");
+
+  // Expiry is checked on every hit, to the second.
+  f.now = 1999;
+  CHECK(status_of(a, "Bearer " + token) == 200);
+  f.now = 2000;
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "token_expired");
+  CHECK(a.cached_tokens() == 0);  // an expired token leaves the cache
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "token_expired");
+
+  // Revocation: a cached token is refused from the revoke() on.
+  f.now = 1000;
+  const std::string t2 = a.mint(claims_for(record("c2", 5000)));
+  CHECK(status_of(a, "Bearer " + t2) == 200);
+  CHECK(status_of(a, "Bearer " + t2) == 200);
+  a.revoke("c2");
+  CHECK(status_of(a, "Bearer " + t2, &code) == 401);
+  CHECK(code == "token_revoked");
+}
+
+TEST_CASE("token cache: a revocation made by another replica reaches a cached token on the next refresh") {
+  Fixture f("cache-replica");
+  f.store.create(record("r1", 5000));
+  AuthSettings s = f.settings();
+  s.refresh_seconds = 1;
+  Authenticator a(s, f.store, [&] { return f.now.load(); });
+  a.start();
+  Authenticator other(s, f.store, [&] { return f.now.load(); });
+  const std::string token = a.mint(claims_for(record("r1", 5000)));
+  CHECK(status_of(a, "Bearer " + token) == 200);
+  CHECK(status_of(a, "Bearer " + token) == 200);  // cached now
+  CHECK(a.cached_tokens() == 1);
+  other.revoke("r1");  // only the store and `other` know yet
+  // `a` learns it on its refresh (every second here); wait for that, bounded.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (status_of(a, "Bearer " + token) == 200 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::string code;
+  CHECK(status_of(a, "Bearer " + token, &code) == 401);
+  CHECK(code == "token_revoked");
+}
+
+TEST_CASE("token cache: bounded, and the admin credential never enters it") {
+  Fixture f("cache-bound");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  CHECK(a.authenticate(std::string("Bearer the-admin-credential")).admin);
+  CHECK(a.cached_tokens() == 0);
+  {
+    // Even an admin credential that is also a valid session token (an operator's odd choice) stays
+    // the admin on every use: it is compared before the token is verified, so it is never cached.
+    AuthSettings s = f.settings();
+    s.admin_token = a.mint(claims_for(record("both", 5000)));
+    Authenticator both(s, f.store, [&] { return f.now.load(); });
+    for (int i = 0; i < 3; ++i) CHECK(both.authenticate("Bearer " + *s.admin_token).admin);
+    CHECK(both.cached_tokens() == 0);
+  }
+  std::string first;
+  for (size_t i = 0; i < Authenticator::kMaxCachedTokens + 10; ++i) {
+    const std::string t = a.mint(claims_for(record("b" + std::to_string(i), 5000)));
+    if (i == 0) first = t;
+    CHECK(a.authenticate("Bearer " + t).session_id == "b" + std::to_string(i));
+    CHECK(a.cached_tokens() <= Authenticator::kMaxCachedTokens);
+  }
+  // The first one was dropped when the cache started over: it verifies again, with the same result.
+  Principal p = a.authenticate("Bearer " + first);
+  CHECK(p.session_id == "b0");
+  CHECK(p.may_access("a"));
+  CHECK_FALSE(p.may_access("c"));
+}
+
+TEST_CASE("token cache: threads sharing it see the same answers, and a revocation among them") {
+  Fixture f("cache-threads");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 8; ++i) tokens.push_back(a.mint(claims_for(record("t" + std::to_string(i), 5000))));
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < 400; ++n) {
+        const size_t i = static_cast<size_t>(n + t) % tokens.size();
+        std::string code;
+        const int status = status_of(a, "Bearer " + tokens[i], &code);
+        // t7 may be revoked at any moment; every other token stays good throughout.
+        if (!(status == 200 || (i == 7 && code == "token_revoked"))) ++wrong;
+      }
+    });
+  a.revoke("t7");
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+  std::string code;
+  CHECK(status_of(a, "Bearer " + tokens[7], &code) == 401);
+  CHECK(code == "token_revoked");
+  CHECK(status_of(a, "Bearer " + tokens[0]) == 200);
 }

@@ -2,6 +2,8 @@
 // codes they answer. The json_bodies fuzz target (tests/fuzz/) holds them to the same rules.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "api/bodies.h"
@@ -86,4 +88,98 @@ TEST_CASE("bodies: session creation") {
   CHECK(code_of([&] { api::session_create(json::parse(R"({"ttl_seconds":18446744073709551615})"), config, 0); }) ==
         "invalid_ttl");
   CHECK(code_of([&] { api::session_create(json::parse(R"({"language":"ruby"})"), config, 0); }) == "invalid_language");
+}
+
+namespace {
+
+// The D1 answer as the handlers built it before it was written directly: an ordered_json tree.
+std::string d1_result_reference(const SqlResult& r) {
+  using ojson = nlohmann::ordered_json;
+  auto value = [](const SqlValue& v) -> ojson {
+    if (auto n = std::get_if<int64_t>(&v)) return *n;
+    if (auto d = std::get_if<double>(&v)) return std::isfinite(*d) ? ojson(*d) : ojson(nullptr);
+    if (auto t = std::get_if<std::string>(&v)) return *t;
+    if (auto b = std::get_if<SqlBlob>(&v)) {
+      ojson a = ojson::array();
+      for (unsigned char c : b->bytes) a.push_back(int(c));
+      return a;
+    }
+    return nullptr;
+  };
+  ojson rows = ojson::array();
+  for (const auto& row : r.rows) {
+    ojson o = ojson::object();
+    for (size_t i = 0; i < row.size(); ++i) o[r.columns[i]] = value(row[i]);
+    rows.push_back(std::move(o));
+  }
+  const SqlMeta& m = r.meta;
+  ojson meta = {{"changes", m.changes},       {"last_row_id", m.last_row_id},   {"duration", m.duration_ms},
+                {"rows_read", m.rows_read},   {"rows_written", m.rows_written}, {"changed_db", m.changed_db},
+                {"size_after", m.size_after}, {"served_by", "era-storage-proxy"}};
+  ojson body = {{"success", true}, {"results", rows}, {"meta", meta}};
+  return body.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+}  // namespace
+
+TEST_CASE("D1 answers are written byte for byte as the ordered_json tree gave them") {
+  const std::vector<std::string> texts = {
+      "", "plain", "quote \" backslash \\ slash /", "tab\tnewline\ncr\r", std::string("nul\0byte", 8),
+      "\x01\x1f\x7f", "héllo ✓ 𝄞", "bad \xff utf-8 \xc3", "\xed\xa0\x80 surrogate", "</script>"};
+  const std::vector<double> reals = {0.0, -0.0, 1.0, 0.1, 1e300, -2.5e-308, 123456789.123456789,
+                                     std::nan(""), HUGE_VAL, -HUGE_VAL, 9007199254740993.0};
+  const std::vector<int64_t> ints = {0, -1, 42, INT64_MAX, INT64_MIN};
+  SqlResult r;
+  r.columns = {"id", "name", "weird \"col\"", "name", "ünï", "x"};
+  for (size_t i = 0; i < 12; ++i) {
+    std::vector<SqlValue> row;
+    row.emplace_back(ints[i % ints.size()]);
+    row.emplace_back(texts[i % texts.size()]);
+    row.emplace_back(reals[i % reals.size()]);
+    row.emplace_back(i % 3 ? SqlValue(texts[(i + 3) % texts.size()]) : SqlValue(nullptr));
+    row.emplace_back(SqlBlob{i % 2 ? std::string("\x00\xff\x10", 3) : std::string()});
+    row.emplace_back(i % 4 ? SqlValue(reals[(i + 5) % reals.size()]) : SqlValue(int64_t(i)));
+    r.rows.push_back(std::move(row));
+  }
+  for (double d : reals) {
+    r.meta = {3, -7, d, 12, 4, true, 1 << 20};
+    std::string out;
+    api::append_d1_result(out, r);
+    CHECK(out == d1_result_reference(r));
+    CHECK(json::parse(out, nullptr, false).is_object());
+  }
+  SqlResult empty;
+  std::string out;
+  api::append_d1_result(out, empty);
+  CHECK(out == d1_result_reference(empty));
+  // A statement without columns that still yields rows (cannot happen in SQLite; written as objects).
+  SqlResult none;
+  none.rows = {{}, {}};
+  out.clear();
+  api::append_d1_result(out, none);
+  CHECK(out == d1_result_reference(none));
+}
+
+TEST_CASE("bodies: KV GET's answer is byte for byte the JSON object it replaced") {
+  // What the handler wrote before: the object, dumped as Ctx::send_json dumps.
+  auto reference = [](const KvValue& v) {
+    json out = {{"value", v.value}, {"metadata", v.metadata ? json::parse(*v.metadata) : json(nullptr)}};
+    if (v.expiration) out["expiration"] = *v.expiration;
+    return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  std::vector<KvValue> cases = {
+      {"", std::nullopt, std::nullopt},
+      {std::string(64, 'v'), std::nullopt, std::nullopt},
+      {"quote \" backslash \\ slash / newline \n tab \t nul " + std::string(1, '\0') + " \x01\x1f\x7f", std::nullopt,
+       std::nullopt},
+      {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", R"({"b":[1,2.5,"x"],"a":{"z":null}})", int64_t(1999999999)},
+      {"invalid \xff\xfe utf-8 \xc3", R"({"k":"v"})", std::nullopt},
+      {"neg", std::nullopt, int64_t(-1)},
+      {"{\"looks\":\"like json\"}", "{}", int64_t(0)},
+  };
+  for (const auto& v : cases) {
+    const std::string got = api::kv_get_answer(v);
+    CHECK(got == reference(v));
+    CHECK(json::parse(got)["value"].is_string());
+  }
 }

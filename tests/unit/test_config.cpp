@@ -129,7 +129,7 @@ TEST_CASE("the event-loop server's settings: file, environment, flags, old names
   CHECK(load_config(old, {}, none.fn()).workers == 40);
   std::remove(old.c_str());
 
-  for (const char* bad : {"ERA_PROXY_WORKERS=0", "ERA_PROXY_IO_THREADS=0", "ERA_PROXY_QUEUE=-1",
+  for (const char* bad : {"ERA_PROXY_WORKERS=0", "ERA_PROXY_IO_THREADS=-1", "ERA_PROXY_IO_THREADS=65", "ERA_PROXY_QUEUE=-1",
                           "ERA_PROXY_HEAD_TIMEOUT_MS=10", "ERA_PROXY_MAX_HEAD_BYTES=100", "ERA_PROXY_MAX_HEADERS=x",
                           "ERA_PROXY_MAX_CONNECTIONS=1", "ERA_PROXY_MAX_CONNECTIONS_PER_PEER=-3"}) {
     INFO(bad);

@@ -195,17 +195,28 @@ TEST_CASE("hostile SQL is denied and changes nothing") {
       "CREATE VIEW leak AS SELECT count(*) FROM (SELECT 1) AS s JOIN mine ON 1, victim_secret",
       "CREATE TABLE r (k REFERENCES victim_secret (id))",
       "CREATE TABLE d (x DEFAULT (sqlite_version()))",
+      // The guard's own helper function (registered on every guarded connection).
+      "SELECT era_guard_slot()",
+      "CREATE VIEW gv AS SELECT era_guard_slot()",
+      "CREATE TABLE g (x, y AS (era_guard_slot()))",
+      "CREATE TABLE g2 (x DEFAULT (era_guard_slot()))",
+      "CREATE TRIGGER gt AFTER INSERT ON mine BEGIN SELECT era_guard_slot(); END",
   };
-  for (const std::string sql : corpus) {
-    CAPTURE(sql);
-    const int q = status_of([&] { f.rows("attacker", sql); });
-    const int e = status_of([&] { f.exec("attacker", sql); });
-    CHECK(q >= 400);
-    CHECK(e >= 400);
-    CHECK(q < 500);
-    CHECK(e < 500);
-    REQUIRE(f.snapshot() == before);
-  }
+  // Twice, each time after the attacker's own statements ran: connections keep statements across
+  // calls, and a refused statement must be refused again, never served from what was kept.
+  for (int pass = 0; pass < 2; ++pass)
+    for (const std::string sql : corpus) {
+      CAPTURE(sql);
+      CAPTURE(pass);
+      f.rows("attacker", "SELECT v FROM mine WHERE id = ?", {int64_t(1)});
+      const int q = status_of([&] { f.rows("attacker", sql); });
+      const int e = status_of([&] { f.exec("attacker", sql); });
+      CHECK(q >= 400);
+      CHECK(e >= 400);
+      CHECK(q < 500);
+      CHECK(e < 500);
+      REQUIRE(f.snapshot() == before);
+    }
   // The attacker's own namespace still works, and its schema view shows only its own table.
   auto names = f.rows("attacker", "SELECT name, tbl_name FROM sqlite_master ORDER BY name");
   REQUIRE(names.size() == 1);
@@ -631,4 +642,56 @@ TEST_CASE("a data dir with the single d1.sqlite3 of before is migrated to a file
     CHECK(d1.all_tables() == all);
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("repeated statements (kept across calls) report their own meta; other namespaces never see them") {
+  Fixture f;
+  f.exec("a", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+  f.exec("b", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+  for (int i = 0; i < 20; ++i) f.exec("a", "INSERT INTO t (v) VALUES (?)", {std::string("a") + std::to_string(i)});
+  f.exec("b", "INSERT INTO t (v) VALUES (?)", {std::string("b-only")});
+  // A full scan counts its rows read per run, not summed over the runs of a kept statement.
+  const int64_t read = f.d1->query("a", {"SELECT v FROM t WHERE v = ?", {std::string("a3")}}).meta.rows_read;
+  CHECK(read >= 20);
+  for (int i = 0; i < 3; ++i) {
+    auto r = f.d1->query("a", {"SELECT v FROM t WHERE v = ?", {std::string("a3")}});
+    CHECK(r.rows.size() == 1);
+    CHECK(r.meta.rows_read == read);
+  }
+  // The same text in another namespace reads that namespace's table.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(f.rows("a", "SELECT count(*) FROM t") == std::vector<std::vector<SqlValue>>{{int64_t(20)}});
+    CHECK(f.rows("b", "SELECT count(*) FROM t") == std::vector<std::vector<SqlValue>>{{int64_t(1)}});
+  }
+  // size_after follows the file after writes and after reads of a kept statement.
+  int64_t size = 0;
+  for (int i = 0; i < 5; ++i) {
+    int n = 0;
+    auto w = f.d1->exec("a", {"INSERT INTO t (v) VALUES (?)", {std::string(20000, 'x')}}, n);
+    CHECK(w.meta.size_after > size);
+    size = w.meta.size_after;
+    auto r = f.d1->query("a", {"SELECT count(*) FROM t", {}});
+    CHECK(r.meta.size_after == size);
+  }
+  {
+    sqlite::Db db(f.file("a"), true);
+    sqlite::Stmt pages(db, "PRAGMA page_count");
+    sqlite::Stmt page_size(db, "PRAGMA page_size");
+    REQUIRE(pages.step());
+    REQUIRE(page_size.step());
+    CHECK(size == pages.int64(0) * page_size.int64(0));
+  }
+  // DDL in one call retires what was kept: the renamed table is gone, the new one is read.
+  f.exec("a", "ALTER TABLE t RENAME TO old");
+  CHECK(status_of([&] { f.rows("a", "SELECT count(*) FROM t"); }) == 400);
+  f.exec("a", "CREATE TABLE t (id INTEGER PRIMARY KEY, w TEXT)");
+  CHECK(f.rows("a", "SELECT count(*) FROM t") == std::vector<std::vector<SqlValue>>{{int64_t(0)}});
+  CHECK(status_of([&] { f.rows("a", "SELECT v FROM t WHERE v = ?", {std::string("a3")}); }) == 400);
+  f.exec("a", "DROP TABLE t");
+  CHECK(status_of([&] { f.rows("a", "SELECT count(*) FROM t"); }) == 400);
+  // A rolled-back DDL leaves the kept statements right too.
+  CHECK(status_of([&] {
+          f.d1->batch("a", {{"DROP TABLE old", {}}, {"SELECT no_such_column FROM old", {}}});
+        }) == 400);
+  CHECK(f.rows("a", "SELECT count(*) FROM old") == std::vector<std::vector<SqlValue>>{{int64_t(25)}});
 }

@@ -118,3 +118,52 @@ TEST_CASE("guard: dependents are proven, schema changes are attributed") {
   CHECK_THROWS_AS(check_statement_text("  -- x\n VACUUM INTO '/tmp/f'"), ApiError);
   CHECK_NOTHROW(check_statement_text("SELECT 'VACUUM'"));
 }
+
+TEST_CASE("the authorizer is installed once per connection: guards switch it, cached plans stay valid") {
+  Shadow s;
+  CHECK(s.prepare("a", "SELECT * FROM a_t") == 0);  // the first guard installs the authorizer
+  // A statement prepared outside any guard (a store's own bookkeeping, cached across calls).
+  sqlite3_stmt* own = nullptr;
+  REQUIRE(sqlite3_prepare_v3(s.db, "SELECT count(*) FROM b_t", -1, SQLITE_PREPARE_PERSISTENT, &own, nullptr) ==
+          SQLITE_OK);
+  auto step_own = [&] {
+    REQUIRE(sqlite3_step(own) == SQLITE_ROW);
+    sqlite3_reset(own);
+  };
+  step_own();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(s.prepare("a", "SELECT * FROM b_t") == 400);  // each guard checks
+    CHECK(s.prepare("a", "SELECT * FROM a_t") == 0);
+    step_own();  // and with no guard alive everything is allowed, as without an authorizer
+  }
+  // Setting an authorizer expires every statement of the connection: a guard per statement would
+  // have made SQLite prepare `own` again at each of its steps.
+  CHECK(sqlite3_stmt_status(own, SQLITE_STMTSTATUS_REPREPARE, 0) == 0);
+  sqlite3_finalize(own);
+
+  // Guards nest: the inner one checks while it lives, the outer one again after.
+  {
+    Guard outer(s.db, "a", s.owners, false);
+    outer.begin_statement();
+    CHECK(s.prepare("b", "SELECT * FROM a_t") == 400);
+    CHECK(s.prepare("b", "SELECT * FROM b_t") == 0);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(s.db, "SELECT * FROM b_t", -1, &st, nullptr);
+    sqlite3_finalize(st);
+    REQUIRE(outer.denial());
+    CHECK(outer.denial()->status() == 400);
+  }
+  // The authorizer's own helper function is no function a statement may call.
+  CHECK(s.prepare("a", "SELECT era_guard_slot()") == 403);
+}
+
+TEST_CASE("a new connection is always guarded, even at the address of a closed one") {
+  // Connections opened and closed in a row often reuse one address: the guard's record of a closed
+  // connection must be gone, or a new one would be taken for already having the authorizer.
+  for (int i = 0; i < 50; ++i) {
+    Shadow s;
+    CHECK(s.prepare("a", "SELECT * FROM b_t") == 400);
+    CHECK(s.prepare("a", "ATTACH ':memory:' AS x") == 403);
+    CHECK(s.prepare("a", "PRAGMA journal_mode=DELETE") == 403);
+  }
+}

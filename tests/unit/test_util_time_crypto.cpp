@@ -43,6 +43,11 @@ TEST_CASE("crypto: SHA-256 and HMAC-SHA256 known answers, constant-time equality
   CHECK(crypto::constant_time_equal("a", "a"));
   CHECK_FALSE(crypto::constant_time_equal("a", "b"));
   CHECK_FALSE(crypto::constant_time_equal("a", "aa"));
+  // Against a digest: the same answers; a digest of the wrong size matches nothing.
+  CHECK(crypto::constant_time_equal_sha256("admin-1", crypto::sha256("admin-1")));
+  CHECK_FALSE(crypto::constant_time_equal_sha256("admin-1", crypto::sha256("admin-2")));
+  CHECK_FALSE(crypto::constant_time_equal_sha256("admin-1", crypto::sha256("admin-1").substr(0, 31)));
+  CHECK_FALSE(crypto::constant_time_equal_sha256("", ""));
 }
 
 TEST_CASE("text: lower and trim are ASCII-only") {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <optional>
 
 #include "ns/names.h"
 #include "store/sql/guarded_sql.h"
@@ -81,11 +82,49 @@ size_t value_bytes(const SqlValue& v) {
   return 16;
 }
 
-void finish_meta(sqlite::Db& db, std::vector<SqlResult>& results) {
+// The database's size now: page_count * page_size. (SQLite prepares a PRAGMA statement again at
+// every run, cached or not: it is marked to run only once.)
+int64_t database_size(sqlite::Db& db) {
   sqlite::StmtUse pages(db.cached("PRAGMA page_count"));
   int64_t size = pages->step() ? pages->int64(0) : 0;
   sqlite::StmtUse page_size(db.cached("PRAGMA page_size"));
-  size *= page_size->step() ? page_size->int64(0) : 0;
+  return size * (page_size->step() ? page_size->int64(0) : 0);
+}
+
+// The "data version" of the connection's view of its file: it changes whenever the content it sees
+// changes, by its own commits or (noticed when it next starts reading) by another connection's.
+uint32_t data_version(sqlite3* db) {
+  unsigned int v = 0;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK) return 0;
+  return v;
+}
+
+}  // namespace
+
+// One connection to a namespace's file, and the statements kept on it across calls.
+struct LocalD1::Conn {
+  Conn(const std::string& path, bool read_only) : db(path, read_only) {}
+  sqlite::Db db;
+  sqlfront::StatementCache statements;  // after `db`: finalized before the connection closes
+  // A reader's last database size, and the data version it was measured at.
+  std::optional<std::pair<uint32_t, int64_t>> size;
+};
+
+namespace {
+
+// meta.size_after of a call's results. A read-only connection whose view of the file has not changed
+// since it last measured (same data version: nothing committed that it has seen) answers from that
+// measure; the writer, whose uncommitted pages the version does not count, always measures.
+void finish_meta(LocalD1::Conn& conn, bool reader, std::vector<SqlResult>& results) {
+  int64_t size = 0;
+  const uint32_t version = reader ? data_version(conn.db.handle()) : 0;
+  if (reader && conn.size && conn.size->first == version) {
+    size = conn.size->second;
+  } else {
+    size = database_size(conn.db);
+    // Measured in a read of its own, which may have seen a newer commit: keyed by the version after.
+    if (reader) conn.size.emplace(data_version(conn.db.handle()), size);
+  }
   for (auto& r : results) r.meta.size_after = size;
 }
 
@@ -106,12 +145,12 @@ const std::string kCreateObjects = std::string("CREATE TABLE IF NOT EXISTS ") + 
 struct LocalD1::Space {
   std::string path;
   std::once_flag opened;
-  std::unique_ptr<sqlite::Db> writer;
+  std::unique_ptr<Conn> writer;
   std::mutex mu;  // guards the fields below
   bool writing = false;  // a call holds `writer` for its whole transaction (WriteTurn)
   std::condition_variable write_cv;
   std::condition_variable cv;
-  std::vector<std::unique_ptr<sqlite::Db>> idle;
+  std::vector<std::unique_ptr<Conn>> idle;
   size_t readers_open = 0;
   int in_flight = 0;
 };
@@ -167,7 +206,7 @@ class LocalD1::WriteTurn {
 // A read-only connection of one namespace, given back when it leaves scope.
 class LocalD1::Reader {
  public:
-  Reader(Space& s, std::unique_ptr<sqlite::Db> db) : s_(s), db_(std::move(db)) {}
+  Reader(Space& s, std::unique_ptr<Conn> db) : s_(s), db_(std::move(db)) {}
   ~Reader() {
     {
       std::lock_guard<std::mutex> lock(s_.mu);
@@ -177,21 +216,22 @@ class LocalD1::Reader {
   }
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
-  sqlite::Db& operator*() { return *db_; }
-  sqlite::Db* operator->() { return db_.get(); }
+  Conn& operator*() { return *db_; }
+  Conn* operator->() { return db_.get(); }
 
  private:
   Space& s_;
-  std::unique_ptr<sqlite::Db> db_;
+  std::unique_ptr<Conn> db_;
 };
 
 // Runs each guarded statement on a real connection of the namespace's file.
 class LocalD1::Exec : public sqlfront::Executor {
  public:
-  Exec(sqlite::Db& db, bool writer, const std::string& ns, const D1Limits& limits, const sqlfront::Deadline& deadline)
-      : db_(db), writer_(writer), ns_(ns), limits_(limits), deadline_(deadline) {}
+  Exec(Conn& conn, bool writer, const std::string& ns, const D1Limits& limits, const sqlfront::Deadline& deadline)
+      : db_(conn.db), statements_(conn.statements), writer_(writer), ns_(ns), limits_(limits), deadline_(deadline) {}
 
   sqlite3* schema() override { return db_.handle(); }
+  sqlfront::StatementCache* statements() override { return &statements_; }
 
   bool run(size_t, std::string_view, sqlite3_stmt* stmt, const SqlStatement& st, bool changes_schema) override {
     const bool readonly = sqlite3_stmt_readonly(stmt);
@@ -201,6 +241,7 @@ class LocalD1::Exec : public sqlfront::Executor {
     SqlResult r;
     const int ncol = sqlite3_column_count(stmt);
     for (int i = 0; i < ncol; ++i) r.columns.emplace_back(sqlite3_column_name(stmt, i));
+    sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);  // from zero, cached or not
     const auto start = Clock::now();
     const int64_t total_before = sqlite3_total_changes64(h);
     // last_row_id is this statement's own insert or 0: never an earlier call's.
@@ -237,8 +278,9 @@ class LocalD1::Exec : public sqlfront::Executor {
       r.meta.changed_db = true;
       r.meta.last_row_id = sqlite3_last_insert_rowid(h);
     }
+    // Read and reset: a statement kept in the cache counts on from its last run otherwise.
     r.meta.rows_read = static_cast<int64_t>(r.rows.size()) +
-                       sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+                       sqlite3_stmt_status(stmt, SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
     results.push_back(std::move(r));
     return true;
   }
@@ -247,6 +289,7 @@ class LocalD1::Exec : public sqlfront::Executor {
 
  private:
   sqlite::Db& db_;
+  sqlfront::StatementCache& statements_;
   bool writer_;
   const std::string& ns_;
   const D1Limits& limits_;
@@ -336,10 +379,10 @@ std::shared_ptr<LocalD1::Space> LocalD1::space(const std::string& ns) {
     }
   }
   std::call_once(s->opened, [&] {
-    auto db = std::make_unique<sqlite::Db>(s->path);
-    sqlfront::configure_connection(db->handle(), limits_);
-    db->exec("PRAGMA journal_size_limit=" + std::to_string(options_.journal_limit_bytes));
-    db->exec(kCreateObjects);
+    auto db = std::make_unique<Conn>(s->path, false);
+    sqlfront::configure_connection(db->db.handle(), limits_);
+    db->db.exec("PRAGMA journal_size_limit=" + std::to_string(options_.journal_limit_bytes));
+    db->db.exec(kCreateObjects);
     s->writer = std::move(db);
   });
   return s;
@@ -351,7 +394,7 @@ void LocalD1::trim_journal(Space& s) {
   if (ec || static_cast<int64_t>(size) <= options_.journal_limit_bytes) return;
   // Checkpoint and truncate the WAL now (a rolled-back write leaves its spilled pages there, and no
   // commit would ever reset it). Without waiting: a reader in the way means next time.
-  sqlite3* h = s.writer->handle();
+  sqlite3* h = s.writer->db.handle();
   sqlite3_busy_timeout(h, 0);
   sqlite3_wal_checkpoint_v2(h, "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   sqlite3_busy_timeout(h, 10000);
@@ -374,11 +417,11 @@ void LocalD1::claim(const std::string& ns, const sqlfront::Overlay& overlay, std
 std::vector<SqlResult> LocalD1::write(Space& s, const std::string& ns, const std::vector<sqlfront::Unit>& units,
                                       const sqlfront::Deadline& deadline) {
   WriteTurn turn(s, deadline);
-  sqlite::Db& db = *s.writer;
+  sqlite::Db& db = s.writer->db;
   sqlite3* h = db.handle();
   sqlfront::Overlay overlay(registry_);
   std::vector<sql::SchemaObject> claimed;
-  Exec ex(db, true, ns, limits_, deadline);
+  Exec ex(*s.writer, true, ns, limits_, deadline);
   try {
     db.exec("BEGIN IMMEDIATE");
     sqlfront::run_guarded(ns, units, ex, overlay, deadline);
@@ -393,7 +436,7 @@ std::vector<SqlResult> LocalD1::write(Space& s, const std::string& ns, const std
         st->bind_text(1, o.physical).run();
       }
     }
-    finish_meta(db, ex.results);
+    finish_meta(*s.writer, false, ex.results);
     db.exec("COMMIT");
   } catch (...) {
     if (!sqlite3_get_autocommit(h)) {
@@ -429,8 +472,8 @@ std::unique_ptr<LocalD1::Reader> LocalD1::read_lease(Space& s, const sqlfront::D
   ++s.readers_open;
   lock.unlock();
   try {
-    auto db = std::make_unique<sqlite::Db>(s.path, true);
-    sqlfront::configure_connection(db->handle(), limits_);
+    auto db = std::make_unique<Conn>(s.path, true);
+    sqlfront::configure_connection(db->db.handle(), limits_);
     return std::make_unique<Reader>(s, std::move(db));
   } catch (...) {
     lock.lock();
@@ -449,7 +492,7 @@ std::vector<SqlResult> LocalD1::call(const std::string& ns, const std::vector<sq
     sqlfront::Overlay overlay(registry_);
     Exec ex(**reader, false, ns, limits_, deadline);
     if (sqlfront::run_guarded(ns, units, ex, overlay, deadline) == sqlfront::Outcome::done) {
-      finish_meta(**reader, ex.results);
+      finish_meta(**reader, true, ex.results);
       return std::move(ex.results);
     }
   }
@@ -486,7 +529,7 @@ std::vector<SqlTable> LocalD1::tables(const std::string& ns) {
     SqlTable t{o.physical.substr(prefix.size()), std::nullopt};
     // dbstat: the pages of the table and of its indexes.
     try {
-      sqlite::StmtUse q((*reader)->cached(
+      sqlite::StmtUse q((*reader)->db.cached(
           "SELECT SUM(pgsize) FROM dbstat WHERE name = ?1 OR name IN "
           "(SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1)"));
       q->bind_text(1, o.physical);

@@ -70,6 +70,9 @@ class LocalD1 : public sqlfront::GuardedSqlStore {
   // <old>.migrated. Safe to run again after a crash: it starts over from the old file.
   static void migrate_single_file(const std::string& old_path, const std::string& dir);
 
+  // One connection to a namespace's file, with what it keeps across calls (local_d1.cpp).
+  struct Conn;
+
  protected:
   const sql::ObjectOwners& owners_for(const std::string& ns) override;
   std::vector<SqlResult> execute(sqlfront::CallKind kind, const std::string& ns,

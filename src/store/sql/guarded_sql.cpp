@@ -10,7 +10,7 @@ namespace {
 constexpr int kMaxValueBytes = 2000000;  // D1: a string, BLOB or row is at most 2,000,000 bytes
 
 sql::Rewritten rewrite_one(const std::string& ns, const SqlStatement& st, const D1Limits& limits,
-                           const sql::ObjectOwners& owners) {
+                           const sql::ObjectOwners& owners, RewriteCache* rewrites) {
   if (st.sql.size() > limits.max_sql_bytes)
     throw bad_request("sql_too_long", "SQL is " + std::to_string(st.sql.size()) + " bytes; the limit is " +
                                           std::to_string(limits.max_sql_bytes));
@@ -22,7 +22,8 @@ sql::Rewritten rewrite_one(const std::string& ns, const SqlStatement& st, const 
   if (st.params.size() > static_cast<size_t>(limits.max_params))
     throw bad_request("too_many_params", std::to_string(st.params.size()) + " parameters; a statement takes at most " +
                                              std::to_string(limits.max_params));
-  sql::Rewritten rw = sql::rewrite(st.sql, ns, [&] { return owners.owned_by(ns); });
+  const sql::OwnedObjects owned = [&] { return owners.owned_by(ns); };
+  sql::Rewritten rw = rewrites ? rewrites->rewrite(st.sql, ns, owned) : sql::rewrite(st.sql, ns, owned);
   if (rw.statements == 0) throw bad_request("empty_sql", "the SQL holds no statement");
   return rw;
 }
@@ -35,17 +36,18 @@ ApiError too_many_statements(size_t n, const D1Limits& limits) {
 }  // namespace
 
 std::vector<Unit> check_and_rewrite(CallKind kind, const std::string& ns, const std::vector<const SqlStatement*>& sts,
-                                    const D1Limits& limits, const sql::ObjectOwners& owners) {
+                                    const D1Limits& limits, const sql::ObjectOwners& owners,
+                                    RewriteCache* rewrites) {
   if (sts.size() > static_cast<size_t>(limits.max_statements)) throw too_many_statements(sts.size(), limits);
   std::vector<Unit> units;
   units.reserve(sts.size());
   for (size_t i = 0; i < sts.size(); ++i) {
     if (kind != CallKind::batch) {
-      units.push_back({rewrite_one(ns, *sts[i], limits, owners), sts[i]});
+      units.push_back({rewrite_one(ns, *sts[i], limits, owners, rewrites), sts[i]});
       continue;
     }
     try {
-      units.push_back({rewrite_one(ns, *sts[i], limits, owners), sts[i], static_cast<int>(i)});
+      units.push_back({rewrite_one(ns, *sts[i], limits, owners, rewrites), sts[i], static_cast<int>(i)});
     } catch (const ApiError& e) {
       throw e.with_message("statement " + std::to_string(i) + ": " + e.what());
     }
@@ -65,6 +67,37 @@ std::vector<Unit> check_and_rewrite(CallKind kind, const std::string& ns, const 
     if (u.rw.statements > limits.max_statements) throw too_many_statements(size_t(u.rw.statements), limits);
   }
   return units;
+}
+
+sql::Rewritten RewriteCache::rewrite(const std::string& sql, const std::string& ns, const sql::OwnedObjects& owned) {
+  if (capacity_ == 0 || sql.size() > kMaxText) return sql::rewrite(sql, ns, owned);
+  // A namespace never holds a NUL byte, so the key is unambiguous.
+  std::string key;
+  key.reserve(ns.size() + 1 + sql.size());
+  key.append(ns).append(1, '\0').append(sql);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      return it->second.first;
+    }
+  }
+  sql::Rewritten rw = sql::rewrite(sql, ns, owned);
+  if (rw.reads_schema) return rw;  // lists the owners of this moment: never kept
+  std::lock_guard<std::mutex> lock(mu_);
+  if (entries_.count(key)) return rw;  // another thread kept it meanwhile
+  lru_.push_front(key);
+  entries_.emplace(std::move(key), std::make_pair(rw, lru_.begin()));
+  while (entries_.size() > capacity_) {
+    entries_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  return rw;
+}
+
+size_t RewriteCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
 }
 
 ApiError Deadline::timeout() const {
@@ -117,6 +150,51 @@ std::vector<sql::SchemaObject> Overlay::removed() const {
   return out;
 }
 
+sqlite3_stmt* StatementCache::acquire(const std::string& text, std::string_view ns, uint64_t version, size_t& length) {
+  auto it = entries_.find(text);
+  if (it == entries_.end() || it->second.in_use) return nullptr;
+  Entry& e = it->second;
+  if (e.ns != ns || e.version != version) {
+    entries_.erase(it);
+    return nullptr;
+  }
+  e.in_use = true;
+  e.used = ++tick_;
+  length = e.length;
+  return e.stmt.get();
+}
+
+void StatementCache::release(const std::string& text, bool keep) {
+  auto it = entries_.find(text);
+  if (it == entries_.end()) return;
+  if (!keep) {
+    entries_.erase(it);
+    return;
+  }
+  sqlite3_reset(it->second.stmt.get());  // a kept statement never holds a read transaction open
+  sqlite3_clear_bindings(it->second.stmt.get());
+  it->second.in_use = false;
+}
+
+void StatementCache::add(const std::string& text, std::string_view ns, uint64_t version, size_t length,
+                         sqlite::StmtPtr stmt) {
+  if (capacity_ == 0 || !stmt) return;
+  sqlite3_reset(stmt.get());
+  sqlite3_clear_bindings(stmt.get());
+  if (auto it = entries_.find(text); it != entries_.end()) {
+    if (it->second.in_use) return;  // the same text twice in one call: keep the one in use
+    entries_.erase(it);
+  }
+  while (entries_.size() >= capacity_) {
+    auto oldest = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (!it->second.in_use && (oldest == entries_.end() || it->second.used < oldest->second.used)) oldest = it;
+    if (oldest == entries_.end()) return;
+    entries_.erase(oldest);
+  }
+  entries_.emplace(text, Entry{std::move(stmt), std::string(ns), version, length, ++tick_, false});
+}
+
 ApiError sql_error(sqlite3* db, const std::string& ns) {
   const int code = sqlite3_extended_errcode(db) & 0xff;
   std::string msg = sql::user_message(sqlite3_errmsg(db), ns);
@@ -161,6 +239,24 @@ bool inserts_rows(std::string_view statement_text) {
 
 namespace {
 
+// Ends the use of a statement taken from a StatementCache: dropped unless kept (an error on the way
+// never leaves a statement in the cache).
+class Taken {
+ public:
+  Taken(StatementCache* cache, const std::string& text) : cache_(cache), text_(text) {}
+  ~Taken() {
+    if (cache_) cache_->release(text_, keep_);
+  }
+  Taken(const Taken&) = delete;
+  Taken& operator=(const Taken&) = delete;
+  void keep() { keep_ = true; }
+
+ private:
+  StatementCache* cache_;
+  const std::string& text_;
+  bool keep_ = false;
+};
+
 Outcome run_unit(const std::string& ns, const std::vector<Unit>& units, size_t u, Executor& ex, Overlay& overlay,
                  const Deadline& deadline) {
   sqlite3* h = ex.schema();
@@ -177,36 +273,54 @@ Outcome run_unit(const std::string& ns, const std::vector<Unit>& units, size_t u
         // changed under it, and that re-prepare is checked too.
         sql::Guard guard(h, ns, overlay, rw.reads_schema);
         guard.begin_statement();
-        sqlite3_stmt* raw = nullptr;
-        const char* tail = nullptr;
-        const int rc = sqlite3_prepare_v3(h, at, static_cast<int>(end - at), 0, &raw, &tail);
-        sqlite::StmtPtr stmt(raw);
-        if (guard.denial()) throw *guard.denial();
-        if (rc != SQLITE_OK) throw sql_error(h, ns);
-        // Every pass must consume text: SQLite stops at what it cannot read as SQL (a NUL byte, refused
-        // above, is one such thing), and a loop that does not advance would spin for ever.
-        if (!tail || tail <= at || tail > end)
-          throw bad_request("sql_error", "SQLite could not read the SQL at offset " +
-                                             std::to_string(at - rw.sql.data()) + " of the rewritten text");
+        // The rules of reuse: StatementCache's comment. The version is read before the prepare, so a
+        // change of ownership during it retires the entry.
+        StatementCache* cache = at == rw.sql.data() && rw.statements == 1 && !rw.reads_schema && overlay.empty() &&
+                                        rw.sql.size() <= StatementCache::kMaxText
+                                    ? ex.statements()
+                                    : nullptr;
+        const uint64_t version = cache ? overlay.base_version() : 0;
+        size_t length = 0;
+        sqlite3_stmt* reused = cache ? cache->acquire(rw.sql, ns, version, length) : nullptr;
+        Taken taken(reused ? cache : nullptr, rw.sql);
+        sqlite::StmtPtr fresh;
+        const char* tail = at + length;
+        if (!reused) {
+          sqlite3_stmt* raw = nullptr;
+          const int rc = sqlite3_prepare_v3(h, at, static_cast<int>(end - at), cache ? SQLITE_PREPARE_PERSISTENT : 0,
+                                            &raw, &tail);
+          fresh.reset(raw);
+          if (guard.denial()) throw *guard.denial();
+          if (rc != SQLITE_OK) throw sql_error(h, ns);
+          // Every pass must consume text: SQLite stops at what it cannot read as SQL (a NUL byte,
+          // refused above, is one such thing), and a loop that does not advance would spin for ever.
+          if (!tail || tail <= at || tail > end)
+            throw bad_request("sql_error", "SQLite could not read the SQL at offset " +
+                                               std::to_string(at - rw.sql.data()) + " of the rewritten text");
+        }
+        sqlite3_stmt* stmt = reused ? reused : fresh.get();
         const std::string_view text(at, static_cast<size_t>(tail - at));
         at = tail;
         if (!stmt) continue;  // only whitespace or comments were left
-        sql::check_statement_text(text);
-        if (st.read_only && !sqlite3_stmt_readonly(stmt.get()))
+        if (!reused) sql::check_statement_text(text);
+        if (st.read_only && !sqlite3_stmt_readonly(stmt))
           throw ApiError(403, "read_only_token", "this session's token is read-only: the statement would write");
-        const int wanted = sqlite3_bind_parameter_count(stmt.get());
+        const int wanted = sqlite3_bind_parameter_count(stmt);
         if (static_cast<size_t>(wanted) != st.params.size())
           throw bad_request("param_count", "the statement has " + std::to_string(wanted) + " parameter(s) but " +
                                                std::to_string(st.params.size()) + " value(s) were given");
         schema = guard.changes_schema();
         try {
-          if (!ex.run(u, text, stmt.get(), st, schema)) return Outcome::elsewhere;
+          if (!ex.run(u, text, stmt, st, schema)) return Outcome::elsewhere;
         } catch (const ApiError&) {
           // A denial during a re-prepare while stepping says more than SQLite's "not authorized".
           if (guard.denial()) throw *guard.denial();
           throw;
         }
         if (guard.denial()) throw *guard.denial();
+        if (reused) taken.keep();
+        else if (cache && !schema && !guard.changes_schema())
+          cache->add(rw.sql, ns, version, text.size(), std::move(fresh));
       }
       if (!schema) continue;
       const auto known = overlay.objects_of(ns);
@@ -241,14 +355,14 @@ Outcome run_guarded(const std::string& ns, const std::vector<Unit>& units, Execu
 
 SqlResult GuardedSqlStore::query(const std::string& ns, const SqlStatement& st) {
   const Deadline deadline(limits_);
-  const auto units = check_and_rewrite(CallKind::query, ns, {&st}, limits_, owners_for(ns));
+  const auto units = check_and_rewrite(CallKind::query, ns, {&st}, limits_, owners_for(ns), &rewrites_);
   auto out = execute(CallKind::query, ns, units, deadline);
   return out.empty() ? SqlResult{} : std::move(out.front());
 }
 
 SqlResult GuardedSqlStore::exec(const std::string& ns, const SqlStatement& st, int& statements) {
   const Deadline deadline(limits_);
-  const auto units = check_and_rewrite(CallKind::exec, ns, {&st}, limits_, owners_for(ns));
+  const auto units = check_and_rewrite(CallKind::exec, ns, {&st}, limits_, owners_for(ns), &rewrites_);
   const auto results = execute(CallKind::exec, ns, units, deadline);
   statements = static_cast<int>(results.size());
   SqlResult sum;
@@ -260,7 +374,7 @@ std::vector<SqlResult> GuardedSqlStore::batch(const std::string& ns, const std::
   const Deadline deadline(limits_);
   std::vector<const SqlStatement*> list;
   for (const auto& st : statements) list.push_back(&st);
-  const auto units = check_and_rewrite(CallKind::batch, ns, list, limits_, owners_for(ns));
+  const auto units = check_and_rewrite(CallKind::batch, ns, list, limits_, owners_for(ns), &rewrites_);
   return execute(CallKind::batch, ns, units, deadline);
 }
 

@@ -15,17 +15,22 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
+#include <list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ns/sql_guard.h"
 #include "ns/sql_rewrite.h"
 #include "store/sql_store.h"
+#include "util/sqlite_handle.h"
 
 namespace era::sqlfront {
 
@@ -44,11 +49,33 @@ struct Unit {
 
 enum class CallKind { query, exec, batch };
 
+// Recent rewrites (ns/sql_rewrite.h), keyed by namespace and exact SQL text. A rewrite depends on
+// those two alone, except for a statement that reads the schema table (its subquery lists what the
+// namespace owns at that moment): such rewrites are never kept. So no DDL and no change of ownership
+// can make an entry wrong, and none needs to retire one; an entry is only ever found for its own
+// namespace. Bounded (entries, and texts of at most kMaxText bytes); thread-safe.
+class RewriteCache {
+ public:
+  static constexpr size_t kMaxText = 4096;
+  explicit RewriteCache(size_t capacity = 512) : capacity_(capacity) {}
+  // The rewrite of `sql` for `ns`: the kept one, or rewrite() now (kept when allowed above).
+  sql::Rewritten rewrite(const std::string& sql, const std::string& ns, const sql::OwnedObjects& owned);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  size_t capacity_;
+  std::list<std::string> lru_;  // keys, most recently used first
+  std::unordered_map<std::string, std::pair<sql::Rewritten, std::list<std::string>::iterator>> entries_;
+};
+
 // Checks a call against the limits and rewrites it: SQL bytes, NUL bytes, parameters, the number of
 // statements (query: exactly one; exec: params only with one; batch: one per entry; at most
 // limits.max_statements in all). Errors of a batch entry name it ("statement 3: ..."). Throws ApiError.
+// `rewrites`, if given, serves and keeps the rewrites.
 std::vector<Unit> check_and_rewrite(CallKind kind, const std::string& ns, const std::vector<const SqlStatement*>& sts,
-                                    const D1Limits& limits, const sql::ObjectOwners& owners);
+                                    const D1Limits& limits, const sql::ObjectOwners& owners,
+                                    RewriteCache* rewrites = nullptr);
 
 // The call's whole time: `limits.request_timeout_ms` from its start.
 class Deadline {
@@ -83,11 +110,57 @@ class Overlay : public sql::ObjectOwners {
   std::vector<sql::SchemaObject> added() const;
   std::vector<sql::SchemaObject> removed() const;  // as the base registry had them
   bool empty() const { return added_.empty() && removed_.empty(); }
+  // The base registry's version (sql::ObjectRegistry::version).
+  uint64_t base_version() const { return base_.version(); }
 
  private:
   const sql::ObjectRegistry& base_;
   std::map<std::string, sql::SchemaObject> added_;  // key: lower-cased physical name
   std::set<std::string> removed_;
+};
+
+// Prepared statements of one connection, kept across calls so that a repeated statement is not
+// parsed, guarded and planned again (local D1 gives each of its connections one; run_guarded uses it).
+// A statement is kept, and reused, only when everything its guard decided still holds:
+// - the unit is one statement that does not read the schema table (whose rewrite lists the owners)
+//   and the call has changed no ownership before it (its Overlay is empty);
+// - its prepare was allowed and is not DDL, and it ran without error (any error drops it);
+// - the key is the exact rewritten text, and an entry is found only for the same namespace (the
+//   connection's, which holds no other namespace's tables) and the same registry version: any
+//   change of ownership, by any namespace, retires every entry prepared before it;
+// - a schema change of the connection (DDL, even rolled back) makes SQLite itself prepare the
+//   statement again at its next step, under the Guard of the call that steps it, which checks it
+//   exactly like a new one.
+// Bounded: texts of at most kMaxText bytes, and the least recently used entry goes past `capacity`.
+// Not thread-safe (one per connection).
+class StatementCache {
+ public:
+  static constexpr size_t kMaxText = 4096;
+  explicit StatementCache(size_t capacity = 16) : capacity_(capacity) {}
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+  size_t size() const { return entries_.size(); }
+
+  // The statement kept for `text` of `ns` at registry version `version`, marked in use, with the
+  // bytes of `text` its prepare consumed in `length`; null if there is none (a stale one is dropped).
+  sqlite3_stmt* acquire(const std::string& text, std::string_view ns, uint64_t version, size_t& length);
+  // Ends the use of an acquired statement: kept (reset, bindings cleared) or dropped (finalized).
+  void release(const std::string& text, bool keep);
+  // Keeps a statement that was just prepared, checked and run without error (reset here).
+  void add(const std::string& text, std::string_view ns, uint64_t version, size_t length, sqlite::StmtPtr stmt);
+
+ private:
+  struct Entry {
+    sqlite::StmtPtr stmt;
+    std::string ns;
+    uint64_t version = 0;
+    size_t length = 0;
+    uint64_t used = 0;  // tick of the last use (LRU)
+    bool in_use = false;
+  };
+  size_t capacity_;
+  uint64_t tick_ = 0;
+  std::unordered_map<std::string, Entry> entries_;
 };
 
 // What a store does with each statement the front lets through.
@@ -96,6 +169,8 @@ class Executor {
   virtual ~Executor() = default;
   // The connection that holds the namespace's schema: statements are prepared (and guarded) on it.
   virtual sqlite3* schema() = 0;
+  // The statement cache of schema()'s connection, if the store keeps one (see StatementCache).
+  virtual StatementCache* statements() { return nullptr; }
   // Runs (or queues) one guarded statement of unit `unit`. `text` is the statement exactly as
   // SQLite prepared it; `changes_schema`: the guard saw DDL, and when this returns the schema of
   // schema() must show its effect. Returns false to stop the call without running it here: the store
@@ -135,6 +210,7 @@ class GuardedSqlStore : public SqlStore {
                                          const Deadline& deadline) = 0;
 
   const D1Limits limits_;
+  RewriteCache rewrites_;
 };
 
 // D1's last_row_id for one statement: the row it inserted, or 0 for anything but an INSERT or
