@@ -141,7 +141,7 @@ class Server::Impl {
   void run();
   bool stopping() const { return stopping_flag.load(std::memory_order_acquire); }
 
-  const Config& config;
+  const Config config;  // a copy: the caller's may be a temporary
   Router& router;
   Limits limits;
   // One io_context per I/O thread; a connection lives on one of them (round robin at accept) for
