@@ -492,7 +492,12 @@ bool Conn::read(const std::function<bool(const char*, size_t)>& sink) {
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     if (!send_all(fd(), kContinue, sizeof kContinue - 1, srv_.limits.gap_ms)) return !(body_broken_ = true);
   }
-  if (chunk_.size() < kBodyChunk) chunk_.resize(kBodyChunk);
+  // Chunks of up to 64 KiB, no larger than the body when its length is known (the buffer is freed
+  // when the response is over: an idle connection holds none).
+  size_t want = kBodyChunk;
+  if (const auto length = parser_->content_length())
+    want = static_cast<size_t>(std::min<uint64_t>(kBodyChunk, std::max<uint64_t>(*length, 1)));
+  if (chunk_.size() < want) chunk_.resize(want);
   while (!parser_->is_done()) {
     if (buf_.size() == 0 && !fill(kBodyChunk)) return !(body_broken_ = true);
     auto& body = parser_->get().body();
@@ -635,6 +640,7 @@ void Conn::finish(bool ok) {
   out_sent_ = 0;
   body_len_ = body_sent_ = 0;
   req_ = Request();
+  if (!chunk_.empty()) std::vector<char>().swap(chunk_);  // an idle connection holds no body buffer
   std::lock_guard<std::mutex> lock(m_);
   in_flight_ = false;
   loop_owned_ = true;
