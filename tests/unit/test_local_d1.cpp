@@ -337,11 +337,11 @@ TEST_CASE("limits: SQL bytes, parameters, statement time, result size") {
   std::vector<SqlValue> params{int64_t(1)};
   for (int i = 1; i < 100; ++i) {
     q += ", ?";
-    params.push_back(int64_t(i));
+    params.emplace_back(std::in_place_type<int64_t>, i);
   }
   CHECK(f.rows("n", q, params).at(0).size() == 100);
   q += ", ?";
-  params.push_back(int64_t(100));
+  params.emplace_back(std::in_place_type<int64_t>, 100);
   CHECK(status_of([&] { f.rows("n", q, params); }) == 400);
   CHECK(status_of([&] {
           f.rows("n", "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r");
