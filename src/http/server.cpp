@@ -636,7 +636,7 @@ void Conn::finish(bool ok) {
   const bool keep = keep_ && ok;
   res_ = Response();  // the provider (and what it holds: an open object) goes now, on the worker
   out_.clear();
-  out_.shrink_to_fit();
+  if (out_.capacity() > kFirstRead) out_.shrink_to_fit();  // a streamed piece's room is not kept while idle
   out_sent_ = 0;
   body_len_ = body_sent_ = 0;
   req_ = Request();

@@ -12,24 +12,16 @@
 
 namespace era::http {
 
-namespace {
-
-static_assert(sizeof(pthread_mutex_t) <= 64, "WorkerPool::Lock's storage");
-
-pthread_mutex_t* native(unsigned char* m) { return reinterpret_cast<pthread_mutex_t*>(m); }
-
-}  // namespace
-
 WorkerPool::Lock::Lock() {
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-  pthread_mutex_init(native(m_), &attr);
+  pthread_mutex_init(&m_, &attr);
   pthread_mutexattr_destroy(&attr);
 }
-WorkerPool::Lock::~Lock() { pthread_mutex_destroy(native(m_)); }
-void WorkerPool::Lock::lock() { pthread_mutex_lock(native(m_)); }
-void WorkerPool::Lock::unlock() { pthread_mutex_unlock(native(m_)); }
+WorkerPool::Lock::~Lock() { pthread_mutex_destroy(&m_); }
+void WorkerPool::Lock::lock() { pthread_mutex_lock(&m_); }
+void WorkerPool::Lock::unlock() { pthread_mutex_unlock(&m_); }
 
 // A sleeping worker waits on its own futex word, so a wake-up reaches exactly that worker with one
 // system call on each side and no second lock to take.

@@ -9,6 +9,8 @@
 // worker that finishes a task takes the next queued one without sleeping.
 #pragma once
 
+#include <pthread.h>
+
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -53,7 +55,7 @@ class WorkerPool {
     void unlock();
 
    private:
-    alignas(64) unsigned char m_[64];  // a pthread_mutex_t (kept out of this header)
+    pthread_mutex_t m_;
   };
 
   const size_t queue_bound_;

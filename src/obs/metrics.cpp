@@ -303,18 +303,18 @@ Metrics::Metrics() : run_duration_(run_duration_bounds()) {
 void Metrics::request_finished(Surface s, Method m, int status, double seconds, uint64_t bytes_in,
                                uint64_t bytes_out) {
   const size_t si = size_t(s), mi = size_t(m);
-  int cls = status / 100;
-  if (cls < 1 || cls > 5) cls = 5;  // no status at all is the server's failure
-  requests_[si][mi][size_t(cls - 1)].fetch_add(1, std::memory_order_relaxed);
+  count(s, m, status);
   latency_[si * kM + mi]->observe(seconds);
   if (bytes_in) bytes_in_[si].fetch_add(bytes_in, std::memory_order_relaxed);
   if (bytes_out) bytes_out_[si].fetch_add(bytes_out, std::memory_order_relaxed);
   in_flight_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Metrics::request_refused(Surface s, Method m, int status) {
+void Metrics::request_refused(Surface s, Method m, int status) { count(s, m, status); }
+
+void Metrics::count(Surface s, Method m, int status) {
   int cls = status / 100;
-  if (cls < 1 || cls > 5) cls = 5;
+  if (cls < 1 || cls > 5) cls = 5;  // no status at all is the server's failure
   requests_[size_t(s)][size_t(m)][size_t(cls - 1)].fetch_add(1, std::memory_order_relaxed);
 }
 

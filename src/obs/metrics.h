@@ -165,6 +165,8 @@ class Metrics {
   const LabeledCounter& upstream_calls() const { return upstream_calls_; }
 
  private:
+  void count(Surface s, Method m, int status);  // era_http_requests_total, by status class
+
   static constexpr size_t kS = size_t(Surface::count_), kM = size_t(Method::count_), kA = size_t(Api::count_);
 
   std::atomic<int64_t> open_connections_{0};
