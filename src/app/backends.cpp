@@ -23,6 +23,7 @@ std::unique_ptr<Backend> open_plain(const Config& config) {
   if (config.backend == "local") {
     LocalOptions o;
     o.data_dir = config.data_dir;
+    o.kv_cache_bytes = static_cast<size_t>(config.kv_cache_bytes);
     o.d1 = d1;
     o.d1_files.journal_limit_bytes = int64_t(config.d1_journal_limit_mb) << 20;
     o.d1_files.max_open_namespaces = static_cast<size_t>(config.d1_max_open_databases);

@@ -138,6 +138,9 @@ std::vector<Setting> make_settings() {
   t.push_back(bytes_setting("storage.r2_max_object_size", "ERA_PROXY_R2_MAX_OBJECT_SIZE", "r2-max-object-size",
                             "largest R2 object accepted, in bytes (larger uploads get 413)",
                             &Config::r2_max_object_size, 1, 5ull << 40));
+  t.push_back(bytes_setting("storage.kv_cache_bytes", "ERA_PROXY_KV_CACHE_BYTES", "kv-cache-bytes",
+                            "bytes of KV entries the local backend keeps in memory for reads (0 = none)",
+                            &Config::kv_cache_bytes, 0, 1ull << 40));
 
   // [cloudflare]: secrets have no flag (a flag shows in `ps`) and are marked secret (never printed).
   auto cf = [&t](const char* key, const char* env, const char* flag, const char* help, std::string Config::*f,

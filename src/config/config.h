@@ -49,6 +49,7 @@ struct Config {
   // [storage]
   std::string data_dir = "data";
   uint64_t r2_max_object_size = 5ull << 30;  // bytes; R2's single-upload limit (5 GiB)
+  uint64_t kv_cache_bytes = 32ull << 20;      // local KV read cache (0 = none)
 
   // [cloudflare]: used when backend = "cloudflare". Secrets (api_token, r2_secret_access_key and
   // r2_access_key_id) come from the environment, the file, or a *_file path; they are never printed.

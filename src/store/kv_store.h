@@ -51,6 +51,15 @@ class KvStore {
   // Deleting a missing key is not an error.
   virtual void remove(const std::string& ns, const std::string& key) = 0;
   virtual KvPage list(const std::string& ns, const std::string& prefix, int limit, const std::string& cursor) = 0;
+
+  // get() from memory only: true with `out` set (nullopt: known absent) when the store can answer
+  // without waiting for anything (no I/O, no upstream call), false when only get() can. It answers
+  // exactly as get() would at this moment; the server calls it on an I/O thread, which must never
+  // block. A store without a cache says false.
+  virtual bool cached(const std::string& ns, const std::string& key, std::optional<KvValue>& out) {
+    (void)ns, (void)key, (void)out;
+    return false;
+  }
 };
 
 }  // namespace era

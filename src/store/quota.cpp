@@ -47,6 +47,9 @@ class QuotaKv : public KvStore {
     inner_.put(ns, key, value);
   }
   std::optional<KvValue> get(const std::string& ns, const std::string& key) override { return inner_.get(ns, key); }
+  bool cached(const std::string& ns, const std::string& key, std::optional<KvValue>& out) override {
+    return inner_.cached(ns, key, out);
+  }
   void remove(const std::string& ns, const std::string& key) override { inner_.remove(ns, key); }
   KvPage list(const std::string& ns, const std::string& prefix, int limit, const std::string& cursor) override {
     return inner_.list(ns, prefix, limit, cursor);

@@ -234,6 +234,25 @@ class KvApiTest(ProxyTestCase):
         self.assertEqual(errors, [])
         self.assertEqual(len(list(era_storage.kv.iter(ns))), 800)
 
+    def test_reads_see_each_acknowledged_write_at_once(self):
+        # The second read of a key is answered from the store's read cache (on the server's I/O
+        # thread, locally): it must never be older than a write or delete acknowledged before it.
+        ns = unique()
+        rounds = 40 if backend() == "local" else 3  # Cloudflare spaces writes to one key
+        for i in range(rounds):
+            era_storage.kv.set(ns, "hot", f"v{i}", metadata={"i": i})
+            for _ in range(2):
+                self.assertEqual(era_storage.kv.get_with_metadata(ns, "hot"), {"value": f"v{i}", "metadata": {"i": i}})
+            if i % 4 == 3:
+                era_storage.kv.delete(ns, "hot")
+                for _ in range(2):
+                    self.assertIsNone(era_storage.kv.get(ns, "hot"))
+        # HEAD of a cached key answers as GET does, without a body.
+        era_storage.kv.set(ns, "h", "v")
+        era_storage.kv.get(ns, "h")
+        status, headers, data = self.proxy.request("HEAD", f"/api/storage/kv/{ns}/h")
+        self.assertEqual((status, data), (200, b""))
+
     def test_unknown_route_and_method(self):
         self.assertError(self.proxy.call("GET", "/api/nothing"), 404, "not_found")
         self.assertError(self.proxy.call("POST", "/api/storage/kv/ns/key", {"value": "v"}), 405, "method_not_allowed")
@@ -358,6 +377,36 @@ class KvDurabilityTest(unittest.TestCase):
             self.assertEqual(len(era_storage.kv.get(ns, "big")), 20 * 1024 * 1024)
         finally:
             proxy.close()
+
+
+@unittest.skipUnless(backend() == "local", "the data dir lock is the local backend's (cloudflare keeps no data there)")
+class DataDirLockTest(unittest.TestCase):
+    def test_a_second_proxy_on_the_same_data_dir_refuses_to_start(self):
+        first = Proxy()
+        second = None
+        try:
+            first.start()
+            os.environ["ERA_STORAGE_URL"] = first.url
+            ns = unique()
+            era_storage.kv.set(ns, "k", "v1")
+            self.assertEqual(era_storage.kv.get(ns, "k"), "v1")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
+            r = subprocess.run([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", first.data_dir,
+                                "--backend", "local"], capture_output=True, env=env, timeout=60)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn(f"is in use by another era-storage-proxy (pid {first.proc.pid})", r.stderr.decode())
+            self.assertEqual(era_storage.kv.get(ns, "k"), "v1")  # the first one serves on
+            # Once the first has stopped (a crash would do too: the kernel drops the lock), the dir is free.
+            first.kill()
+            second = Proxy(data_dir=first.data_dir).start()
+            os.environ["ERA_STORAGE_URL"] = second.url
+            self.assertEqual(era_storage.kv.get(ns, "k"), "v1")
+            era_storage.kv.set(ns, "k", "v2")
+            self.assertEqual(era_storage.kv.get(ns, "k"), "v2")
+        finally:
+            if second:
+                second.close()
+            first.close()
 
 
 class ConfigStartupTest(unittest.TestCase):

@@ -9,6 +9,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -131,11 +133,24 @@ TEST_CASE("KvStore: values are bytes; put replaces value, metadata and expiratio
 
 TEST_CASE("KvStore: another instance of the backend (no shared memory) reads value, metadata and expiration") {
   Contract c;
-  Contract other(c.tmp.str());
   const std::string ns = c.ns("kvx");
   const int64_t later = int64_t(std::time(nullptr)) + 7200;
   c.kv().put(ns, "text", {"plain text ✓", std::string("{\"m\":[1,2]}"), later});
   c.kv().put(ns, "bytes", {all_bytes(), std::nullopt, std::nullopt});
+  if (!c.cloudflare()) {
+    // Local: one process at a time owns a data dir (store/local/dir_lock.h), so a second instance is
+    // refused while the first is open; it reads everything once the first has closed.
+    std::string refused;
+    try {
+      Contract second(c.tmp.str());
+    } catch (const std::runtime_error& e) {
+      refused = e.what();
+    }
+    CHECK(refused.find("is in use by another era-storage-proxy") != std::string::npos);
+    c.backend->close();
+    c.backend.reset();
+  }
+  Contract other(c.tmp.str());
   auto t = other.kv().get(ns, "text");
   REQUIRE(t);
   CHECK(t->value == "plain text ✓");
@@ -145,8 +160,8 @@ TEST_CASE("KvStore: another instance of the backend (no shared memory) reads val
   REQUIRE(b);
   CHECK(b->value == all_bytes());
   CHECK_FALSE(b->metadata);
-  c.kv().remove(ns, "text");
-  CHECK_FALSE(c.kv().get(ns, "text"));  // the writer sees its delete at once
+  other.kv().remove(ns, "text");
+  CHECK_FALSE(other.kv().get(ns, "text"));  // the writer sees its delete at once
 }
 
 TEST_CASE("KvStore: a missing key is none; deleting it is not an error") {
@@ -158,6 +173,70 @@ TEST_CASE("KvStore: a missing key is none; deleting it is not an error") {
   c.kv().remove(ns, "k");
   CHECK_FALSE(c.kv().get(ns, "k"));
   CHECK(kv_names(c.kv(), ns, "", 10).empty());
+}
+
+TEST_CASE("KvStore: cached() answers exactly as get() would at that moment, or not at all") {
+  Contract c;
+  const std::string ns = c.ns("kvc");
+  const int64_t later = int64_t(std::time(nullptr)) + 7200;
+  // Whatever the store keeps in memory, a cached answer is never older than an acknowledged write.
+  auto same_as_get = [&](const std::string& key) {
+    std::optional<KvValue> cached;
+    if (!c.kv().cached(ns, key, cached)) return;
+    auto got = c.kv().get(ns, key);
+    REQUIRE(cached.has_value() == got.has_value());
+    if (!got) return;
+    CHECK(cached->value == got->value);
+    CHECK(cached->metadata == got->metadata);
+    CHECK(cached->expiration == got->expiration);
+  };
+  c.kv().put(ns, "k", {"one", std::string("{\"v\":1}"), later});
+  c.kv().get(ns, "k");
+  same_as_get("k");
+  c.kv().put(ns, "k", {"two", std::nullopt, std::nullopt});
+  same_as_get("k");
+  CHECK(c.kv().get(ns, "k")->value == "two");
+  same_as_get("k");
+  c.kv().remove(ns, "k");
+  same_as_get("k");
+  CHECK_FALSE(c.kv().get(ns, "k"));
+  same_as_get("k");
+  std::optional<KvValue> none;
+  if (c.kv().cached(ns, "never-written", none)) CHECK_FALSE(none);
+  // Another namespace's entry is never an answer.
+  c.kv().put(ns, "mine", {"x", std::nullopt, std::nullopt});
+  c.kv().get(ns, "mine");
+  std::optional<KvValue> other;
+  if (c.kv().cached(c.ns("kvd"), "mine", other)) CHECK_FALSE(other);
+}
+
+TEST_CASE("KvStore: under concurrent readers, no read returns less than a write acknowledged before it began") {
+  Contract c;
+  const std::string ns = c.ns("kvr");
+  // Cloudflare spaces writes to one key (cloudflare.kv_same_key_interval_ms): a few suffice there.
+  const int writes = c.cloudflare() ? 3 : 200;
+  c.kv().put(ns, "hot", {"0", std::nullopt, std::nullopt});
+  std::atomic<int> acked{0}, stale{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t)
+    readers.emplace_back([&, t] {
+      while (!stop.load()) {
+        const int floor = acked.load();
+        std::optional<KvValue> v;
+        if (t % 2 == 0 || !c.kv().cached(ns, "hot", v)) v = c.kv().get(ns, "hot");
+        if (!v || std::stoi(v->value) < floor) stale.fetch_add(1);
+        if (c.cloudflare()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  for (int i = 1; i <= writes; ++i) {
+    c.kv().put(ns, "hot", {std::to_string(i), std::nullopt, std::nullopt});
+    acked.store(i);
+  }
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  CHECK(stale.load() == 0);
+  CHECK(c.kv().get(ns, "hot")->value == std::to_string(writes));
 }
 
 TEST_CASE("KvStore: namespaces never see each other's keys, prefixes of each other included") {

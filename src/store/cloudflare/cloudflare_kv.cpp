@@ -11,7 +11,7 @@
 
 #include "ns/names.h"
 #include "store/cloudflare/coalescer.h"
-#include "store/cloudflare/kv_cache.h"
+#include "store/kv_cache.h"
 #include "util/encoding.h"
 #include "util/error.h"
 #include "util/time.h"
@@ -508,6 +508,10 @@ void CloudflareKv::put(const std::string& ns, const std::string& key, const KvVa
   op.value = v;
   if (!v.expiration_ttl && v.expiration) op.value.expiration = expiration_to_send(*v.expiration, unix_now());
   impl_->writes.submit(op);  // the registry hears of it in the round (send_writes)
+}
+
+bool CloudflareKv::cached(const std::string& ns, const std::string& key, std::optional<KvValue>& out) {
+  return impl_->cache.lookup(stored_name(ns, key), out, unix_now());
 }
 
 std::optional<KvValue> CloudflareKv::get(const std::string& ns, const std::string& key) {

@@ -73,6 +73,7 @@ class CloudflareKv : public KvStore {
 
   void put(const std::string& ns, const std::string& key, const KvValue& value) override;
   std::optional<KvValue> get(const std::string& ns, const std::string& key) override;
+  bool cached(const std::string& ns, const std::string& key, std::optional<KvValue>& out) override;
   void remove(const std::string& ns, const std::string& key) override;
   KvPage list(const std::string& ns, const std::string& prefix, int limit, const std::string& cursor) override;
 

@@ -13,10 +13,11 @@ LocalBackend::LocalBackend(const LocalOptions& options) : dir_(options.data_dir)
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) throw std::runtime_error("cannot create data dir " + dir_ + ": " + ec.message());
+  lock_ = std::make_unique<DirLock>(dir_);
   const std::string meta = dir_ + "/meta.sqlite3";
   meta_writer_ = std::make_unique<sqlite::Writer>(meta);
   meta_readers_ = std::make_unique<sqlite::ReaderPool>(meta, 8);
-  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms);
+  kv_ = std::make_unique<LocalKv>(*meta_writer_, *meta_readers_, unix_now_ms, options.kv_cache_bytes);
   r2_ = std::make_unique<LocalR2>(*meta_writer_, *meta_readers_, dir_ + "/objects", unix_now_ms);
   sessions_ = std::make_unique<LocalSessions>(*meta_writer_, *meta_readers_);
   // D1: a file per namespace in d1/. A data dir from before (one d1.sqlite3 for every namespace) is

@@ -1,4 +1,6 @@
-// The local backend: everything under one data directory.
+// The local backend: everything under one data directory, which one process at a time may use
+// (store/local/dir_lock.h: a second proxy on the same dir refuses to start).
+//   lock          held by the process using the dir (its pid inside)
 //   meta.sqlite3  KV entries, sessions and revocations (and, with their issues, R2 metadata and the resource registry),
 //                 written by one group-committing writer thread
 //   objects/      R2 object bytes (see local_r2.h)
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "store/backend.h"
+#include "store/local/dir_lock.h"
 #include "store/local/local_d1.h"
 #include "store/local/local_kv.h"
 #include "store/local/local_sessions.h"
@@ -27,6 +30,7 @@ struct LocalOptions {
   std::string data_dir = "data";
   D1Limits d1;
   LocalD1Options d1_files;  // the per-namespace files: readers, open files, concurrency, journal
+  size_t kv_cache_bytes = 32u << 20;  // LocalKv's read cache (0 = none)
 };
 
 class LocalBackend : public Backend {
@@ -45,6 +49,7 @@ class LocalBackend : public Backend {
   void sweeper();
 
   std::string dir_;
+  std::unique_ptr<DirLock> lock_;  // first in, last out: held while anything below is open
   std::unique_ptr<sqlite::Writer> meta_writer_;
   std::unique_ptr<sqlite::ReaderPool> meta_readers_;
   std::unique_ptr<LocalKv> kv_;

@@ -26,8 +26,23 @@ void LocalKv::create_schema(sqlite::Db& db) {
   counters::create_schema(db);
 }
 
-LocalKv::LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now_ms)
-    : writer_(writer), readers_(readers), now_ms_(std::move(now_ms)), now_([this] { return now_ms_() / 1000; }) {
+namespace {
+// Entries live until the least recently used go (the cache is exact, nothing goes stale): the ttl only
+// retires an entry nobody read for a day.
+constexpr std::chrono::hours kCacheTtl{24};
+
+// Drops a key's cache entry when a write to it is over, however it ended (a throw included).
+struct Forget {
+  KvReadCache& cache;
+  const std::string& name;
+  ~Forget() { cache.forget(name); }
+};
+}  // namespace
+
+LocalKv::LocalKv(sqlite::Writer& writer, sqlite::ReaderPool& readers, std::function<int64_t()> now_ms,
+                 size_t cache_bytes)
+    : writer_(writer), readers_(readers), now_ms_(std::move(now_ms)), now_([this] { return now_ms_() / 1000; }),
+      cache_(cache_bytes ? std::chrono::milliseconds(kCacheTtl) : std::chrono::milliseconds(0), cache_bytes) {
   writer_.submit([](sqlite::Db& db) { create_schema(db); });
 }
 
@@ -35,6 +50,9 @@ void LocalKv::put(const std::string& ns, const std::string& key, const KvValue& 
   const std::string name = ns::kv_name(ns, key);
   const int64_t now_ms = now_ms_();
   const int64_t now = now_ms / 1000;
+  // Whatever the outcome (committed, refused, or unknown), the key's entry goes once the write is
+  // over: the next read asks the database.
+  Forget forget{cache_, name};
   writer_.submit([&](sqlite::Db& db) {
     // The counters count rows (expired ones too, until the sweep removes them), so a replaced row
     // changes only the byte count.
@@ -60,17 +78,31 @@ void LocalKv::put(const std::string& ns, const std::string& key, const KvValue& 
   });
 }
 
+bool LocalKv::cached(const std::string& ns, const std::string& key, std::optional<KvValue>& out) {
+  return cache_.lookup(ns::kv_name(ns, key), out, now_());
+}
+
 std::optional<KvValue> LocalKv::get(const std::string& ns, const std::string& key) {
-  auto db = readers_.lease();
-  sqlite::StmtUse st(db->cached(
-      "SELECT value, metadata, expiration FROM kv WHERE name = ?1 AND (expiration IS NULL OR expiration > ?2)"));
-  st->bind_blob(1, ns::kv_name(ns, key)).bind(2, now_());
-  if (!st->step()) return std::nullopt;
-  return KvValue{st->text(0), st->opt_text(1), st->opt_int(2)};
+  const std::string name = ns::kv_name(ns, key);
+  std::optional<KvValue> found;
+  if (cache_.lookup(name, found, now_())) return found;
+  const uint64_t generation = cache_.begin_read();  // before the read: a write after it wins
+  {
+    auto db = readers_.lease();
+    // Every row of the key, expired or not: the cache keeps what the row says and lookup() applies
+    // the expiration at each read (an expired row reads as absent, as the query below would say).
+    sqlite::StmtUse st(db->cached("SELECT value, metadata, expiration FROM kv WHERE name = ?1"));
+    st->bind_blob(1, name);
+    if (st->step()) found = KvValue{st->text(0), st->opt_text(1), st->opt_int(2)};
+  }
+  cache_.fill(name, found, generation);
+  if (found && found->expiration && *found->expiration <= now_()) return std::nullopt;
+  return found;
 }
 
 void LocalKv::remove(const std::string& ns, const std::string& key) {
   const std::string name = ns::kv_name(ns, key);
+  Forget forget{cache_, name};
   writer_.submit([&](sqlite::Db& db) {
     sqlite::StmtUse st(db.cached("DELETE FROM kv WHERE name = ?1 RETURNING size"));
     st->bind_blob(1, name);

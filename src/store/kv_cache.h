@@ -1,14 +1,18 @@
-// KvReadCache: what one replica knows of KV values, for at most `ttl` (Workers KV's own consistency
-// window is 60 s, so the cache adds no staleness KV itself does not allow), bounded by bytes (least
-// recently used goes first). It holds values and known absences ("no such key").
+// KvReadCache: what one proxy knows of KV values, for at most `ttl`, bounded by bytes (least recently
+// used goes first). It holds values and known absences ("no such key"). Shared by both backends:
+// - cloudflare (CloudflareKv): ttl at most 60 s, Workers KV's own consistency window, so the cache adds
+//   no staleness KV itself does not allow; a write acknowledged through this proxy is put into the
+//   cache (wrote(): a delete as an absence) before the writer is answered (read-your-writes here).
+// - local (LocalKv): the proxy is the data dir's only writer (it holds the dir's lock), so the cache is
+//   exact: a write drops the key's entry (forget()) once committed, before the writer is answered.
+// Either way, lookup() answers from memory only and never waits for I/O: the server answers a cached
+// KV read on its I/O thread (KvStore::cached, http::Router::try_inline).
 //
-// Read-your-writes on this replica: a write acknowledged through this proxy is put into the cache
-// (a delete as an absence) before the writer is answered, so the next read here sees it at once.
-// A read that was already on its way upstream when a write to the same key was acknowledged must not
-// put its older answer over the write's: every fill carries the generation taken when its read began
-// and is dropped if a write (or an eviction, whose generation is forgotten) came later.
+// A read that was already on its way to the store when a write to the same key was acknowledged must
+// not put its older answer over the write's: every fill carries the generation taken when its read
+// began and is dropped if a write (or an eviction, whose generation is forgotten) came later.
 //
-// ttl 0 turns the cache off: lookups miss, fills and writes keep nothing.
+// ttl 0 or max_bytes 0 turns the cache off: lookups miss, fills and writes keep nothing.
 #pragma once
 
 #include <chrono>
@@ -21,7 +25,7 @@
 
 #include "store/kv_store.h"
 
-namespace era::cf {
+namespace era {
 
 class KvReadCache {
  public:
@@ -73,4 +77,4 @@ class KvReadCache {
   uint64_t floor_ = 0;
 };
 
-}  // namespace era::cf
+}  // namespace era

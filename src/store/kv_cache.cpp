@@ -1,8 +1,8 @@
-#include "store/cloudflare/kv_cache.h"
+#include "store/kv_cache.h"
 
 #include <algorithm>
 
-namespace era::cf {
+namespace era {
 namespace {
 
 constexpr size_t kEntryOverhead = 96;  // the list node, the index slot, the name's copy
@@ -91,4 +91,4 @@ void KvReadCache::insert(const std::string& name, const std::optional<KvValue>& 
   bytes_ += n;
 }
 
-}  // namespace era::cf
+}  // namespace era
