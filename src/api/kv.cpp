@@ -19,6 +19,8 @@ constexpr size_t kMaxPutBody = 2 * ns::kMaxKvValueBytes + 64 * 1024;
 // {value, metadata (1 KiB of JSON), expiration}: a few hundred values at most. Strings are bounded by
 // the body alone, so a value just past 25 MiB gets the precise value_too_large.
 const http::JsonLimits kPutLimits{kMaxPutBody, 16, 2048, kMaxPutBody};
+// Values answered on the I/O thread at most (larger cached ones are answered by a worker).
+constexpr size_t kMaxInlineValue = 16 * 1024;
 
 json metadata_json(const std::optional<std::string>& m) { return m ? json::parse(*m) : json(nullptr); }
 
@@ -46,16 +48,32 @@ void register_kv(http::Router& router, Services& services) {
     c.ok({{"success", true}});
   });
 
-  router.add("GET", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read), [&kv](http::Ctx& c) {
-    const std::string& ns = c.param(0);
-    const std::string& key = c.param(1);
-    ns::check_namespace(ns);
-    ns::check_kv_key(key);
-    auto v = kv.get(ns, key);
-    if (!v) throw not_found("key_not_found", "key not found");
-    c.res.status = 200;
-    c.res.set_content(kv_get_answer(std::move(*v)), "application/json");
-  });
+  // A read the store can answer from its cache is served on the I/O thread (the probe), without a
+  // worker; small values only, so that no answer holds the thread for long.
+  router.add(
+      "GET", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::read),
+      [&kv](http::Ctx& c) {
+        const std::string& ns = c.param(0);
+        const std::string& key = c.param(1);
+        ns::check_namespace(ns);
+        ns::check_kv_key(key);
+        std::optional<KvValue> v;
+        if (auto* found = std::any_cast<std::optional<KvValue>>(&c.prefetched)) v = std::move(*found);
+        else v = kv.get(ns, key);
+        if (!v) throw not_found("key_not_found", "key not found");
+        c.res.status = 200;
+        c.res.set_content(kv_get_answer(std::move(*v)), "application/json");
+      },
+      [&kv](http::Ctx& c) {
+        const std::string& ns = c.param(0);
+        const std::string& key = c.param(1);
+        if (!ns::is_valid_namespace(ns) || !ns::is_valid_kv_key(key)) return false;  // the handler refuses it
+        std::optional<KvValue> v;
+        if (!kv.cached(ns, key, v)) return false;
+        if (v && v->value.size() + v->metadata.value_or("").size() > kMaxInlineValue) return false;
+        c.prefetched = std::move(v);
+        return true;
+      });
 
   router.add("DELETE", "/api/storage/kv/{ns}/{key...}", http::Access::in_namespace(http::Access::Op::write), [&kv](http::Ctx& c) {
     const std::string& ns = c.param(0);

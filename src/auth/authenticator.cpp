@@ -124,12 +124,15 @@ bool Authenticator::is_revoked(const std::string& id) const {
   return revoked_.count(id) > 0;
 }
 
+std::optional<Scope> Authenticator::cached_scope(const Claims& claims) const {
+  std::lock_guard<std::mutex> lock(scope_mu_);
+  auto it = scopes_.find(claims.session_id);
+  if (it != scopes_.end() && it->second.first == claims.scope_digest) return it->second.second;
+  return std::nullopt;
+}
+
 Scope Authenticator::stored_scope(const Claims& claims) const {
-  {
-    std::lock_guard<std::mutex> lock(scope_mu_);
-    auto it = scopes_.find(claims.session_id);
-    if (it != scopes_.end() && it->second.first == claims.scope_digest) return it->second.second;
-  }
+  if (auto scope = cached_scope(claims)) return std::move(*scope);
   auto record = store_.get(claims.session_id, now_());
   if (!record) throw unauthorized("token_revoked", "the session has ended");
   Scope scope = claims_for(*record).scope;
@@ -173,6 +176,14 @@ size_t Authenticator::cached_tokens() const {
 }
 
 Principal Authenticator::authenticate(const std::optional<std::string>& header) const {
+  return *authenticate(header, false);
+}
+
+std::optional<Principal> Authenticator::authenticate_in_memory(const std::optional<std::string>& header) const {
+  return authenticate(header, true);
+}
+
+std::optional<Principal> Authenticator::authenticate(const std::optional<std::string>& header, bool memory_only) const {
   if (!header) {
     if (!settings_.required) return Principal::administrator();
     throw unauthorized("missing_token", "authentication required: send the session token as "
@@ -206,7 +217,15 @@ Principal Authenticator::authenticate(const std::optional<std::string>& header) 
   if (is_revoked(v.claims.session_id)) throw unauthorized("token_revoked", "the session has been ended");
   Principal p;
   p.authenticated = true;
-  p.scope = v.claims.scope_digest.empty() ? std::move(v.claims.scope) : stored_scope(v.claims);
+  if (v.claims.scope_digest.empty()) {
+    p.scope = std::move(v.claims.scope);
+  } else if (!memory_only) {
+    p.scope = stored_scope(v.claims);
+  } else if (auto scope = cached_scope(v.claims)) {
+    p.scope = std::move(*scope);
+  } else {
+    return std::nullopt;  // the store would be read
+  }
   p.session_id = std::move(v.claims.session_id);
   p.permissions = v.claims.permissions;
   p.expires_at = v.claims.expires_at;

@@ -71,6 +71,10 @@ class Authenticator {
   // The principal for a request whose Authorization header is `header` (nullopt: none sent).
   // Throws ApiError 401 (missing_token, invalid_token, token_expired, token_revoked).
   Principal authenticate(const std::optional<std::string>& header) const;
+  // The same, from memory only (for the server's I/O thread): nullopt where authenticate() would read
+  // the session store (a token whose scope is kept by digest and not yet cached); otherwise the same
+  // principal, or the same ApiError.
+  std::optional<Principal> authenticate_in_memory(const std::optional<std::string>& header) const;
 
   std::string mint(const Claims& claims) const { return sign_token(claims, settings_.secret); }
 
@@ -82,6 +86,10 @@ class Authenticator {
   // The scope of a token that carries it by digest, from the session's record; 401 when the session
   // is gone or its record does not match.
   Scope stored_scope(const Claims& claims) const;
+  // That scope if it is cached.
+  std::optional<Scope> cached_scope(const Claims& claims) const;
+  // authenticate(), with `memory_only` as authenticate_in_memory().
+  std::optional<Principal> authenticate(const std::optional<std::string>& header, bool memory_only) const;
 
   void refresh();
   void loop(std::function<void()> tick);

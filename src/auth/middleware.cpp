@@ -118,7 +118,15 @@ void install_middleware(http::Router& router, const Authenticator& auth, RateLim
     if (c.from_sandbox && !header)
       throw ApiError(401, "missing_token", "requests from a session's sandbox must carry its token "
                                            "(ERA_STORAGE_TOKEN)");
-    c.principal = auth.authenticate(header);
+    if (c.on_loop) {
+      // The I/O thread: a token that would need the session store (a scope given by digest, not seen
+      // before) goes to a worker.
+      auto p = auth.authenticate_in_memory(header);
+      if (!p) throw http::NotOnLoop();
+      c.principal = std::move(*p);
+    } else {
+      c.principal = auth.authenticate(header);
+    }
     authorize(c);
     if (!limiter || c.principal.admin || !limiter->enabled()) return;
     if (int64_t wait = limiter->admit(c.principal.session_id)) {

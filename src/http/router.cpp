@@ -234,8 +234,16 @@ std::vector<RouteInfo> Router::table() const {
   return out;
 }
 
+void Router::add(const std::string& method, const std::string& pattern, Access access, Handler handler,
+                 Probe probe) {
+  if (probe && method != "GET") throw std::logic_error("route " + method + " " + pattern + ": only GET routes have probes");
+  add(method, pattern, std::move(access), std::move(handler));
+  if (probe) ++probes_;
+  routes_.back().probe = std::move(probe);
+}
+
 void Router::add(const std::string& method, const std::string& pattern, Access access, Handler handler) {
-  Route r{method, pattern, {}, {}, std::move(access), std::move(handler)};
+  Route r{method, pattern, {}, {}, std::move(access), std::move(handler), {}};
   for (auto seg : split_path(pattern)) {
     if (seg.size() > 5 && seg.front() == '{' && seg.substr(seg.size() - 4) == "...}")
       r.segments.push_back({Segment::rest, std::string(seg.substr(1, seg.size() - 5))});
@@ -282,46 +290,89 @@ bool Router::match(const Route& r, const std::vector<std::string_view>& raw, std
   return raw.size() == r.segments.size();
 }
 
+const Router::Route* Router::find(const Request& req, std::string_view raw_path, std::vector<std::string>& params) const {
+  auto raw = split_path(raw_path);
+  auto by = [&](const std::string& method) -> const Route* {
+    for (const auto& r : routes_)
+      if (r.method == method && match(r, raw, params, raw_path)) return &r;
+    return nullptr;
+  };
+  const Route* found = by(req.method);
+  if (!found && req.method == "HEAD") found = by("GET");
+  return found;
+}
+
 void Router::dispatch(const Request& req, Response& res, BodyReader* reader, bool from_sandbox) {
   const auto start = std::chrono::steady_clock::now();
   Ctx ctx(req, res, reader);
   ctx.from_sandbox = from_sandbox;
+  run(ctx, nullptr, start, false);
+}
+
+bool Router::try_inline(const Request& req, Response& res, BodyReader* reader, bool from_sandbox) {
+  if (!probes_ || (req.method != "GET" && req.method != "HEAD")) return false;
+  if (req.has_header("Transfer-Encoding") || std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 0)
+    return false;  // a body to read or drain: a worker's job
+  const auto start = std::chrono::steady_clock::now();
+  std::string_view target(req.target);
+  std::string_view raw_path = target.substr(0, target.find('?'));
+  if (raw_path.empty() || raw_path.front() != '/') return false;
+  std::vector<std::string> params;
+  const Route* found = find(req, raw_path, params);
+  if (!found || !found->probe) return false;
+  Ctx ctx(req, res, reader);
+  ctx.from_sandbox = from_sandbox;
+  ctx.on_loop = true;
+  ctx.params = std::move(params);
+  ctx.route = found->pattern;
+  ctx.param_names = &found->param_names;
+  ctx.access = &found->access;
+  if (!found->probe(ctx)) return false;
+  try {
+    for (const auto& m : middleware_) m(ctx);
+  } catch (...) {
+    return false;  // NotOnLoop, or a refusal: the worker answers it from the start
+  }
+  run(ctx, found, start, true);
+  return true;
+}
+
+void Router::run(Ctx& ctx, const Route* found, std::chrono::steady_clock::time_point start, bool middleware_done) {
+  const Request& req = ctx.req;
+  Response& res = ctx.res;
   ctx.request_id = new_request_id();
   res.set_header("X-Request-Id", ctx.request_id);
   if (observer_) observer_->begin(ctx);
   std::string outcome;
   try {
-    std::string_view target(req.target);
-    std::string_view raw_path = target.substr(0, target.find('?'));
-    if (raw_path.empty() || raw_path.front() != '/') throw ApiError(400, "bad_path", "the path must start with '/'");
-    // A request that reads nothing may still bring a body, which would be drained: not a large one.
-    if ((req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") &&
-        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxBodylessBody) {
-      mark_close(res);
-      throw ApiError(413, "payload_too_large",
-                     "a " + req.method + " request may not carry a body over " + std::to_string(kMaxBodylessBody) +
-                         " bytes");
-    }
-    auto raw = split_path(raw_path);
-    std::vector<std::string> params;
-    auto find = [&](const std::string& method) -> const Route* {
-      for (const auto& r : routes_)
-        if (r.method == method && match(r, raw, params, raw_path)) return &r;
-      return nullptr;
-    };
-    const Route* found = find(req.method);
-    if (!found && req.method == "HEAD") found = find("GET");
     if (!found) {
-      for (const auto& r : routes_)
-        if (match(r, raw, params, raw_path))
-          throw ApiError(405, "method_not_allowed", "method " + req.method + " is not allowed on this path");
-      throw ApiError(404, "not_found", "no such endpoint: " + req.method + " " + std::string(raw_path));
+      std::string_view target(req.target);
+      std::string_view raw_path = target.substr(0, target.find('?'));
+      if (raw_path.empty() || raw_path.front() != '/') throw ApiError(400, "bad_path", "the path must start with '/'");
+      // A request that reads nothing may still bring a body, which would be drained: not a large one.
+      if ((req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") &&
+          std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > kMaxBodylessBody) {
+        mark_close(res);
+        throw ApiError(413, "payload_too_large",
+                       "a " + req.method + " request may not carry a body over " + std::to_string(kMaxBodylessBody) +
+                           " bytes");
+      }
+      std::vector<std::string> params;
+      found = find(req, raw_path, params);
+      if (!found) {
+        const auto raw = split_path(raw_path);
+        for (const auto& r : routes_)
+          if (match(r, raw, params, raw_path))
+            throw ApiError(405, "method_not_allowed", "method " + req.method + " is not allowed on this path");
+        throw ApiError(404, "not_found", "no such endpoint: " + req.method + " " + std::string(raw_path));
+      }
+      ctx.params = std::move(params);
+      ctx.route = found->pattern;
+      ctx.param_names = &found->param_names;
+      ctx.access = &found->access;
     }
-    ctx.params = std::move(params);
-    ctx.route = found->pattern;
-    ctx.param_names = &found->param_names;
-    ctx.access = &found->access;
-    for (const auto& m : middleware_) m(ctx);
+    if (!middleware_done)
+      for (const auto& m : middleware_) m(ctx);
     found->handler(ctx);
     if (res.status < 0) res.status = 200;
   } catch (...) {

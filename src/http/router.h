@@ -8,6 +8,7 @@
 // position turn into two segments.
 #pragma once
 
+#include <any>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -48,6 +49,11 @@ class Ctx {
   // Who is calling, set by the auth middleware before the handler runs (auth/middleware.h). Handlers
   // that decide themselves whether a request writes call auth::require_write(principal).
   auth::Principal principal;
+  // True while the request runs on the server's I/O thread (Router::try_inline): nothing may wait on
+  // it. The auth middleware then answers from memory or refuses to go on (NotOnLoop).
+  bool on_loop = false;
+  // What the route's probe found (Router::add with a Probe), for its handler; empty otherwise.
+  std::any prefetched;
   // Run after the handler (or its error) in order, whatever the outcome; must not throw.
   std::vector<std::function<void(Ctx&)>> on_finish;
   // For the audit trail (obs/audit.h), what the route and method cannot tell: a D1 handler sets
@@ -100,6 +106,14 @@ class Ctx {
 };
 
 using Handler = std::function<void(Ctx&)>;
+// A route's probe (Router::add): on the I/O thread, says whether the handler can answer from memory
+// now, leaving what it found in Ctx::prefetched; must not throw, wait or change anything.
+using Probe = std::function<bool(Ctx&)>;
+
+// Thrown by code that would have to wait when Ctx::on_loop is set: the request goes to a worker.
+struct NotOnLoop : std::exception {
+  const char* what() const noexcept override { return "this request cannot be answered on the I/O thread"; }
+};
 
 // Sees every request the router dispatches (metrics, access log, audit: obs/http_observer.h).
 // begin() runs before routing, end() once the response is made, whatever the outcome. Neither may
@@ -128,6 +142,8 @@ class Router {
   // Adds a route with its access declaration (http/access.h). Throws std::logic_error when the
   // declaration names a path parameter the pattern does not have.
   void add(const std::string& method, const std::string& pattern, Access access, Handler handler);
+  // A GET route whose handler can often answer from memory: `probe` says when (see try_inline).
+  void add(const std::string& method, const std::string& pattern, Access access, Handler handler, Probe probe);
   // A route without a declaration: install() refuses to start while one is in the table.
   void add(const std::string& method, const std::string& pattern, Handler handler);
   void use(Middleware m) { middleware_.push_back(std::move(m)); }
@@ -144,6 +160,17 @@ class Router {
   void handle(const Request& req, Response& res, BodyReader* reader = nullptr, bool from_sandbox = false) {
     dispatch(req, res, reader, from_sandbox);
   }
+  // For the server's I/O thread, which must never wait. Serves a GET or HEAD request that carries no
+  // body when its route has a probe that says the handler can answer from memory and every
+  // middleware passes with Ctx::on_loop set (the auth middleware answers from memory or throws
+  // NotOnLoop; any refusal counts as "no": the worker then answers it, audit line and all): the same
+  // dispatch as handle() then follows (observer, handler, access log), and it returns true. Otherwise
+  // it returns false having changed nothing (no response, no observer call, no rate-limit charge:
+  // middleware may only change state once it has passed), and the server hands the request to a
+  // worker as usual.
+  bool try_inline(const Request& req, Response& res, BodyReader* reader, bool from_sandbox);
+  // Whether any route has a probe (the server skips try_inline otherwise).
+  bool has_probes() const { return probes_ > 0; }
   // The routing table, in the order routes were added.
   std::vector<RouteInfo> table() const;
 
@@ -159,13 +186,21 @@ class Router {
     std::vector<std::string> param_names;
     Access access;
     Handler handler;
+    Probe probe;  // empty: never answered on the I/O thread
   };
   static bool match(const Route& r, const std::vector<std::string_view>& raw, std::vector<std::string>& out,
                     std::string_view raw_path);
   void dispatch(const Request& req, Response& res, BodyReader* reader, bool from_sandbox);
+  // The route dispatch() would pick (the first of the method, HEAD falling back to GET), with its
+  // decoded parameters; null if none.
+  const Route* find(const Request& req, std::string_view raw_path, std::vector<std::string>& params) const;
+  // The part of dispatch() from the observer on, for a routed ctx whose middleware ran already when
+  // `middleware_done`.
+  void run(Ctx& ctx, const Route* found, std::chrono::steady_clock::time_point start, bool middleware_done);
 
   std::vector<Route> routes_;
   std::vector<Middleware> middleware_;
+  size_t probes_ = 0;
   Observer* observer_ = nullptr;
 };
 

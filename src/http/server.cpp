@@ -221,8 +221,11 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   void on_head();
   // Reads the rest of a small body (`length` bytes in all) into buf_, then dispatch().
   void read_body(size_t length);
-  // Hands the request to a worker, or answers 503 when none can take it.
+  // Hands the request to a worker, or answers 503 when none can take it; or, for a request without a
+  // body when the router has routes that may answer on the loop, sets run_inline_: the caller then
+  // calls serve_inline() once it has released m_.
   void dispatch();
+  void submit();
   // 400 incomplete_body for a small body that stopped (as the handler answers for a larger one).
   void refuse_incomplete();
   void refuse(int status, const std::string& code, const std::string& message, bool retry_after = false);
@@ -231,8 +234,14 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   void ensure_timer();
   void close();  // under m_, on either side
 
-  // On a worker.
+  // On the loop, not under m_: answers the request here when the router can (Router::try_inline:
+  // from memory, nothing that waits), else hands it to a worker.
+  void serve_inline();
+
+  // On a worker (or the loop, from serve_inline: the same steps, the loop then owning nothing).
   void serve();
+  // The response to the request just handled: whether the connection goes on, then its bytes.
+  void respond();
   // Starts the answer to the request just served: its head (and a small body) in out_.
   void begin_response(bool head_only);
   // Sends what out_ holds and asks the provider for more, for as long as the socket takes bytes.
@@ -258,6 +267,7 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   bool loop_owned_ = true;
   bool in_flight_ = false;  // a request admitted and its response not finished
   bool reading_body_ = false;  // the loop reads a small body before dispatching
+  bool run_inline_ = false;    // dispatch() left the request to serve_inline()
   bool closed_ = false;
   Clock::time_point deadline_{};                     // while the loop owns it: close when passed
   Clock::time_point timer_at_ = Clock::time_point::max();  // when the armed timer fires (max: none)
@@ -331,11 +341,15 @@ void Conn::read_head(size_t chunk) {
 }
 
 void Conn::on_read(const boost::system::error_code& ec, size_t n) {
-  std::lock_guard<std::mutex> lock(m_);
-  if (closed_) return;
-  if (ec) return close();  // EOF, reset, or cancelled
-  buf_.commit(n);
-  parse_head();
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    if (closed_) return;
+    if (ec) return close();  // EOF, reset, or cancelled
+    buf_.commit(n);
+    parse_head();
+    if (!std::exchange(run_inline_, false)) return;
+  }
+  serve_inline();
 }
 
 void Conn::parse_head() {
@@ -428,11 +442,30 @@ void Conn::read_body(size_t length) {
                           if (ec) return self->close();  // the client went away before its body was in
                           self->buf_.commit(n);
                           if (self->buf_.size() < length) return self->read_body(length);
-                          self->dispatch();
+                          self->submit();  // a body: never answered on the loop
                         });
 }
 
 void Conn::dispatch() {
+  reading_body_ = false;
+  loop_owned_ = false;
+  // No body (nothing to read or drain): a route may answer it here, from memory.
+  if (srv_.router.has_probes() && parser_->is_done() && !expect_continue_) {
+    run_inline_ = true;
+    return;
+  }
+  submit();
+}
+
+void Conn::serve_inline() {
+  res_ = Response();
+  if (srv_.router.try_inline(req_, res_, this, unix_)) return respond();
+  std::lock_guard<std::mutex> lock(m_);
+  if (closed_) return;
+  submit();
+}
+
+void Conn::submit() {
   reading_body_ = false;
   loop_owned_ = false;
   std::function<void()> task = [self = shared_from_this()] { self->serve(); };
@@ -518,6 +551,10 @@ bool Conn::read(const std::function<bool(const char*, size_t)>& sink) {
 void Conn::serve() {
   res_ = Response();
   srv_.router.handle(req_, res_, this, unix_);
+  respond();
+}
+
+void Conn::respond() {
   // The connection goes on only when the request allows it, the handler did not end it, the body
   // was read to its end (else its rest would be taken for the next request) and no drain is on.
   keep_ = keep_alive_ && !srv_.stopping() && res_.get_header_value("Connection") != "close" && parser_->is_done() &&
@@ -651,9 +688,13 @@ void Conn::finish(bool ok) {
   if (buf_.size() > 0) {
     // A pipelined request is already here: the loop parses it (and hands it to a worker in turn).
     asio::post(loop_, [self = shared_from_this()] {
-      std::lock_guard<std::mutex> held(self->m_);
-      if (self->closed_) return;
-      self->parse_head();
+      {
+        std::lock_guard<std::mutex> held(self->m_);
+        if (self->closed_) return;
+        self->parse_head();
+        if (!std::exchange(self->run_inline_, false)) return;
+      }
+      self->serve_inline();
     });
     return;
   }

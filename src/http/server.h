@@ -3,7 +3,9 @@
 //
 // - A few I/O threads (server.io_threads) own every connection: accepting, reading request heads,
 //   keep-alive waits, refusals. An idle kept-alive connection costs its buffer and no thread.
-// - Each request whose head is complete runs on a worker (server.workers) with a bounded queue
+// - A GET or HEAD without a body that the router can answer from memory (Router::try_inline: a cached
+//   KV read) is answered on the loop itself, no worker involved.
+// - Every other request whose head is complete runs on a worker (server.workers) with a bounded queue
 //   (server.queue); when both are full the request is answered 503 + Retry-After at once. A small
 //   body (<= 64 KiB by Content-Length) is read on the loop first; a larger one the worker reads as
 //   the handler asks for it (Ctx::stream_body). The worker writes the response while the socket

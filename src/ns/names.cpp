@@ -47,6 +47,11 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+bool is_valid_kv_key(std::string_view key) {
+  return !key.empty() && key.size() <= kMaxKvKeyBytes && key != "." && key != ".." &&
+         key.find('\0') == std::string_view::npos && is_valid_utf8(key);
+}
+
 void check_kv_key(std::string_view key) {
   if (key.empty()) throw ApiError(400, "invalid_key", "invalid key: a key must not be empty");
   if (key.size() > kMaxKvKeyBytes)

@@ -21,6 +21,7 @@ void check_namespace(std::string_view ns);
 bool is_valid_utf8(std::string_view s);
 
 // A KV key: 1..512 bytes of UTF-8, not "." or "..", no NUL.
+bool is_valid_kv_key(std::string_view key);
 void check_kv_key(std::string_view key);
 
 // The internal name of a KV key in the shared namespace: "ns:key".

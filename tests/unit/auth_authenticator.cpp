@@ -381,3 +381,46 @@ TEST_CASE("token cache: threads sharing it see the same answers, and a revocatio
   CHECK(code == "token_revoked");
   CHECK(status_of(a, "Bearer " + tokens[0]) == 200);
 }
+
+TEST_CASE("authenticate_in_memory: the same answers as authenticate, but never reads the session store") {
+  Fixture f("in-memory");
+  Authenticator a(f.settings(), f.store, [&] { return f.now.load(); });
+  a.start();
+  // A small scope rides in the token: answered from memory, as authenticate() answers it.
+  SessionRecord small = record("small-mem", 5000);
+  const std::string st = a.mint(claims_for(small));
+  auto p = a.authenticate_in_memory("Bearer " + st);
+  REQUIRE(p);
+  CHECK(p->session_id == "small-mem");
+  CHECK(p->may_access("a"));
+  CHECK_FALSE(p->may_access("c"));
+  CHECK(a.authenticate_in_memory("Bearer the-admin-credential")->admin);
+  // Refusals are the same ApiErrors.
+  auto code_of = [&](const std::optional<std::string>& h) {
+    try {
+      (void)a.authenticate_in_memory(h);
+    } catch (const ApiError& e) {
+      return e.code();
+    }
+    return std::string("none");
+  };
+  CHECK(code_of(std::nullopt) == "missing_token");
+  CHECK(code_of(std::string("Bearer nonsense")) == "invalid_token");
+  a.revoke("small-mem");
+  CHECK(code_of("Bearer " + st) == "token_revoked");
+  // A scope kept by digest needs the store the first time: nullopt (the caller goes to a worker),
+  // and the store is not read (its record, created after, is still unknown to the authenticator).
+  SessionRecord wide = record("wide-mem", 5000);
+  wide.namespaces = widest_scope('m');
+  const std::string wt = a.mint(claims_for(wide));
+  CHECK_FALSE(a.authenticate_in_memory("Bearer " + wt));
+  f.store.create(wide);
+  CHECK_FALSE(a.authenticate_in_memory("Bearer " + wt));
+  // Once authenticate() has read it, the scope is in memory.
+  CHECK(a.authenticate("Bearer " + wt).scope.namespaces.size() == 1000);
+  auto w = a.authenticate_in_memory("Bearer " + wt);
+  REQUIRE(w);
+  CHECK(w->scope.namespaces.size() == 1000);
+  f.now += 5000;  // and it still expires
+  CHECK(code_of("Bearer " + wt) == "token_expired");
+}

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <any>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include "http/worker_pool.h"
 #include "obs/metrics.h"
 #include "support.h"
+#include "util/error.h"
 
 using namespace era;
 
@@ -70,6 +72,19 @@ class TestServer {
       std::string b = c.body(1000);
       c.ok({{"body", b}});
     });
+    // A route answered on the loop when its probe says so: words starting "hot" (the probe leaves the
+    // word for the handler, which says where it ran).
+    r.add(
+        "GET", "/memo/{word}", http::Access::open(),
+        [](http::Ctx& c) {
+          const auto* w = std::any_cast<std::string>(&c.prefetched);
+          c.ok({{"word", w ? *w : c.param(0)}, {"on_loop", c.on_loop}});
+        },
+        [](http::Ctx& c) {
+          if (c.param(0).rfind("hot", 0) != 0) return false;
+          c.prefetched = c.param(0);
+          return true;
+        });
     r.add("GET", "/hold", http::Access::open(), [this](http::Ctx& c) {
       gate.pass();
       c.ok({{"held", true}});
@@ -310,13 +325,14 @@ TEST_CASE("http server: an Expect other than 100-continue gets 417, before any b
 TEST_CASE("http server: a small body sent slowly holds no worker; the request runs once it is in") {
   Config cfg = test_config();
   cfg.workers = 1;
-  cfg.queue = 0;
+  // One queued task may wait: a worker counts as busy until its task returns, a moment after its
+  // answer went out, and the slow request's own hand-over must not meet that moment with a 503.
+  cfg.queue = 1;
   TestServer s(cfg);
   Client slow(s.port());
   slow.send("POST /body HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nab");
   // With the body still arriving, the one worker is free for others (before, the handler read the
-  // body on it, and every other request got 503 server_busy). A worker counts as busy until its task
-  // returns, a moment after its answer went out: a 503 in that moment is retried.
+  // body on it, and every other request waited behind it: here, until the client's guard timeout).
   auto served = [&](const std::string& request) {
     for (int i = 0; i < 1000; ++i) {
       Client c(s.port());
@@ -414,6 +430,122 @@ TEST_CASE("http server: when every worker is busy and the queue is full, 503 + R
   CHECK(r.body.find("\"code\":\"server_busy\"") != std::string::npos);
   s.gate.release();
   CHECK(busy.read().status == 200);
+}
+
+TEST_CASE("http server: a request a route's probe can answer runs on the loop, even when every worker is busy") {
+  Config cfg = test_config();
+  cfg.workers = 1;
+  cfg.queue = 0;
+  TestServer s(cfg);
+  Client busy(s.port());
+  busy.send(get("/hold"));
+  s.gate.wait_for_waiters(1);
+  Client c(s.port());
+  c.send(get("/memo/hot1"));
+  auto r = c.read();
+  CHECK(r.status == 200);
+  CHECK(r.body == R"({"on_loop":true,"word":"hot1"})");
+  CHECK(r.has("Content-Type: application/json"));
+  CHECK(r.head.find("X-Request-Id: ") != std::string::npos);
+  // HEAD too, without its body; a probe that says no: a worker's (none free: 503).
+  c.send("HEAD /memo/hot2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto h = c.read(true);
+  CHECK(h.status == 200);
+  c.send(get("/memo/cold"));
+  CHECK(c.read().status == 503);
+  // A request with a body (even a GET) is never answered on the loop.
+  Client b(s.port());
+  b.send("GET /memo/hot3 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
+  CHECK(b.read().status == 503);
+  s.gate.release();
+  CHECK(busy.read().status == 200);
+}
+
+TEST_CASE("http server: pipelined answers stay in order, whether the loop or a worker answers each") {
+  TestServer s(test_config());
+  Client p(s.port());
+  p.send(get("/memo/hot-a") + get("/memo/cold-b") + get("/echo/c") + get("/memo/hot-d"));
+  const char* want[] = {R"({"on_loop":true,"word":"hot-a"})", R"({"on_loop":false,"word":"cold-b"})",
+                        R"({"sandbox":false,"word":"c"})", R"({"on_loop":true,"word":"hot-d"})"};
+  for (const char* w : want) {
+    auto a = p.read();
+    CHECK(a.status == 200);
+    CHECK(a.body == w);
+  }
+}
+
+TEST_CASE("router: try_inline answers only when the probe and every middleware say yes, else changes nothing") {
+  struct Counting : http::Observer {
+    int begun = 0, ended = 0;
+    void begin(http::Ctx&) override { ++begun; }
+    void end(http::Ctx&, const std::string&, double) override { ++ended; }
+  } observer;
+  http::Router r;
+  r.observe(&observer);
+  int charged = 0, handled = 0;
+  r.use([&](http::Ctx& c) {
+    if (c.req.has_header("X-Deny")) throw ApiError(403, "denied", "no");
+    if (c.on_loop && c.req.has_header("X-Slow")) throw http::NotOnLoop();
+    ++charged;  // state changes only once the middleware has passed
+  });
+  r.add(
+      "GET", "/kv/{k}", http::Access::open(),
+      [&](http::Ctx& c) {
+        ++handled;
+        c.ok({{"prefetched", c.prefetched.has_value()}, {"on_loop", c.on_loop}});
+      },
+      [](http::Ctx& c) {
+        if (c.param(0) == "miss") return false;
+        c.prefetched = 1;
+        return true;
+      });
+  r.add("GET", "/plain", http::Access::open(), [&](http::Ctx& c) { c.ok({{"plain", true}}); });
+  r.add("POST", "/kv/{k}", http::Access::open(), [&](http::Ctx& c) { c.ok({{"post", true}}); });
+  CHECK(r.has_probes());
+  auto request = [](const std::string& method, const std::string& target) {
+    http::Request q;
+    q.method = method;
+    q.target = target;
+    q.path = target.substr(0, target.find('?'));
+    return q;
+  };
+  auto refused = [&](http::Request q) {
+    http::Response res;
+    const bool done = r.try_inline(q, res, nullptr, false);
+    return !done && res.status == -1 && res.headers.empty() && res.body.empty();
+  };
+  CHECK(refused(request("GET", "/kv/miss")));     // the probe says no
+  CHECK(refused(request("GET", "/plain")));       // no probe
+  CHECK(refused(request("POST", "/kv/a")));       // not a GET
+  CHECK(refused(request("GET", "/nowhere")));     // no route: the worker answers the 404
+  auto deny = request("GET", "/kv/a");
+  deny.set_header("X-Deny", "1");
+  CHECK(refused(deny));  // a refusal is the worker's to answer (and to audit)
+  auto slow = request("GET", "/kv/a");
+  slow.set_header("X-Slow", "1");
+  CHECK(refused(slow));
+  auto with_body = request("GET", "/kv/a");
+  with_body.set_header("Content-Length", "3");
+  CHECK(refused(with_body));
+  CHECK(observer.begun == 0);
+  CHECK(observer.ended == 0);
+  CHECK(charged == 0);
+  CHECK(handled == 0);
+  http::Response res;
+  REQUIRE(r.try_inline(request("HEAD", "/kv/a"), res, nullptr, false));
+  CHECK(res.status == 200);
+  CHECK(res.body == R"({"on_loop":true,"prefetched":true})");
+  CHECK(observer.begun == 1);
+  CHECK(observer.ended == 1);
+  CHECK(charged == 1);
+  CHECK(handled == 1);
+  // The same request through handle() (the worker's way) runs the middleware and handler as ever.
+  http::Response w;
+  r.handle(request("GET", "/kv/miss"), w);
+  CHECK(w.body == R"({"on_loop":false,"prefetched":false})");
+  CHECK(charged == 2);
+  CHECK_THROWS_AS(r.add("POST", "/p", http::Access::open(), [](http::Ctx&) {}, [](http::Ctx&) { return true; }),
+                  std::logic_error);
 }
 
 TEST_CASE("worker pool: idle workers take tasks, `queue` more wait, past that try_submit refuses") {
