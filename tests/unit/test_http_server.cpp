@@ -217,6 +217,17 @@ TEST_CASE("http server: pipelined requests are answered in order on one connecti
   }
 }
 
+TEST_CASE("http server: a head longer than the first read (1 KiB) is read whole, then the next one too") {
+  TestServer s(test_config());
+  Client c(s.port());
+  for (size_t size : {size_t(900), size_t(3000), size_t(20000), size_t(100)}) {
+    c.send(get("/echo/long", "X-Long: " + std::string(size, 'x') + "\r\n"));
+    auto r = c.read();
+    CHECK(r.status == 200);
+    CHECK(r.body.find("\"word\":\"long\"") != std::string::npos);
+  }
+}
+
 TEST_CASE("http server: bodies by Content-Length and chunked, on a kept-alive connection") {
   TestServer s(test_config());
   Client c(s.port());
