@@ -128,6 +128,11 @@ void install_middleware(http::Router& router, const Authenticator& auth, RateLim
       c.principal = auth.authenticate(header);
     }
     authorize(c);
+  });
+  // The rate limit is an admission (http::Middleware): charged once per request, by the thread that
+  // serves it, after the checks above have passed.
+  router.admit([limiter](http::Ctx& c) {
+    if (c.access && c.access->who == Access::Who::anyone) return;
     if (!limiter || c.principal.admin || !limiter->enabled()) return;
     if (int64_t wait = limiter->admit(c.principal.session_id)) {
       ApiError e(429, "rate_limited", "this session is over its request or write rate: retry after " +

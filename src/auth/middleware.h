@@ -1,6 +1,8 @@
-// The auth middleware: one router.use() hook that runs before every matched route's handler, sets
-// Ctx::principal and refuses what the principal may not do. Refusals happen before the handler, so
-// nothing changes. In order:
+// The auth middleware: a check (router.use) that runs before every matched route's handler, sets
+// Ctx::principal and refuses what the principal may not do, then an admission (router.admit: the rate
+// limit, charged once per request). Refusals happen before the handler, so nothing changes. On the
+// server's I/O thread (Ctx::on_loop, http::Router::try_inline) the check answers from memory or
+// throws http::NotOnLoop. In order:
 //
 // 1. Where the request comes from (RequestPolicy), for every route:
 //    - an Origin header (sent by browsers) must be the proxy's own origin (the scheme and the Host the

@@ -327,9 +327,10 @@ bool Router::try_inline(const Request& req, Response& res, BodyReader* reader, b
   ctx.route = found->pattern;
   ctx.param_names = &found->param_names;
   ctx.access = &found->access;
-  if (!found->probe(ctx)) return false;
   try {
     for (const auto& m : middleware_) m(ctx);
+    if (!found->probe(ctx)) return false;
+    for (const auto& a : admissions_) a(ctx);
   } catch (...) {
     return false;  // NotOnLoop, or a refusal: the worker answers it from the start
   }
@@ -371,8 +372,10 @@ void Router::run(Ctx& ctx, const Route* found, std::chrono::steady_clock::time_p
       ctx.param_names = &found->param_names;
       ctx.access = &found->access;
     }
-    if (!middleware_done)
+    if (!middleware_done) {
       for (const auto& m : middleware_) m(ctx);
+      for (const auto& a : admissions_) a(ctx);
+    }
     found->handler(ctx);
     if (res.status < 0) res.status = 200;
   } catch (...) {

@@ -126,7 +126,10 @@ class Observer {
   virtual void end(Ctx& ctx, const std::string& code, double seconds) = 0;
 };
 
-// Runs before every matched route's handler (authentication lives here); may throw ApiError.
+// Runs before every matched route's handler; may throw ApiError. Two kinds (Router::use, Router::admit):
+// checks, which change nothing and may run more than once for a request (authentication and
+// authorization), then admissions, which run exactly once, right before the handler, and may change
+// state only once they pass (the rate limiter's charge).
 using Middleware = std::function<void(Ctx&)>;
 
 // One row of the routing table, as tests and tools see it.
@@ -146,7 +149,10 @@ class Router {
   void add(const std::string& method, const std::string& pattern, Access access, Handler handler, Probe probe);
   // A route without a declaration: install() refuses to start while one is in the table.
   void add(const std::string& method, const std::string& pattern, Handler handler);
+  // A check (see Middleware): runs first, in the order added.
   void use(Middleware m) { middleware_.push_back(std::move(m)); }
+  // An admission (see Middleware): runs after every check, in the order added.
+  void admit(Middleware m) { admissions_.push_back(std::move(m)); }
   // One observer (may be null: then only the access log line is written). Must outlive the router.
   void observe(Observer* observer) { observer_ = observer; }
 
@@ -161,13 +167,13 @@ class Router {
     dispatch(req, res, reader, from_sandbox);
   }
   // For the server's I/O thread, which must never wait. Serves a GET or HEAD request that carries no
-  // body when its route has a probe that says the handler can answer from memory and every
-  // middleware passes with Ctx::on_loop set (the auth middleware answers from memory or throws
-  // NotOnLoop; any refusal counts as "no": the worker then answers it, audit line and all): the same
-  // dispatch as handle() then follows (observer, handler, access log), and it returns true. Otherwise
-  // it returns false having changed nothing (no response, no observer call, no rate-limit charge:
-  // middleware may only change state once it has passed), and the server hands the request to a
-  // worker as usual.
+  // body when, with Ctx::on_loop set, every check passes (the auth middleware answers from memory or
+  // throws NotOnLoop; any refusal counts as "no": the worker then answers it, audit line and all),
+  // then the route's probe says the handler can answer from memory, then every admission passes:
+  // the same dispatch as handle() then follows (observer, handler, access log), and it returns true.
+  // Otherwise it returns false having changed nothing (no response, no observer call, no rate-limit
+  // charge), and the server hands the request to a worker as usual. The checks come before the
+  // probe so that a caller refused there never learns, even by timing, what the store has cached.
   bool try_inline(const Request& req, Response& res, BodyReader* reader, bool from_sandbox);
   // Whether any route has a probe (the server skips try_inline otherwise).
   bool has_probes() const { return probes_ > 0; }
@@ -199,7 +205,8 @@ class Router {
   void run(Ctx& ctx, const Route* found, std::chrono::steady_clock::time_point start, bool middleware_done);
 
   std::vector<Route> routes_;
-  std::vector<Middleware> middleware_;
+  std::vector<Middleware> middleware_;  // checks
+  std::vector<Middleware> admissions_;
   size_t probes_ = 0;
   Observer* observer_ = nullptr;
 };

@@ -91,6 +91,14 @@ class AuditTest(unittest.TestCase):
         do("PUT", "/api/storage/kv/alpha/bad", token, {"value": 5}, want=400)  # refused, changed nothing
         do("DELETE", f"/api/sessions/{ro_sid}", ADMIN, surface="sessions", operation="revoke", object=ro_sid,
            principal="admin", session_id=None, outcome="ok")
+        # A key of another namespace that the store holds in memory (the admin just read it, so a read
+        # of it is answered on the server's I/O thread) is refused and audited all the same.
+        do("PUT", "/api/storage/kv/beta/hot", ADMIN, {"value": "h"}, surface="kv", operation="put",
+           namespace="beta", principal="admin", outcome="ok")
+        do("GET", "/api/storage/kv/beta/hot", ADMIN)
+        do("GET", "/api/storage/kv/beta/hot", ADMIN)  # from memory: not audited either
+        do("GET", "/api/storage/kv/beta/hot", token, want=403, surface="kv", operation="get", namespace="beta",
+           object="hot", outcome="denied", status=403, code="namespace_forbidden", session_id=sid)
 
         everything = self.trail()
         by_rid = {e["request_id"]: e for e in everything}
@@ -115,7 +123,8 @@ class AuditTest(unittest.TestCase):
         # Filters.
         only = self.trail("session=" + sid)
         self.assertTrue(only and all(e["session_id"] == sid for e in only))
-        self.assertEqual([e["request_id"] for e in self.trail("namespace=beta")], [steps[4][0]])
+        self.assertEqual([e["request_id"] for e in self.trail("namespace=beta")],
+                         [steps[4][0], steps[-2][0], steps[-1][0]])
         self.assertEqual(self.trail("since=2999-01-01T00:00:00Z"), [])
         self.assertEqual(len(self.trail("since=" + str(int(time.time()) - 3600) + "&session=" + sid)), len(only))
         self.assertEqual(self.trail("limit=1"), everything)  # paging: same events, in order, none twice

@@ -493,11 +493,14 @@ TEST_CASE("router: try_inline answers only when the probe and every middleware s
   } observer;
   http::Router r;
   r.observe(&observer);
-  int charged = 0, handled = 0;
-  r.use([&](http::Ctx& c) {
+  int charged = 0, handled = 0, probed = 0;
+  r.use([&](http::Ctx& c) {  // a check: changes nothing
     if (c.req.has_header("X-Deny")) throw ApiError(403, "denied", "no");
     if (c.on_loop && c.req.has_header("X-Slow")) throw http::NotOnLoop();
-    ++charged;  // state changes only once the middleware has passed
+  });
+  r.admit([&](http::Ctx& c) {  // an admission: changes state once it passes
+    if (c.req.has_header("X-Limit")) throw ApiError(429, "rate_limited", "later");
+    ++charged;
   });
   r.add(
       "GET", "/kv/{k}", http::Access::open(),
@@ -505,7 +508,8 @@ TEST_CASE("router: try_inline answers only when the probe and every middleware s
         ++handled;
         c.ok({{"prefetched", c.prefetched.has_value()}, {"on_loop", c.on_loop}});
       },
-      [](http::Ctx& c) {
+      [&](http::Ctx& c) {
+        ++probed;
         if (c.param(0) == "miss") return false;
         c.prefetched = 1;
         return true;
@@ -529,12 +533,17 @@ TEST_CASE("router: try_inline answers only when the probe and every middleware s
   CHECK(refused(request("GET", "/plain")));       // no probe
   CHECK(refused(request("POST", "/kv/a")));       // not a GET
   CHECK(refused(request("GET", "/nowhere")));     // no route: the worker answers the 404
+  CHECK(probed == 1);  // only the miss reached the probe
   auto deny = request("GET", "/kv/a");
   deny.set_header("X-Deny", "1");
-  CHECK(refused(deny));  // a refusal is the worker's to answer (and to audit)
+  CHECK(refused(deny));  // a refusal is the worker's to answer (and to audit) ...
+  CHECK(probed == 1);    // ... and a caller the checks refuse never reaches the probe (its timing)
   auto slow = request("GET", "/kv/a");
   slow.set_header("X-Slow", "1");
   CHECK(refused(slow));
+  auto limited = request("GET", "/kv/a");
+  limited.set_header("X-Limit", "1");
+  CHECK(refused(limited));  // an admission that refuses: no charge, the worker answers the 429
   auto with_body = request("GET", "/kv/a");
   with_body.set_header("Content-Length", "3");
   CHECK(refused(with_body));
