@@ -318,7 +318,12 @@ bool Router::try_inline(const Request& req, Response& res, BodyReader* reader, b
   std::string_view raw_path = target.substr(0, target.find('?'));
   if (raw_path.empty() || raw_path.front() != '/') return false;
   std::vector<std::string> params;
-  const Route* found = find(req, raw_path, params);
+  const Route* found = nullptr;
+  try {
+    found = find(req, raw_path, params);  // throws for a malformed path: the worker answers the 400
+  } catch (...) {
+    return false;
+  }
   if (!found || !found->probe) return false;
   Ctx ctx(req, res, reader);
   ctx.from_sandbox = from_sandbox;

@@ -461,7 +461,16 @@ void Conn::dispatch() {
 
 void Conn::serve_inline() {
   res_ = Response();
-  if (srv_.router.try_inline(req_, res_, this, unix_)) return respond();
+  bool answered = false;
+  try {
+    answered = srv_.router.try_inline(req_, res_, this, unix_);
+  } catch (const std::exception& e) {
+    // try_inline answers every error itself; should anything escape, the loop (which serves every
+    // other connection too) must not end: the worker answers the request from the start.
+    log::error(std::string("answering on the I/O thread failed: ") + e.what());
+    res_ = Response();
+  }
+  if (answered) return respond();
   std::lock_guard<std::mutex> lock(m_);
   if (closed_) return;
   submit();

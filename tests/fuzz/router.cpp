@@ -6,7 +6,10 @@
 // - a parameter round-trips: the matched parameters, percent-encoded again, reach the same route
 //   with the same values (decoding is per segment, so "a%2Fb" in {ns} is one value, never two
 //   segments), and one-segment parameters are never empty;
-// - percent_decode(percent_encode(x)) == x for any bytes (the encoder the SDKs' paths rely on).
+// - percent_decode(percent_encode(x)) == x for any bytes (the encoder the SDKs' paths rely on);
+// - Router::try_inline (the server's I/O-thread path; here the KV GET route has a probe that always
+//   says yes, R2's list one that says no) either answers exactly as handle() does, or declines having
+//   changed nothing.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -58,9 +61,14 @@ era::http::Router& router() {
     auto* out = new era::http::Router;
     for (const auto& route : kRoutes) {
       const std::string pattern = route[1];
-      out->add(route[0], pattern, [pattern](era::http::Ctx& c) {
-        c.ok({{"route", pattern}, {"params", c.params}});
-      });
+      auto answer = [pattern](era::http::Ctx& c) { c.ok({{"route", pattern}, {"params", c.params}}); };
+      const std::string method = route[0];
+      if (method == "GET" && pattern == "/api/storage/kv/{ns}/{key...}")
+        out->add(method, pattern, era::http::Access::open(), answer, [](era::http::Ctx&) { return true; });
+      else if (method == "GET" && pattern == "/api/storage/r2/{ns}")
+        out->add(method, pattern, era::http::Access::open(), answer, [](era::http::Ctx&) { return false; });
+      else
+        out->add(method, pattern, answer);
     }
     return out;
   }();
@@ -91,6 +99,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string method = input.substr(0, nl), target = input.substr(nl + 1);
 
   const era::http::Response res = serve(method, target);
+  {
+    era::http::Request req;
+    req.method = method;
+    req.target = target;
+    req.path = target.substr(0, target.find('?'));
+    era::http::Response inl;
+    if (router().try_inline(req, inl, nullptr, false)) {
+      if (inl.status != res.status || inl.body != res.body)
+        fail("try_inline answered differently from handle()", method, target, res.body + "\n" + inl.body);
+    } else if (inl.status != -1 || !inl.body.empty() || !inl.headers.empty()) {
+      fail("try_inline declined but changed the response", method, target, inl.body);
+    }
+  }
   const json body = json::parse(res.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) fail("the answer is not a JSON object", method, target, res.body);
   if (res.status >= 500) fail("a 5xx answer", method, target, res.body);

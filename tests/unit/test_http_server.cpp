@@ -464,6 +464,13 @@ TEST_CASE("http server: a request a route's probe can answer runs on the loop, e
   CHECK(h.status == 200);
   c.send(get("/memo/cold"));
   CHECK(c.read().status == 503);
+  // A path the router refuses (malformed percent-encoding in a probed route) is the worker's to
+  // answer; the loop goes on serving.
+  for (const char* path : {"/memo/hot%", "/memo/hot%zz"}) {
+    Client m(s.port());  // (a 503 ends its connection)
+    m.send(get(path));
+    CHECK(m.read().status == 503);  // the worker is held: refused there, not on the loop
+  }
   // A request with a body (even a GET) is never answered on the loop.
   Client b(s.port());
   b.send("GET /memo/hot3 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
@@ -474,6 +481,13 @@ TEST_CASE("http server: a request a route's probe can answer runs on the loop, e
 
 TEST_CASE("http server: pipelined answers stay in order, whether the loop or a worker answers each") {
   TestServer s(test_config());
+  {
+    Client bad(s.port());  // a malformed path on a probed route: 400 from the worker, the loop unharmed
+    bad.send(get("/memo/hot%"));
+    auto r = bad.read();
+    CHECK(r.status == 400);
+    CHECK(r.body.find("\"success\":false") != std::string::npos);
+  }
   Client p(s.port());
   p.send(get("/memo/hot-a") + get("/memo/cold-b") + get("/echo/c") + get("/memo/hot-d"));
   const char* want[] = {R"({"on_loop":true,"word":"hot-a"})", R"({"on_loop":false,"word":"cold-b"})",
