@@ -143,6 +143,8 @@ struct CloudflareD1::Shadow {
   std::unique_ptr<sqlite::Db> db;
   bool stale = true;
   uint64_t generation = 0;  // bumped by mark_stale: a reload that read before it stays stale
+  uint64_t reads = 0;       // reloads begun (each takes the next number)
+  uint64_t installed = 0;   // the number of the reload whose read the shadow and registry hold
 };
 
 struct CloudflareD1::Plan {
@@ -226,11 +228,12 @@ CloudflareD1::Shadow& CloudflareD1::shadow(const std::string& ns) {
 
 void CloudflareD1::reload(const std::string& ns) {
   ensure_schema();
-  uint64_t generation;
+  uint64_t generation, number;
   {
     Shadow& s = shadow(ns);
     std::lock_guard<std::mutex> lock(s.mu);
     generation = s.generation;
+    number = ++s.reads;
   }
   auto r = d1_.batch({{std::string("SELECT physical, ns, type FROM ") + kObjectsTable, {}},
                       {std::string("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name IN (SELECT physical "
@@ -245,7 +248,6 @@ void CloudflareD1::reload(const std::string& ns) {
   for (const auto& row : r[0].rows)
     if (row.size() == 3 && row[0].is_string() && row[1].is_string() && row[2].is_string())
       objects.push_back({row[0].get<std::string>(), row[1].get<std::string>(), row[2].get<std::string>()});
-  install_registry(ns, objects);
   auto db = std::make_unique<sqlite::Db>(":memory:");
   sqlfront::configure_connection(db->handle(), limits_);
   for (const auto& row : r[1].rows)
@@ -254,9 +256,16 @@ void CloudflareD1::reload(const std::string& ns) {
       // they are refused, never sent.
       sqlite3_exec(db->handle(), row[0].get<std::string>().c_str(), nullptr, nullptr, nullptr);
     }
+  // The planner diffs the shadow against ns's registry entries: both must come from the same read,
+  // installed together (no plan of ns runs in between: it holds s.mu), and never over a read begun
+  // later (two reloads of one namespace can finish in either order).
+  std::lock_guard<std::mutex> one_at_a_time(registry_mu_);
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
+  if (number < s.installed) return;
+  install_registry(ns, objects);
   s.db = std::move(db);
+  s.installed = number;
   // DDL that finished while this read was out may be missing from it: then it stays stale.
   s.stale = s.generation != generation;
 }
@@ -278,7 +287,6 @@ void CloudflareD1::install_registry(const std::string& ns, const std::vector<sql
         names.push_back(name);
       }
   }
-  std::lock_guard<std::mutex> one_at_a_time(registry_mu_);
   std::set<std::string> keep;
   for (size_t i = 0; i < others.size(); ++i) {
     std::lock_guard<std::mutex> lock(others[i]->mu);

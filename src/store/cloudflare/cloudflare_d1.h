@@ -68,6 +68,8 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   // reload() if this replica has no current copy of ns's schema.
   void load(const std::string& ns);
   void mark_stale(const std::string& ns);
+  // Under registry_mu_ and ns's shadow lock (reload): takes the read's entries for ns and for namespaces
+  // without a current shadow, keeps the others' (locking their shadows one at a time).
   void install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read);
   Shadow& shadow(const std::string& ns);
   void ensure_schema();
@@ -76,7 +78,9 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   D1Client& d1_;
   sql::ObjectRegistry registry_;
   std::mutex mu_;  // guards shadows_ and schema_ready_
-  std::mutex registry_mu_;  // one install_registry at a time
+  // One install at a time; taken before any shadow's lock (reload holds it, then its own shadow's,
+  // then each other shadow's in turn; a plan holds only its own shadow's and never this).
+  std::mutex registry_mu_;
   std::map<std::string, std::unique_ptr<Shadow>> shadows_;
   bool schema_ready_ = false;
 };
