@@ -469,6 +469,9 @@ void Conn::serve_inline() {
     // other connection too) must not end: the worker answers the request from the start.
     log::error(std::string("answering on the I/O thread failed: ") + e.what());
     res_ = Response();
+  } catch (...) {
+    log::error("answering on the I/O thread failed (an unknown exception)");
+    res_ = Response();
   }
   if (answered) return respond();
   std::lock_guard<std::mutex> lock(m_);
