@@ -260,10 +260,14 @@ void CloudflareD1::reload(const std::string& ns) {
   // installed together (no plan of ns runs in between: it holds s.mu), and never over a read begun
   // later (two reloads of one namespace can finish in either order).
   std::lock_guard<std::mutex> one_at_a_time(registry_mu_);
+  // Which other namespaces hold a current shadow, before this one's lock (never two shadow locks at
+  // once). Only an install makes a shadow current, and installs wait for registry_mu_; one that goes
+  // stale meanwhile keeps its own entries, which is as right: it reloads before it plans.
+  const std::set<std::string> keep = current_shadows(ns);
   Shadow& s = shadow(ns);
   std::lock_guard<std::mutex> lock(s.mu);
   if (number < s.installed) return;
-  install_registry(ns, objects);
+  install_registry(objects, keep);
   s.db = std::move(db);
   s.installed = number;
   // DDL that finished while this read was out may be missing from it: then it stays stale.
@@ -276,22 +280,26 @@ void CloudflareD1::reload(const std::string& ns) {
 // and keeps, for every other namespace with a current shadow, the entries that shadow's own load
 // installed (a read older than that load, finishing late, would otherwise make the planner see that
 // namespace's newer objects as created by this call and claim them again).
-void CloudflareD1::install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read) {
+std::set<std::string> CloudflareD1::current_shadows(const std::string& except) {
   std::vector<Shadow*> others;
   std::vector<std::string> names;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [name, sh] : shadows_)
-      if (name != ns) {
+      if (name != except) {
         others.push_back(sh.get());
         names.push_back(name);
       }
   }
-  std::set<std::string> keep;
+  std::set<std::string> current;
   for (size_t i = 0; i < others.size(); ++i) {
     std::lock_guard<std::mutex> lock(others[i]->mu);
-    if (!others[i]->stale && others[i]->db) keep.insert(names[i]);
+    if (!others[i]->stale && others[i]->db) current.insert(names[i]);
   }
+  return current;
+}
+
+void CloudflareD1::install_registry(const std::vector<sql::SchemaObject>& read, const std::set<std::string>& keep) {
   std::vector<sql::SchemaObject> merged;
   for (const auto& o : read)
     if (!keep.count(o.ns)) merged.push_back(o);

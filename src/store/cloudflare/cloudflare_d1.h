@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -68,9 +69,12 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   // reload() if this replica has no current copy of ns's schema.
   void load(const std::string& ns);
   void mark_stale(const std::string& ns);
-  // Under registry_mu_ and ns's shadow lock (reload): takes the read's entries for ns and for namespaces
-  // without a current shadow, keeps the others' (locking their shadows one at a time).
-  void install_registry(const std::string& ns, const std::vector<sql::SchemaObject>& read);
+  // Under registry_mu_ and the reloaded namespace's shadow lock (reload): takes the read's entries for
+  // every namespace not in `keep` (the reloaded one is never in it), keeps those of the ones in `keep`
+  // (current_shadows(): each as its own load installed them).
+  void install_registry(const std::vector<sql::SchemaObject>& read, const std::set<std::string>& keep);
+  // The namespaces other than `except` whose shadow is current (locking each shadow in turn).
+  std::set<std::string> current_shadows(const std::string& except);
   Shadow& shadow(const std::string& ns);
   void ensure_schema();
   std::vector<sql::SchemaObject> read_registry();
@@ -78,8 +82,7 @@ class CloudflareD1 : public sqlfront::GuardedSqlStore {
   D1Client& d1_;
   sql::ObjectRegistry registry_;
   std::mutex mu_;  // guards shadows_ and schema_ready_
-  // One install at a time; taken before any shadow's lock (reload holds it, then its own shadow's,
-  // then each other shadow's in turn; a plan holds only its own shadow's and never this).
+  // One install at a time; taken before any shadow's lock. No thread holds two shadow locks at once.
   std::mutex registry_mu_;
   std::map<std::string, std::unique_ptr<Shadow>> shadows_;
   bool schema_ready_ = false;
