@@ -221,7 +221,7 @@ class Conn : public std::enable_shared_from_this<Conn>, public BodyReader {
   void on_read(const boost::system::error_code& ec, size_t n);
   void parse_head();
   void on_head();
-  // Reads the rest of a small body (`length` bytes in all) into buf_, then dispatch().
+  // Reads the rest of a small body (`length` bytes in all) into buf_, then submit()s it.
   void read_body(size_t length);
   // Hands the request to a worker, or answers 503 when none can take it; or, for a request without a
   // body when the router has routes that may answer on the loop, sets run_inline_: the caller then
@@ -686,7 +686,6 @@ void Conn::park() {
 void Conn::finish(bool ok) {
   const bool keep = keep_ && ok;
   res_ = Response();  // the provider (and what it holds: an open object) goes now, on the worker
-  out_.clear();
   std::string().swap(out_);  // an idle connection keeps no send buffer (the next answer makes its own)
   out_sent_ = 0;
   body_len_ = body_sent_ = 0;

@@ -203,6 +203,21 @@ std::string get(const std::string& path, const std::string& extra = "") {
   return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
 }
 
+// A server with one worker and no queue, that worker held at /hold by `busy` until gate.release().
+struct OneWorkerHeld {
+  TestServer s{[] {
+    Config c = test_config();
+    c.workers = 1;
+    c.queue = 0;
+    return c;
+  }()};
+  Client busy{s.port()};
+  OneWorkerHeld() {
+    busy.send(get("/hold"));
+    s.gate.wait_for_waiters(1);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("http server: pipelined requests are answered in order on one connection") {
@@ -426,13 +441,8 @@ TEST_CASE("http server: Expect: 100-continue is answered only when the handler r
 }
 
 TEST_CASE("http server: when every worker is busy and the queue is full, 503 + Retry-After at once") {
-  Config cfg = test_config();
-  cfg.workers = 1;
-  cfg.queue = 0;
-  TestServer s(cfg);
-  Client busy(s.port());
-  busy.send(get("/hold"));
-  s.gate.wait_for_waiters(1);
+  OneWorkerHeld h;
+  TestServer& s = h.s;
   Client other(s.port());
   other.send(get("/echo/a"));
   auto r = other.read();
@@ -440,17 +450,12 @@ TEST_CASE("http server: when every worker is busy and the queue is full, 503 + R
   CHECK(r.has("Retry-After: 1"));
   CHECK(r.body.find("\"code\":\"server_busy\"") != std::string::npos);
   s.gate.release();
-  CHECK(busy.read().status == 200);
+  CHECK(h.busy.read().status == 200);
 }
 
 TEST_CASE("http server: a request a route's probe can answer runs on the loop, even when every worker is busy") {
-  Config cfg = test_config();
-  cfg.workers = 1;
-  cfg.queue = 0;
-  TestServer s(cfg);
-  Client busy(s.port());
-  busy.send(get("/hold"));
-  s.gate.wait_for_waiters(1);
+  OneWorkerHeld held;
+  TestServer& s = held.s;
   Client c(s.port());
   c.send(get("/memo/hot1"));
   auto r = c.read();
@@ -476,7 +481,7 @@ TEST_CASE("http server: a request a route's probe can answer runs on the loop, e
   b.send("GET /memo/hot3 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
   CHECK(b.read().status == 503);
   s.gate.release();
-  CHECK(busy.read().status == 200);
+  CHECK(held.busy.read().status == 200);
 }
 
 TEST_CASE("http server: pipelined answers stay in order, whether the loop or a worker answers each") {
