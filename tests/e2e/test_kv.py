@@ -379,9 +379,10 @@ class KvDurabilityTest(unittest.TestCase):
             proxy.close()
 
 
-@unittest.skipUnless(backend() == "local", "the data dir lock is the local backend's (cloudflare keeps no data there)")
 class DataDirLockTest(unittest.TestCase):
     def test_a_second_proxy_on_the_same_data_dir_refuses_to_start(self):
+        """Local mode: one proxy per data dir (its stores live there). Cloudflare mode, deliberately, does
+        not lock it (docs/operations.md, "Backends"): the stores are Cloudflare's, shared by replicas."""
         first = Proxy()
         second = None
         try:
@@ -390,6 +391,11 @@ class DataDirLockTest(unittest.TestCase):
             ns = unique()
             era_storage.kv.set(ns, "k", "v1")
             self.assertEqual(era_storage.kv.get(ns, "k"), "v1")
+            if backend() == "cloudflare":
+                second = Proxy(data_dir=first.data_dir).start()  # starts; reads what the first wrote
+                status, doc = second.call("GET", f"/api/storage/kv/{ns}/k")
+                self.assertEqual((status, doc.get("value")), (200, "v1"))
+                return
             env = {k: v for k, v in os.environ.items() if not k.startswith("ERA_")}
             r = subprocess.run([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", first.data_dir,
                                 "--backend", "local"], capture_output=True, env=env, timeout=60)
